@@ -1,0 +1,41 @@
+# cb.h build. Targets: all (default), test, demo, bench, chaos, fuzz, model, clean.
+# CC, CFLAGS and BUILD are overridable: make CC=clang CFLAGS='-O3'.
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARN    := -std=c11 -Wall -Wextra -Wpedantic -Werror
+BUILD   ?= build
+PYTHON  := /usr/bin/python3
+NEED    := scripts/need.sh
+LDLIBS  := -lpthread
+
+.PHONY: all test demo clean deps-base
+.DEFAULT_GOAL := all
+
+# Each area adds its programs to ALL, its test steps to TEST_STEPS (run in order) and
+# the Debian packages it needs to TEST_DEPS.
+ALL        :=
+TEST_STEPS :=
+TEST_DEPS  := build-essential clang valgrind
+
+include tests/tests.mk
+-include tests/verify.mk
+-include examples/examples.mk
+-include tools/tools.mk
+-include bench/bench.mk
+-include chaos/chaos.mk
+
+all: $(ALL)
+
+deps-test:
+	@$(NEED) $(TEST_DEPS)
+
+test: deps-test
+	@set -e; for step in $(TEST_STEPS); do \
+	    echo "== $$step"; $(MAKE) --no-print-directory $$step; done
+	@echo "== make test: all steps passed"
+
+$(BUILD):
+	@mkdir -p $@
+
+clean:
+	rm -rf $(BUILD) bench/out chaos/out

@@ -1,0 +1,1983 @@
+/* cb.h - a lock-free circuit breaker for C11, v0.1.0
+
+   Fail fast instead of piling up on timeouts: wrap each call to a flaky dependency in
+   cb_allow()/cb_record() and the breaker opens after the failures you configure, rejects
+   in nanoseconds while open, probes the dependency after a backoff, and closes again.
+
+   HOW TO INCLUDE
+
+       #define CB_IMPLEMENTATION   // in exactly one .c file
+       #include "cb.h"
+
+   Every other file includes "cb.h" alone. The fast path (cb_allow, cb_record) is static
+   inline in the header, so every translation unit gets it; everything else is compiled
+   once, in the CB_IMPLEMENTATION file.
+
+   COMPILE-TIME OPTIONS (define before including)
+
+       CB_IMPLEMENTATION    compile the implementation in this file
+       CB_STATIC            make every function static (no exported symbols); then every
+                            file that uses cb.h must define CB_IMPLEMENTATION
+       CB_MALLOC(sz)        allocator used by cb_new/cb_shm_open handles (default malloc);
+       CB_FREE(p)           define both or neither
+       CB_STRIPES           per-thread counter stripes per breaker (default 64)
+       CB_HISTORY           transitions kept in the history ring (default 32, power of 2)
+       CB_CACHELINE         cache line size used to pad hot fields apart (default 64)
+       CB_YIELD_POINT()     called between each load and the CAS/store that depends on it;
+                            empty by default, tests define it to widen race windows
+       CB_NO_SHM            leave out cb_shm_open/cb_shm_close (no mmap, no file I/O)
+
+   CONTENTS
+
+       1. types and API           (declarations, always compiled)
+       2. state word and fast path (static inline: cb_allow, cb_record)
+       3. implementation          (#ifdef CB_IMPLEMENTATION)
+            config, init, transitions (the state machine), windows, stats, history,
+            export, shared memory
+       4. license
+
+   STATE DIAGRAM
+
+                     rule holds                      period elapsed, first cb_allow
+          +--------+ ------------> +------+ --------------------------------> +-----------+
+          | CLOSED |               | OPEN |                                   | HALF_OPEN |
+          +--------+ <------+      +------+ <-------------------------------- +-----------+
+               ^            |                   probe failed / slow / timed out     |
+               |            +-------------------------------------------------------+
+               |                     half_open_calls probes succeeded
+          cb_set_state / cb_reset: any state -> any state, also FORCED_OPEN (reject all),
+          DISABLED (admit all, record nothing), METRICS_ONLY (admit, record, never trip)
+
+   MEMORY ORDERING (details in docs/design.md)
+
+       - One 64-bit state word holds state, generation, backoff step k and the half-open
+         round (permits taken, probes succeeded). It changes only by compare-and-swap with
+         acq_rel order; exactly one thread wins each transition.
+       - Everything a transition publishes beside the word (the deadline word, the history
+         entry, the opens counter) is written after the winning CAS and tagged with the
+         generation, so readers check the tag instead of trusting order. A reader that
+         finds the deadline of the current generation missing (its writer was descheduled
+         or died) fills it in itself: no process can wedge the breaker.
+       - Cumulative counters live in per-thread stripes: a stripe is claimed once by CAS
+         and then written by its owner alone with relaxed load + store (no RMW); readers
+         sum the stripes. Threads that find no free stripe share one overflow stripe
+         updated with fetch_add.
+       - Windows are tagged with the generation of the CLOSED period they belong to, so a
+         late writer from an earlier period can never corrupt the counts of a later one.
+
+   All breaker state lives in one position-independent block (offsets, never pointers),
+   so the same code serves memory from cb_init, cb_new and a file shared by processes.
+*/
+/* The implementation needs POSIX (clock_gettime, mmap, kill). Defining the feature macro
+   works only before the first system header: include cb.h first in the file that defines
+   CB_IMPLEMENTATION, or build with -D_POSIX_C_SOURCE=200809L (or -std=gnu11). */
+#if defined(CB_IMPLEMENTATION) && !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE) && \
+    !defined(_DEFAULT_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#ifndef CB_H_INCLUDED
+#define CB_H_INCLUDED
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if !defined(__cplusplus) && (!defined(ATOMIC_LLONG_LOCK_FREE) || ATOMIC_LLONG_LOCK_FREE != 2)
+#error "cb.h needs lock-free 64-bit atomics (ATOMIC_LLONG_LOCK_FREE == 2)"
+#endif
+
+#ifdef CB_STATIC
+#define CB_API static
+#else
+#define CB_API extern
+#endif
+
+#if defined(CB_MALLOC) && !defined(CB_FREE)
+#error "cb.h: define CB_FREE together with CB_MALLOC"
+#endif
+#if defined(CB_FREE) && !defined(CB_MALLOC)
+#error "cb.h: define CB_MALLOC together with CB_FREE"
+#endif
+
+#ifndef CB_STRIPES
+#define CB_STRIPES 64
+#endif
+#ifndef CB_HISTORY
+#define CB_HISTORY 32
+#endif
+#ifndef CB_CACHELINE
+#define CB_CACHELINE 64
+#endif
+#ifndef CB_YIELD_POINT
+#define CB_YIELD_POINT() ((void)0)
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------
+   1. Types and API
+   --------------------------------------------------------------------------------- */
+
+typedef enum cb_state {
+    CB_CLOSED, CB_OPEN, CB_HALF_OPEN,   /* automatic states                  */
+    CB_FORCED_OPEN,                     /* manual: reject all, no timed exit */
+    CB_DISABLED,                        /* manual: admit all, record nothing */
+    CB_METRICS_ONLY                     /* manual: admit all, record, never trip */
+} cb_state;
+
+typedef enum cb_outcome { CB_SUCCESS, CB_FAILURE, CB_IGNORED } cb_outcome;
+
+/* Errors: one X-macro list gives the enum and the messages. */
+#define CB__ERRORS(X)                                              \
+    X(CB_OK, "ok")                                                 \
+    X(CB_EINVAL, "invalid argument or configuration")              \
+    X(CB_ENOMEM, "out of memory")                                  \
+    X(CB_EMISMATCH, "shared breaker has another layout or config") \
+    X(CB_ECORRUPT, "shared breaker file is truncated or damaged")  \
+    X(CB_EIO, "input/output error")
+#define CB__ENUM_ITEM(id, msg) id,
+typedef enum cb_err { CB__ERRORS(CB__ENUM_ITEM) CB__ERR_COUNT } cb_err;
+#undef CB__ENUM_ITEM
+
+typedef enum cb_reason {
+    CB_REASON_CONSECUTIVE_FAILURES, CB_REASON_FAILURE_RATE, CB_REASON_FAILURE_COUNT,
+    CB_REASON_SLOW_CALL_RATE, CB_REASON_OPEN_ELAPSED, CB_REASON_PROBE_FAILED,
+    CB_REASON_PROBE_TIMEOUT, CB_REASON_PROBES_SUCCEEDED, CB_REASON_MANUAL
+} cb_reason;
+
+typedef struct cb_event {          /* one state transition */
+    const char *name;
+    cb_state from, to;
+    cb_reason reason;
+    uint64_t generation;           /* generation entered by this transition */
+    uint64_t at_ns;                /* breaker clock */
+    uint64_t open_ms;              /* when to == CB_OPEN: the open period chosen */
+} cb_event;
+
+typedef struct cb_config {         /* all-zero is valid: every zero field takes its default */
+    const char *name;              /* default "breaker"; 1..63 printable ASCII bytes, copied */
+    /* trip rules; zero = off; with every rule off, consecutive_failures = 5 */
+    uint32_t consecutive_failures; /* open at the Nth failure in a row */
+    uint32_t window_calls;         /* count window: the last N recorded calls, N <= 2^20 */
+    uint32_t window_ms;            /* time window: the last T ms ...                     */
+    uint32_t window_buckets;       /* ... in this many buckets (default min(10, T), <= 1024) */
+    uint32_t minimum_calls;        /* rate rules need this many calls in the window      */
+    double   failure_rate;         /* (0,1]: open when failures/calls >= this            */
+    uint32_t failures_in_window;   /* open when failures in the window >= N              */
+    uint32_t slow_call_ms;         /* a call that lasts >= this is slow                  */
+    double   slow_call_rate;       /* (0,1]: open when slow/calls >= this                */
+    uint32_t max_concurrent;       /* admit at most N calls in flight (0 = no limit)     */
+    /* recovery */
+    uint32_t open_ms;              /* first open period (default 60000)                  */
+    double   backoff;              /* >= 1: each re-open multiplies the period (default 1) */
+    uint32_t max_open_ms;          /* cap of the period, >= open_ms (default 10 * open_ms) */
+    double   jitter;               /* [0,1): period scaled by a factor in [1-jitter, 1]  */
+    uint32_t half_open_calls;      /* probe permits; all must succeed to close (default 1, <= 255) */
+    uint32_t probe_timeout_ms;     /* half-open round unresolved this long -> OPEN (default 60000) */
+    uint64_t seed;                 /* jitter seed (default: from the name)               */
+    /* observation; hooks are per process, never stored in shared memory */
+    void (*on_event)(const cb_event *ev, void *user);
+    void *user;
+    uint64_t (*clock_ns)(void *clock_user);   /* default CLOCK_MONOTONIC */
+    void *clock_user;
+} cb_config;
+
+typedef struct cb_breaker cb_breaker;
+
+/* Filled by cb_allow, passed by value or pointer to cb_record. Opaque: do not touch. */
+typedef struct cb_ticket {
+    uint64_t cb__start_ns;   /* breaker clock at admission, when slow calls are measured */
+    uint32_t cb__gen;        /* generation the call was admitted in */
+    uint32_t cb__flags;      /* CB__T_* below */
+} cb_ticket;
+
+typedef struct cb_stats {
+    cb_state state; uint64_t generation;
+    uint64_t admitted, rejected, successes, failures, ignored, slow, stale, opens; /* cumulative */
+    uint32_t consecutive_failures;
+    uint32_t window_calls, window_failures, window_slow;  /* what the window holds now */
+    uint32_t in_flight;
+    uint64_t state_since_ns, last_failure_ns, open_until_ns;
+} cb_stats;
+
+CB_API const char *cb_strerror(cb_err e);
+CB_API const char *cb_state_name(cb_state s);     /* "closed", "open", "half_open", ... */
+CB_API const char *cb_reason_name(cb_reason r);   /* "consecutive_failures", ...        */
+CB_API const char *cb_outcome_name(cb_outcome o); /* "success", "failure", "ignored"    */
+/* Parse the lower-case names above (also with '-' for '_'); false if unknown. */
+CB_API bool cb_state_parse(const char *s, cb_state *out);
+
+/* Config: check, resolve (defaults filled in, as the breaker will use it), size. */
+CB_API cb_err cb_config_check(const cb_config *cfg, char *msg, size_t msg_len);
+CB_API cb_err cb_config_resolve(const cb_config *cfg, cb_config *out, char *msg, size_t msg_len);
+CB_API size_t cb_size(const cb_config *cfg);                 /* bytes cb_init needs; 0 if invalid */
+
+CB_API cb_err      cb_init(void *mem, size_t len, const cb_config *cfg, cb_breaker **out);
+CB_API cb_breaker *cb_new(const cb_config *cfg, cb_err *err);
+CB_API void        cb_free(cb_breaker *b);      /* for cb_new breakers; no-op on NULL */
+CB_API void        cb_config_get(const cb_breaker *b, cb_config *out); /* resolved config */
+CB_API const char *cb_name(const cb_breaker *b);
+
+/* The call protocol: cb_allow, then exactly one cb_record per admitted call. */
+static inline bool cb_allow(cb_breaker *b, cb_ticket *t);
+static inline bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o);
+
+/* Decorator: run fn(arg) if admitted; fn returning 0 is a success, anything else a failure.
+   Returns true if fn ran (its return value in *rc when rc is not NULL), false if rejected. */
+CB_API bool cb_call(cb_breaker *b, int (*fn)(void *arg), void *arg, int *rc);
+
+CB_API cb_state cb_get_state(const cb_breaker *b);         /* stored state; no transition */
+CB_API cb_err   cb_set_state(cb_breaker *b, cb_state s);   /* manual transition, reason MANUAL */
+CB_API void     cb_reset(cb_breaker *b);                   /* CLOSED, window and backoff cleared */
+CB_API uint64_t cb_retry_after_ms(const cb_breaker *b);    /* OPEN: ms left; else 0 */
+
+CB_API void   cb_stats_get(const cb_breaker *b, cb_stats *s);
+CB_API size_t cb_history(const cb_breaker *b, cb_event *out, size_t max); /* oldest first */
+
+/* snprintf semantics: return the full length, write at most cap bytes, always terminate. */
+CB_API int cb_format_json(const cb_breaker *b, char *buf, size_t cap);
+CB_API int cb_format_prometheus(cb_breaker *const *bs, size_t n, char *buf, size_t cap);
+
+/* A breaker in a file mapped MAP_SHARED: every process that opens the path shares it. */
+CB_API cb_breaker *cb_shm_open(const char *path, const cb_config *cfg, cb_err *err);
+CB_API void        cb_shm_close(cb_breaker *b);
+
+/* Give back this thread's counter stripe of b (thread pools that retire threads while
+   the breaker lives on). Optional: stripes of exited threads are reused automatically. */
+CB_API void cb_thread_release(cb_breaker *b);
+
+#ifdef __cplusplus
+}
+#endif
+
+/* ---------------------------------------------------------------------------------
+   2. State word and fast path
+   --------------------------------------------------------------------------------- */
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CB__LIKELY(x) __builtin_expect(!!(x), 1)
+#define CB__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define CB__LIKELY(x) (x)
+#define CB__UNLIKELY(x) (x)
+#endif
+
+/* The state word: | generation:32 | succeeded:8 | taken:8 | k:13 | state:3 |
+   generation: adds 1 at every transition, wraps modulo 2^32 (a ticket is confused only
+   if exactly a multiple of 2^32 transitions pass while its call is in flight);
+   k: consecutive opens, picks the backoff step, saturates at 8191;
+   taken/succeeded: the half-open round's permits taken and probes that succeeded. */
+#define CB__K_MAX 8191u
+#define CB__PROBES_MAX 255u
+static inline cb_state cb__w_state(uint64_t w) { return (cb_state)(w & 7u); }
+static inline uint32_t cb__w_k(uint64_t w) { return (uint32_t)(w >> 3) & CB__K_MAX; }
+static inline uint32_t cb__w_taken(uint64_t w) { return (uint32_t)(w >> 16) & 0xffu; }
+static inline uint32_t cb__w_succeeded(uint64_t w) { return (uint32_t)(w >> 24) & 0xffu; }
+static inline uint32_t cb__w_gen(uint64_t w) { return (uint32_t)(w >> 32); }
+static inline uint64_t cb__w_make(cb_state s, uint32_t k, uint32_t taken, uint32_t succeeded,
+                                  uint32_t gen)
+{
+    return (uint64_t)s | (uint64_t)k << 3 | (uint64_t)taken << 16 |
+           (uint64_t)succeeded << 24 | (uint64_t)gen << 32;
+}
+
+/* Cumulative counters, one set per stripe. */
+enum { CB__N_ADMITTED, CB__N_REJECTED, CB__N_SUCCESSES, CB__N_FAILURES, CB__N_IGNORED,
+       CB__N_SLOW, CB__N_STALE,
+       CB__N_UNCOUNTED,   /* records of DISABLED calls: only to tell calls in flight */
+       CB__N_COUNT };
+
+/* One cache line: the owner token and the counters it alone writes. */
+typedef struct cb__stripe {
+    _Alignas(CB_CACHELINE) _Atomic uint64_t owner;  /* 0: free; else pid << 32 | thread token */
+    _Atomic uint64_t n[CB__N_COUNT];
+} cb__stripe;
+
+/* Ticket flags. */
+enum { CB__T_ADMITTED = 1, CB__T_BULKHEAD = 2, CB__T_DISABLED = 4, CB__T_STAMPED = 8 };
+
+/* What the fast path must leave to the slow path (cb_breaker.cb__fast). */
+enum { CB__F_SLOW = 1, CB__F_BULKHEAD = 2, CB__F_WINDOW = 4 };
+
+typedef struct cb__shared cb__shared;   /* the position-independent block (section 3) */
+
+/* The handle: per-process things beside a pointer to the shared block. */
+struct cb_breaker {
+    cb__shared *cb__sh;
+    _Atomic uint64_t *cb__word;         /* &cb__sh->word, for the fast path */
+    _Atomic uint64_t *cb__consec;       /* &cb__sh->consec                   */
+    uint64_t cb__id;                    /* unique per handle in this process: keys the thread's stripe cache */
+    uint32_t cb__fast;                  /* CB__F_* */
+    uint32_t cb__kind;                  /* how the handle was made: init, new, shm */
+    void (*cb__on_event)(const cb_event *ev, void *user);
+    void *cb__user;
+    uint64_t (*cb__clock_ns)(void *clock_user);
+    void *cb__clock_user;
+    void *cb__mem;                      /* cb_new: the allocation; shm: the mapping */
+    size_t cb__map_len;
+};
+
+/* Each thread caches, per breaker handle, the stripe it writes its counters to. */
+#define CB__TLS_WAYS 64u
+typedef struct cb__tls_entry {
+    uint64_t key;                       /* cb_breaker.cb__id, 0 = empty */
+    cb__stripe *stripe;
+    uint64_t exclusive;                 /* 1: owned by this thread; 0: the shared overflow stripe */
+} cb__tls_entry;
+
+#ifdef CB_STATIC
+static _Thread_local cb__tls_entry cb__tls[CB__TLS_WAYS];
+#else
+extern _Thread_local cb__tls_entry cb__tls[CB__TLS_WAYS];
+#endif
+CB_API cb__tls_entry *cb__tls_fill(cb_breaker *b, cb__tls_entry *e);
+CB_API bool cb__allow_slow(cb_breaker *b, cb_ticket *t, uint64_t w);
+CB_API bool cb__record_slow(cb_breaker *b, const cb_ticket *t, cb_outcome o);
+
+static inline void cb__count(cb_breaker *b, unsigned i)
+{
+    cb__tls_entry *e = &cb__tls[b->cb__id & (CB__TLS_WAYS - 1)];
+    if (CB__UNLIKELY(e->key != b->cb__id))
+        e = cb__tls_fill(b, e);
+    _Atomic uint64_t *c = &e->stripe->n[i];
+    if (CB__LIKELY(e->exclusive))
+        /* relaxed load + store: this thread owns the stripe (won its CAS in cb__tls_fill),
+           so no other writer exists; readers only sum, so no order is needed */
+        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    else
+        /* relaxed RMW: the overflow stripe is shared; the sum needs atomicity, not order */
+        atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+static inline bool cb_allow(cb_breaker *b, cb_ticket *t)
+{
+    /* acquire: pairs with the acq_rel transition CAS, so a call admitted in generation g
+       sees everything the thread that made g wrote before its CAS */
+    uint64_t w = atomic_load_explicit(b->cb__word, memory_order_acquire);
+    if (CB__LIKELY(cb__w_state(w) == CB_CLOSED &&
+                   !(b->cb__fast & (CB__F_SLOW | CB__F_BULKHEAD)))) {
+        cb__count(b, CB__N_ADMITTED);
+        t->cb__gen = cb__w_gen(w);
+        t->cb__flags = CB__T_ADMITTED;
+        t->cb__start_ns = 0;
+        return true;
+    }
+    return cb__allow_slow(b, t, w);
+}
+
+static inline bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
+{
+    if (CB__LIKELY(o == CB_SUCCESS && t->cb__flags == CB__T_ADMITTED && !b->cb__fast)) {
+        /* acquire: as in cb_allow; the generation check below is the staleness test */
+        uint64_t w = atomic_load_explicit(b->cb__word, memory_order_acquire);
+        /* relaxed: a success only needs to know whether a failure run must be cut; the
+           slow path re-reads it under CAS when it must */
+        uint64_t run = atomic_load_explicit(b->cb__consec, memory_order_relaxed);
+        if (CB__LIKELY(cb__w_state(w) == CB_CLOSED && cb__w_gen(w) == t->cb__gen &&
+                       (uint32_t)run == 0)) {
+            cb__count(b, CB__N_SUCCESSES);
+            return true;
+        }
+    }
+    return cb__record_slow(b, t, o);
+}
+
+#endif /* CB_H_INCLUDED */
+
+/* ---------------------------------------------------------------------------------
+   3. Implementation
+   --------------------------------------------------------------------------------- */
+#if defined(CB_IMPLEMENTATION) && !defined(CB_IMPLEMENTATION_DONE)
+#define CB_IMPLEMENTATION_DONE
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#if !defined(CLOCK_MONOTONIC)
+#error "cb.h: CB_IMPLEMENTATION needs POSIX: include cb.h before other headers in this file, or build with -D_POSIX_C_SOURCE=200809L"
+#endif
+#ifndef CB_NO_SHM
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#endif
+
+#ifndef CB_MALLOC
+#define CB_MALLOC(sz) malloc(sz)
+#define CB_FREE(p) free(p)
+#endif
+
+#if CB_HISTORY < 16 || (CB_HISTORY & (CB_HISTORY - 1)) != 0
+#error "CB_HISTORY must be a power of two >= 16"
+#endif
+
+#define CB__MAGIC 0x3168726b61657262ull   /* "breakrh1" */
+#define CB__VERSION 1u
+#define CB__WINDOW_MAX (1u << 20)
+#define CB__BUCKETS_MAX 1024u
+#define CB__NAME_MAX 63u
+#define CB__MS 1000000ull
+
+_Thread_local cb__tls_entry cb__tls[CB__TLS_WAYS];
+
+/* The resolved config as the shared block keeps it: plain values, no pointers. */
+typedef struct cb__cfg {
+    char name[CB__NAME_MAX + 1];
+    uint32_t consecutive_failures, window_calls, window_ms, window_buckets, minimum_calls;
+    uint32_t failures_in_window, slow_call_ms, max_concurrent, open_ms, max_open_ms;
+    uint32_t half_open_calls, probe_timeout_ms;
+    double failure_rate, slow_call_rate, backoff, jitter;
+    uint64_t seed;
+} cb__cfg;
+
+/* One transition, written by the thread that won it. seq: 0 never written;
+   gen << 2 | 1 while being written; gen << 2 | 2 once complete. */
+typedef struct cb__hist {
+    _Alignas(CB_CACHELINE) _Atomic uint64_t seq;
+    _Atomic uint64_t what;              /* from | to << 8 | reason << 16 */
+    _Atomic uint64_t at_ns;
+    _Atomic uint64_t open_ms;
+} cb__hist;
+
+/* Time-window bucket: each word is epoch:32 | count:32, aged out by its epoch tag. */
+typedef struct cb__bucket {
+    _Atomic uint64_t calls, failures, slow;
+} cb__bucket;
+
+/* The whole breaker state: one position-independent block (offsets, never pointers),
+   so it can live in caller memory, the heap or a file mapped by several processes. */
+struct cb__shared {
+    /* static part: written once before the block is published, then read-only */
+    uint64_t magic;
+    uint32_t version, header_size;      /* header_size: sizeof(cb__shared) */
+    uint64_t total_size;                /* header + window storage */
+    uint64_t fingerprint;               /* hash of the resolved config */
+    uint64_t checksum;                  /* hash of every static field above and cfg */
+    uint64_t window_off;                /* offset of the window storage from the block */
+    uint64_t bucket_ns;                 /* time window: ns per bucket */
+    cb__cfg cfg;
+    _Atomic uint64_t ready;             /* shm: set last, with release order */
+    _Atomic uint64_t created_ns;
+    /* transition state: read by every call, written on transitions only */
+    _Alignas(CB_CACHELINE) _Atomic uint64_t word;
+    _Atomic uint64_t deadline;          /* gen:16 | ms:48, see cb__publish_time() */
+    _Atomic uint64_t opens;
+    /* failure path */
+    _Alignas(CB_CACHELINE) _Atomic uint64_t consec;       /* gen:32 | run:32 */
+    _Atomic uint64_t last_failure_ns;
+    /* windows */
+    _Alignas(CB_CACHELINE) _Atomic uint64_t win_head;     /* count window: next position */
+    _Atomic uint64_t win_calls;         /* count window: gen:32 | calls:32 */
+    _Atomic uint64_t win_bad;           /* count window: gen:22 | failures:21 | slow:21 */
+    _Atomic uint64_t win_epoch;         /* time window: newest bucket epoch seen */
+    /* bulkhead */
+    _Alignas(CB_CACHELINE) _Atomic uint64_t in_flight;
+    cb__hist hist[CB_HISTORY];
+    cb__stripe stripes[CB_STRIPES + 1]; /* the last one is the shared overflow stripe */
+};
+
+enum { CB__KIND_INIT, CB__KIND_NEW, CB__KIND_SHM };
+
+/* ---- names and errors ---------------------------------------------------------- */
+
+CB_API const char *cb_strerror(cb_err e)
+{
+#define CB__MSG_ITEM(id, msg) msg,
+    static const char *const msgs[] = { CB__ERRORS(CB__MSG_ITEM) };
+#undef CB__MSG_ITEM
+    return (unsigned)e < CB__ERR_COUNT ? msgs[e] : "unknown error";
+}
+
+static const char *const cb__state_names[] = { "closed", "open", "half_open", "forced_open",
+                                               "disabled", "metrics_only" };
+static const char *const cb__reason_names[] = {
+    "consecutive_failures", "failure_rate", "failure_count", "slow_call_rate",
+    "open_elapsed", "probe_failed", "probe_timeout", "probes_succeeded", "manual" };
+
+CB_API const char *cb_state_name(cb_state s)
+{
+    return (unsigned)s < 6 ? cb__state_names[s] : "unknown";
+}
+
+CB_API const char *cb_reason_name(cb_reason r)
+{
+    return (unsigned)r < 9 ? cb__reason_names[r] : "unknown";
+}
+
+CB_API const char *cb_outcome_name(cb_outcome o)
+{
+    static const char *const names[] = { "success", "failure", "ignored" };
+    return (unsigned)o < 3 ? names[o] : "unknown";
+}
+
+CB_API bool cb_state_parse(const char *s, cb_state *out)
+{
+    for (unsigned i = 0; s && i < 6; i++) {
+        const char *n = cb__state_names[i];
+        size_t j = 0;
+        while (n[j] && (s[j] == n[j] || (n[j] == '_' && s[j] == '-')))
+            j++;
+        if (!n[j] && !s[j]) {
+            *out = (cb_state)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- small helpers --------------------------------------------------------------- */
+
+static uint64_t cb__fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *c = (const unsigned char *)p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ c[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static uint64_t cb__splitmix(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static size_t cb__round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+
+static uint64_t cb__mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t cb__now(const cb_breaker *b)
+{
+    return b->cb__clock_ns ? b->cb__clock_ns(b->cb__clock_user) : cb__mono_ns();
+}
+
+/* ---- config ---------------------------------------------------------------------- */
+
+#define cb__def(v, dflt) ((v) ? (v) : (dflt))
+
+static cb_err cb__bad(char *msg, size_t len, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+static cb_err cb__bad(char *msg, size_t len, const char *fmt, ...)
+{
+    if (msg && len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, len, fmt, ap);
+        va_end(ap);
+    }
+    return CB_EINVAL;
+}
+
+static bool cb__rate_ok(double r) { return r == 0 || (r > 0 && r <= 1); } /* false for NaN */
+
+/* The one place where defaults are chosen and every field is checked. */
+static cb_err cb__resolve(const cb_config *in, cb_config *out, char *msg, size_t len)
+{
+    static const cb_config zero;
+    cb_config c = in ? *in : zero;
+    if (msg && len)
+        msg[0] = 0;
+
+    c.name = cb__def(c.name, "breaker");
+    size_t nl = strnlen(c.name, CB__NAME_MAX + 1);
+    if (nl == 0 || nl > CB__NAME_MAX)
+        return cb__bad(msg, len, "cb_config.name: length %s: must be 1..%u bytes",
+                       nl ? "> 63" : "0", CB__NAME_MAX);
+    for (size_t i = 0; i < nl; i++)
+        if (c.name[i] < 0x20 || c.name[i] > 0x7e)
+            return cb__bad(msg, len, "cb_config.name: byte %zu is 0x%02x: must be printable ASCII",
+                           i, (unsigned char)c.name[i]);
+
+    if (!cb__rate_ok(c.failure_rate))
+        return cb__bad(msg, len, "cb_config.failure_rate = %g: must be in (0, 1] (0 = off)", c.failure_rate);
+    if (!cb__rate_ok(c.slow_call_rate))
+        return cb__bad(msg, len, "cb_config.slow_call_rate = %g: must be in (0, 1] (0 = off)", c.slow_call_rate);
+    if (c.slow_call_rate > 0 && !c.slow_call_ms)
+        return cb__bad(msg, len, "cb_config.slow_call_rate = %g: needs slow_call_ms", c.slow_call_rate);
+    if (!(c.jitter >= 0 && c.jitter < 1))
+        return cb__bad(msg, len, "cb_config.jitter = %g: must be in [0, 1)", c.jitter);
+    if (!(c.backoff == 0 || c.backoff >= 1) || c.backoff > 1e6)
+        return cb__bad(msg, len, "cb_config.backoff = %g: must be >= 1 and <= 1e6 (0 = default 1)", c.backoff);
+    if (c.window_calls && c.window_ms)
+        return cb__bad(msg, len, "cb_config.window_calls = %u and window_ms = %u: set one window, not both",
+                       c.window_calls, c.window_ms);
+    if (c.window_calls > CB__WINDOW_MAX)
+        return cb__bad(msg, len, "cb_config.window_calls = %u: must be <= %u", c.window_calls, CB__WINDOW_MAX);
+    if (c.window_buckets && !c.window_ms)
+        return cb__bad(msg, len, "cb_config.window_buckets = %u: needs window_ms", c.window_buckets);
+    if (c.window_buckets > CB__BUCKETS_MAX)
+        return cb__bad(msg, len, "cb_config.window_buckets = %u: must be <= %u", c.window_buckets, CB__BUCKETS_MAX);
+    if (c.half_open_calls > CB__PROBES_MAX)
+        return cb__bad(msg, len, "cb_config.half_open_calls = %u: must be <= %u", c.half_open_calls, CB__PROBES_MAX);
+
+    bool window_rule = c.failure_rate > 0 || c.failures_in_window || c.slow_call_rate > 0;
+    if (!c.consecutive_failures && !window_rule)
+        c.consecutive_failures = 5;
+    if (window_rule && !c.window_calls && !c.window_ms)
+        c.window_calls = 100;
+    if (c.window_ms) {
+        c.window_buckets = cb__def(c.window_buckets, c.window_ms < 10 ? c.window_ms : 10);
+        if (c.window_ms < c.window_buckets)
+            return cb__bad(msg, len, "cb_config.window_ms = %u: must be >= window_buckets (%u), a bucket spans >= 1 ms",
+                           c.window_ms, c.window_buckets);
+    }
+    if (c.window_calls && c.minimum_calls > c.window_calls)
+        return cb__bad(msg, len, "cb_config.minimum_calls = %u: larger than window_calls = %u",
+                       c.minimum_calls, c.window_calls);
+    if (!c.minimum_calls)
+        c.minimum_calls = c.window_calls && c.window_calls < 10 ? c.window_calls : 10;
+    if (c.failures_in_window && c.window_calls && c.failures_in_window > c.window_calls)
+        return cb__bad(msg, len, "cb_config.failures_in_window = %u: larger than window_calls = %u",
+                       c.failures_in_window, c.window_calls);
+
+    c.open_ms = cb__def(c.open_ms, 60000);
+    c.backoff = cb__def(c.backoff, 1.0);
+    if (!c.max_open_ms)
+        c.max_open_ms = c.open_ms > UINT32_MAX / 10 ? UINT32_MAX : c.open_ms * 10;
+    if (c.max_open_ms < c.open_ms)
+        return cb__bad(msg, len, "cb_config.max_open_ms = %u: must be >= open_ms = %u", c.max_open_ms, c.open_ms);
+    c.half_open_calls = cb__def(c.half_open_calls, 1);
+    c.probe_timeout_ms = cb__def(c.probe_timeout_ms, 60000);
+    if (!c.seed)
+        c.seed = cb__fnv(0xcbf29ce484222325ull, c.name, nl);
+    *out = c;
+    return CB_OK;
+}
+
+CB_API cb_err cb_config_check(const cb_config *cfg, char *msg, size_t msg_len)
+{
+    cb_config out;
+    return cb__resolve(cfg, &out, msg, msg_len);
+}
+
+CB_API cb_err cb_config_resolve(const cb_config *cfg, cb_config *out, char *msg, size_t msg_len)
+{
+    cb_config tmp;
+    cb_err e = cb__resolve(cfg, &tmp, msg, msg_len);
+    if (e == CB_OK && out)
+        *out = tmp;
+    return e;
+}
+
+static void cb__cfg_store(cb__cfg *d, const cb_config *c)
+{
+    memset(d, 0, sizeof *d);
+    memcpy(d->name, c->name, strlen(c->name));
+    d->consecutive_failures = c->consecutive_failures;
+    d->window_calls = c->window_calls;
+    d->window_ms = c->window_ms;
+    d->window_buckets = c->window_buckets;
+    d->minimum_calls = c->minimum_calls;
+    d->failures_in_window = c->failures_in_window;
+    d->slow_call_ms = c->slow_call_ms;
+    d->max_concurrent = c->max_concurrent;
+    d->open_ms = c->open_ms;
+    d->max_open_ms = c->max_open_ms;
+    d->half_open_calls = c->half_open_calls;
+    d->probe_timeout_ms = c->probe_timeout_ms;
+    d->failure_rate = c->failure_rate;
+    d->slow_call_rate = c->slow_call_rate;
+    d->backoff = c->backoff;
+    d->jitter = c->jitter;
+    d->seed = c->seed;
+}
+
+CB_API void cb_config_get(const cb_breaker *b, cb_config *out)
+{
+    const cb__cfg *d = &b->cb__sh->cfg;
+    memset(out, 0, sizeof *out);
+    out->name = d->name;
+    out->consecutive_failures = d->consecutive_failures;
+    out->window_calls = d->window_calls;
+    out->window_ms = d->window_ms;
+    out->window_buckets = d->window_buckets;
+    out->minimum_calls = d->minimum_calls;
+    out->failures_in_window = d->failures_in_window;
+    out->slow_call_ms = d->slow_call_ms;
+    out->max_concurrent = d->max_concurrent;
+    out->open_ms = d->open_ms;
+    out->max_open_ms = d->max_open_ms;
+    out->half_open_calls = d->half_open_calls;
+    out->probe_timeout_ms = d->probe_timeout_ms;
+    out->failure_rate = d->failure_rate;
+    out->slow_call_rate = d->slow_call_rate;
+    out->backoff = d->backoff;
+    out->jitter = d->jitter;
+    out->seed = d->seed;
+    out->on_event = b->cb__on_event;
+    out->user = b->cb__user;
+    out->clock_ns = b->cb__clock_ns;
+    out->clock_user = b->cb__clock_user;
+}
+
+CB_API const char *cb_name(const cb_breaker *b) { return b->cb__sh->cfg.name; }
+
+/* ---- layout and init ------------------------------------------------------------- */
+
+static size_t cb__window_bytes(const cb_config *c)
+{
+    if (c->window_calls)
+        return (size_t)c->window_calls * sizeof(_Atomic uint32_t);
+    if (c->window_ms)
+        return (size_t)c->window_buckets * sizeof(cb__bucket);
+    return 0;
+}
+
+static size_t cb__block_size(const cb_config *c)
+{
+    return sizeof(cb__shared) + cb__round_up(cb__window_bytes(c), CB_CACHELINE);
+}
+
+static size_t cb__handle_size(void) { return cb__round_up(sizeof(cb_breaker), CB_CACHELINE); }
+
+CB_API size_t cb_size(const cb_config *cfg)
+{
+    cb_config c;
+    if (cb__resolve(cfg, &c, NULL, 0) != CB_OK)
+        return 0;
+    return CB_CACHELINE - 1 + cb__handle_size() + cb__block_size(&c);
+}
+
+static _Atomic(uint32_t) *cb__ring(const cb__shared *sh)
+{
+    return (_Atomic(uint32_t) *)((char *)(uintptr_t)sh + sh->window_off);
+}
+
+static cb__bucket *cb__buckets(const cb__shared *sh)
+{
+    return (cb__bucket *)((char *)(uintptr_t)sh + sh->window_off);
+}
+
+static uint64_t cb__static_hash(const cb__shared *sh)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    h = cb__fnv(h, &sh->magic, sizeof sh->magic);
+    h = cb__fnv(h, &sh->version, sizeof sh->version);
+    h = cb__fnv(h, &sh->header_size, sizeof sh->header_size);
+    h = cb__fnv(h, &sh->total_size, sizeof sh->total_size);
+    h = cb__fnv(h, &sh->fingerprint, sizeof sh->fingerprint);
+    h = cb__fnv(h, &sh->window_off, sizeof sh->window_off);
+    h = cb__fnv(h, &sh->bucket_ns, sizeof sh->bucket_ns);
+    return cb__fnv(h, &sh->cfg, sizeof sh->cfg);
+}
+
+/* Lay out and initialise a block for the resolved config c (memory already zeroed). */
+static void cb__block_init(cb__shared *sh, const cb_config *c, uint64_t now)
+{
+    sh->magic = CB__MAGIC;
+    sh->version = CB__VERSION;
+    sh->header_size = (uint32_t)sizeof(cb__shared);
+    sh->total_size = cb__block_size(c);
+    cb__cfg_store(&sh->cfg, c);
+    sh->fingerprint = cb__fnv(0xcbf29ce484222325ull, &sh->cfg, sizeof sh->cfg);
+    sh->window_off = sizeof(cb__shared);
+    sh->bucket_ns = c->window_ms ? (uint64_t)c->window_ms * CB__MS / c->window_buckets : 0;
+    sh->checksum = cb__static_hash(sh);
+    /* relaxed: the block is not yet visible to other threads; publication (the caller
+       returning the handle, or the release store of ready) orders these */
+    atomic_store_explicit(&sh->created_ns, now, memory_order_relaxed);
+    atomic_store_explicit(&sh->word, cb__w_make(CB_CLOSED, 0, 0, 0, 0), memory_order_relaxed);
+}
+
+static void cb__handle_init(cb_breaker *b, cb__shared *sh, const cb_config *c, uint32_t kind)
+{
+    static _Atomic uint64_t next_id = 1;
+    memset(b, 0, sizeof *b);
+    b->cb__sh = sh;
+    b->cb__word = &sh->word;
+    b->cb__consec = &sh->consec;
+    /* relaxed: only uniqueness matters */
+    b->cb__id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
+    b->cb__fast = (sh->cfg.slow_call_ms ? CB__F_SLOW : 0) |
+                  (sh->cfg.max_concurrent ? CB__F_BULKHEAD : 0) |
+                  (sh->cfg.window_calls || sh->cfg.window_ms ? CB__F_WINDOW : 0);
+    b->cb__kind = kind;
+    b->cb__on_event = c->on_event;
+    b->cb__user = c->user;
+    b->cb__clock_ns = c->clock_ns;
+    b->cb__clock_user = c->clock_user;
+}
+
+CB_API cb_err cb_init(void *mem, size_t len, const cb_config *cfg, cb_breaker **out)
+{
+    cb_config c;
+    cb_err e = cb__resolve(cfg, &c, NULL, 0);
+    if (e != CB_OK)
+        return e;
+    if (!mem || !out || len < cb_size(&c))
+        return CB_EINVAL;
+    char *base = (char *)mem + ((CB_CACHELINE - (uintptr_t)mem % CB_CACHELINE) % CB_CACHELINE);
+    cb_breaker *b = (cb_breaker *)base;
+    cb__shared *sh = (cb__shared *)(base + cb__handle_size());
+    memset(sh, 0, cb__block_size(&c));
+    cb__block_init(sh, &c, c.clock_ns ? c.clock_ns(c.clock_user) : cb__mono_ns());
+    cb__handle_init(b, sh, &c, CB__KIND_INIT);
+    atomic_store_explicit(&sh->ready, 1, memory_order_release);
+    *out = b;
+    return CB_OK;
+}
+
+CB_API cb_breaker *cb_new(const cb_config *cfg, cb_err *err)
+{
+    cb_err e = cb_config_check(cfg, NULL, 0);
+    cb_breaker *b = NULL;
+    if (e == CB_OK) {
+        size_t n = cb_size(cfg);
+        void *mem = CB_MALLOC(n);
+        if (!mem)
+            e = CB_ENOMEM;
+        else if ((e = cb_init(mem, n, cfg, &b)) != CB_OK)
+            CB_FREE(mem);
+        else {
+            b->cb__kind = CB__KIND_NEW;
+            b->cb__mem = mem;
+        }
+    }
+    if (err)
+        *err = e;
+    return b;
+}
+
+CB_API void cb_free(cb_breaker *b)
+{
+    if (!b)
+        return;
+    if (b->cb__kind == CB__KIND_NEW)
+        CB_FREE(b->cb__mem);
+    else if (b->cb__kind == CB__KIND_SHM)
+        cb_shm_close(b);
+}
+
+/* ---- counter stripes ------------------------------------------------------------- */
+
+/* A thread's token: pid << 32 | id. Ids of exited threads are recycled, so a new thread
+   inherits (and continues) the stripes of a dead one instead of leaking them. */
+#define CB__TOKEN_POOL 4096u
+static _Atomic uint64_t cb__token_used[CB__TOKEN_POOL / 64];
+static _Atomic uint32_t cb__token_next = CB__TOKEN_POOL;
+static _Thread_local uint64_t cb__token;
+static pthread_once_t cb__once = PTHREAD_ONCE_INIT;
+static pthread_key_t cb__token_key;
+
+static void cb__token_exit(void *p)
+{
+    uint32_t id = (uint32_t)(uintptr_t)p - 1;
+    if (id < CB__TOKEN_POOL)
+        /* release: pairs with the acquire CAS in cb__thread_token(); the next owner of
+           this id sees every counter this thread wrote */
+        atomic_fetch_and_explicit(&cb__token_used[id / 64], ~(1ull << (id % 64)),
+                                  memory_order_release);
+}
+
+static void cb__after_fork_child(void)
+{
+    /* the child is a new process with one thread: its pid differs, so it needs a new
+       token, and every cached stripe belongs to the parent's thread */
+    cb__token = 0;
+    memset(cb__tls, 0, sizeof cb__tls);
+    for (unsigned i = 0; i < CB__TOKEN_POOL / 64; i++)
+        atomic_store_explicit(&cb__token_used[i], 0, memory_order_relaxed);
+}
+
+static void cb__once_init(void)
+{
+    pthread_key_create(&cb__token_key, cb__token_exit);
+    pthread_atfork(NULL, NULL, cb__after_fork_child);
+}
+
+static uint64_t cb__thread_token(void)
+{
+    if (cb__token)
+        return cb__token;
+    pthread_once(&cb__once, cb__once_init);
+    uint32_t id = UINT32_MAX;
+    for (unsigned i = 0; i < CB__TOKEN_POOL / 64 && id == UINT32_MAX; i++) {
+        uint64_t used = atomic_load_explicit(&cb__token_used[i], memory_order_relaxed);
+        while (used != UINT64_MAX) {
+            unsigned bit = (unsigned)__builtin_ctzll(~used);
+            CB_YIELD_POINT();
+            /* acquire: pairs with the release in cb__token_exit() */
+            if (atomic_compare_exchange_weak_explicit(&cb__token_used[i], &used,
+                                                      used | 1ull << bit,
+                                                      memory_order_acquire,
+                                                      memory_order_relaxed)) {
+                id = i * 64 + bit;
+                break;
+            }
+        }
+    }
+    if (id == UINT32_MAX) /* pool exhausted: a fresh id, never recycled; relaxed: uniqueness only */
+        id = atomic_fetch_add_explicit(&cb__token_next, 1, memory_order_relaxed);
+    pthread_setspecific(cb__token_key, (void *)(uintptr_t)(id + 1));
+    cb__token = (uint64_t)(uint32_t)getpid() << 32 | (id + 1);
+    return cb__token;
+}
+
+static bool cb__pid_dead(uint64_t owner)
+{
+    pid_t pid = (pid_t)(owner >> 32);
+    return pid > 0 && pid != getpid() && kill(pid, 0) == -1 && errno == ESRCH;
+}
+
+/* Find or claim this thread's stripe of b and cache it in e. */
+CB_API cb__tls_entry *cb__tls_fill(cb_breaker *b, cb__tls_entry *e)
+{
+    uint64_t me = cb__thread_token();
+    cb__stripe *st = b->cb__sh->stripes, *mine = NULL;
+    for (unsigned i = 0; i < CB_STRIPES && !mine; i++)   /* one this thread owns already */
+        if (atomic_load_explicit(&st[i].owner, memory_order_relaxed) == me)
+            mine = &st[i];
+    for (unsigned pass = 0; pass < 2 && !mine; pass++) {  /* a free one, else a dead process's */
+        for (unsigned i = 0; i < CB_STRIPES && !mine; i++) {
+            uint64_t o = atomic_load_explicit(&st[i].owner, memory_order_relaxed);
+            if (pass == 0 ? o != 0 : !cb__pid_dead(o))
+                continue;
+            CB_YIELD_POINT();
+            /* acquire: pairs with the release store in cb_thread_release(), so this thread
+               continues from the last values the previous owner wrote */
+            if (atomic_compare_exchange_strong_explicit(&st[i].owner, &o, me,
+                                                        memory_order_acquire,
+                                                        memory_order_relaxed))
+                mine = &st[i];
+        }
+    }
+    e->key = b->cb__id;
+    e->stripe = mine ? mine : &st[CB_STRIPES];
+    e->exclusive = mine != NULL;
+    return e;
+}
+
+CB_API void cb_thread_release(cb_breaker *b)
+{
+    uint64_t me = cb__token;
+    cb__tls_entry *e = &cb__tls[b->cb__id & (CB__TLS_WAYS - 1)];
+    if (e->key == b->cb__id)
+        e->key = 0;
+    for (unsigned i = 0; me && i < CB_STRIPES; i++)
+        if (atomic_load_explicit(&b->cb__sh->stripes[i].owner, memory_order_relaxed) == me)
+            /* release: pairs with the acquire claim CAS of the next owner */
+            atomic_store_explicit(&b->cb__sh->stripes[i].owner, 0, memory_order_release);
+}
+
+static void cb__sum(const cb__shared *sh, uint64_t n[CB__N_COUNT])
+{
+    memset(n, 0, sizeof(uint64_t) * CB__N_COUNT);
+    for (unsigned i = 0; i <= CB_STRIPES; i++)
+        for (unsigned j = 0; j < CB__N_COUNT; j++)
+            /* relaxed: each stripe counter only grows; a sum taken while calls run is a
+               snapshot, exact once the callers are quiescent (they joined, or their
+               records happened before this call) */
+            n[j] += atomic_load_explicit(&sh->stripes[i].n[j], memory_order_relaxed);
+}
+
+/* ---- time ------------------------------------------------------------------------ */
+
+static uint64_t cb__add_sat(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
+static uint64_t cb__ceil_ms(uint64_t ns) { return ns / CB__MS + (ns % CB__MS != 0); }
+static uint64_t cb__ms_to_ns(uint64_t ms) { return ms > UINT64_MAX / CB__MS ? UINT64_MAX : ms * CB__MS; }
+
+static double cb__pow(double base, uint32_t e)  /* square-and-multiply: exact for the model too */
+{
+    double r = 1;
+    for (; e; e >>= 1, base *= base)
+        if (e & 1)
+            r *= base;
+    return r;
+}
+
+static double cb__base_ms(const cb__cfg *c, uint32_t k)
+{
+    double p = (double)c->open_ms * cb__pow(c->backoff, k);
+    return p < (double)c->max_open_ms ? p : (double)c->max_open_ms;
+}
+
+/* The k-th open period, with the jitter drawn for this generation. */
+static uint64_t cb__period_ms(const cb__cfg *c, uint32_t k, uint32_t gen)
+{
+    double u = (double)(cb__splitmix(c->seed ^ ((uint64_t)gen * 0x9e3779b97f4a7c15ull)) >> 11) *
+               0x1.0p-53;
+    double p = cb__base_ms(c, k) * (1.0 - c->jitter * u);
+    return p < 1 ? 1 : (uint64_t)p;
+}
+
+static uint32_t cb__next_k(const cb__cfg *c, uint32_t k)
+{
+    return k < CB__K_MAX && cb__base_ms(c, k) < (double)c->max_open_ms ? k + 1 : k;
+}
+
+/* The deadline word: gen:16 | ms:48. For OPEN the end of the period, for HALF_OPEN the
+   probe deadline, for other states when they began; in whole ms of the breaker clock.
+   Written after the transition CAS by its winner, or by any thread that finds it missing,
+   and only ever moved to a newer generation. */
+#define CB__MS_MASK ((1ull << 48) - 1)
+
+static void cb__publish_time(cb__shared *sh, uint32_t gen, uint64_t ms)
+{
+    uint64_t want = (uint64_t)(gen & 0xffff) << 48 | (ms & CB__MS_MASK);
+    uint64_t cur = atomic_load_explicit(&sh->deadline, memory_order_relaxed);
+    for (;;) {
+        if ((int16_t)(uint16_t)(gen - (uint32_t)(cur >> 48)) <= 0)
+            return;   /* this generation or a newer one is there already */
+        CB_YIELD_POINT();
+        /* relaxed: the word carries its own generation tag; readers check the tag
+           instead of relying on order with any other write */
+        if (atomic_compare_exchange_weak_explicit(&sh->deadline, &cur, want,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            return;
+    }
+}
+
+static bool cb__time_of(const cb__shared *sh, uint32_t gen, uint64_t *ms)
+{
+    uint64_t v = atomic_load_explicit(&sh->deadline, memory_order_relaxed); /* relaxed: tagged */
+    if ((uint16_t)(v >> 48) != (uint16_t)gen)
+        return false;
+    *ms = v & CB__MS_MASK;
+    return true;
+}
+
+/* The time a transition into `to` at `now` publishes (and the open period it chose). */
+static uint64_t cb__time_for(const cb__cfg *c, uint64_t to, uint64_t now, uint64_t *open_ms)
+{
+    *open_ms = 0;
+    switch (cb__w_state(to)) {
+    case CB_OPEN:
+        *open_ms = cb__period_ms(c, cb__w_k(to), cb__w_gen(to));
+        return cb__ceil_ms(cb__add_sat(now, *open_ms * CB__MS));
+    case CB_HALF_OPEN:
+        return cb__ceil_ms(cb__add_sat(now, (uint64_t)c->probe_timeout_ms * CB__MS));
+    default:
+        return cb__ceil_ms(now);
+    }
+}
+
+/* ---- history --------------------------------------------------------------------- */
+
+static void cb__history_write(cb__shared *sh, const cb_event *ev)
+{
+    uint32_t gen = (uint32_t)ev->generation;
+    cb__hist *h = &sh->hist[gen % CB_HISTORY];
+    uint64_t cur = atomic_load_explicit(&h->seq, memory_order_relaxed);
+    for (;;) {
+        if ((cur & 3) == 1)
+            return;   /* a writer CB_HISTORY transitions late holds it: drop ours, never wait */
+        if (cur && (int32_t)(gen - (uint32_t)(cur >> 2)) <= 0)
+            return;   /* a newer entry is there */
+        CB_YIELD_POINT();
+        /* relaxed, then the release fence: the seqlock writer's order (mark, fence, data) */
+        if (atomic_compare_exchange_weak_explicit(&h->seq, &cur, (uint64_t)gen << 2 | 1,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            break;
+    }
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&h->what, (uint64_t)ev->from | (uint64_t)ev->to << 8 |
+                          (uint64_t)ev->reason << 16, memory_order_relaxed);
+    atomic_store_explicit(&h->at_ns, ev->at_ns, memory_order_relaxed);
+    atomic_store_explicit(&h->open_ms, ev->open_ms, memory_order_relaxed);
+    /* release: pairs with the acquire load in cb__history_read(); a reader that sees the
+       complete mark sees the fields above */
+    atomic_store_explicit(&h->seq, (uint64_t)gen << 2 | 2, memory_order_release);
+}
+
+/* Copy one entry without tearing (seqlock read); false if empty, in progress or torn. */
+static bool cb__history_read(const cb_breaker *b, const cb__hist *h, cb_event *ev)
+{
+    for (int tries = 0; tries < 4; tries++) {
+        uint64_t s1 = atomic_load_explicit(&h->seq, memory_order_acquire);
+        if ((s1 & 3) != 2)
+            return false;
+        uint64_t what = atomic_load_explicit(&h->what, memory_order_relaxed);
+        uint64_t at = atomic_load_explicit(&h->at_ns, memory_order_relaxed);
+        uint64_t om = atomic_load_explicit(&h->open_ms, memory_order_relaxed);
+        /* acquire fence: the loads above complete before the re-check of seq */
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&h->seq, memory_order_relaxed) != s1)
+            continue;
+        unsigned from = what & 0xff, to = (what >> 8) & 0xff, why = (what >> 16) & 0xff;
+        if (from > CB_METRICS_ONLY || to > CB_METRICS_ONLY || why > CB_REASON_MANUAL)
+            return false;   /* damaged (a shared file edited by hand): skip it */
+        ev->name = b->cb__sh->cfg.name;
+        ev->from = (cb_state)from;
+        ev->to = (cb_state)to;
+        ev->reason = (cb_reason)why;
+        ev->generation = (uint32_t)(s1 >> 2);
+        ev->at_ns = at;
+        ev->open_ms = om;
+        return true;
+    }
+    return false;
+}
+
+CB_API size_t cb_history(const cb_breaker *b, cb_event *out, size_t max)
+{
+    cb_event all[CB_HISTORY];
+    uint32_t newest = cb__w_gen(atomic_load_explicit(b->cb__word, memory_order_acquire));
+    size_t n = 0;
+    for (unsigned i = 0; i < CB_HISTORY; i++) {
+        cb_event ev;
+        if (!cb__history_read(b, &b->cb__sh->hist[i], &ev))
+            continue;
+        /* insertion sort, oldest first: age is the distance back from the newest gen */
+        uint32_t age = newest - (uint32_t)ev.generation;
+        if (age >= 1u << 31)
+            continue;   /* written after our look at the word: newer than newest */
+        size_t j = n++;
+        while (j > 0 && newest - (uint32_t)all[j - 1].generation < age) {
+            all[j] = all[j - 1];
+            j--;
+        }
+        all[j] = ev;
+    }
+    size_t skip = n > max ? n - max : 0;
+    for (size_t i = skip; i < n; i++)
+        out[i - skip] = all[i];
+    return n - skip;
+}
+
+/* ---- the state machine -------------------------------------------------------------
+
+   All transitions go through cb__transition(): one CAS on the state word, then the
+   winner publishes the rest. Where each is decided:
+
+     from       event (where)                                  to          reason
+     CLOSED     a rule holds after an outcome (cb__closed)     OPEN        the rule
+     OPEN       cb_allow at/after the deadline (allow_slow)    HALF_OPEN   OPEN_ELAPSED
+     HALF_OPEN  cb_allow at/after the probe deadline           OPEN, k+1   PROBE_TIMEOUT
+     HALF_OPEN  failed or slow probe (record_slow)             OPEN, k+1   PROBE_FAILED
+     HALF_OPEN  half_open_calls probes succeeded               CLOSED, k=0 PROBES_SUCCEEDED
+     any        cb_set_state / cb_reset                        any         MANUAL
+*/
+
+static bool cb__transition(cb_breaker *b, uint64_t *w, uint64_t to, cb_reason why, uint64_t now)
+{
+    cb__shared *sh = b->cb__sh;
+    uint64_t from = *w;
+    CB_YIELD_POINT();
+    /* acq_rel: release publishes what this thread did before (e.g. its window writes);
+       acquire (also on failure) makes the winner's state visible to the loser, which
+       re-decides from the fresh word */
+    if (!atomic_compare_exchange_strong_explicit(&sh->word, w, to, memory_order_acq_rel,
+                                                 memory_order_acquire))
+        return false;
+    *w = to;
+    cb_event ev;
+    ev.name = sh->cfg.name;
+    ev.from = cb__w_state(from);
+    ev.to = cb__w_state(to);
+    ev.reason = why;
+    ev.generation = cb__w_gen(to);
+    ev.at_ns = now;
+    cb__publish_time(sh, cb__w_gen(to), cb__time_for(&sh->cfg, to, now, &ev.open_ms));
+    if (ev.to == CB_OPEN)
+        /* relaxed: a statistic; once per transition, so no contention */
+        atomic_fetch_add_explicit(&sh->opens, 1, memory_order_relaxed);
+    if ((ev.to == CB_CLOSED || ev.to == CB_METRICS_ONLY) && sh->cfg.window_ms) {
+        /* a fresh time window; relaxed: a late writer may still add one outcome, which
+           ages out with its bucket (count windows are tagged instead, see cb__ring_add) */
+        cb__bucket *bk = cb__buckets(sh);
+        for (uint32_t i = 0; i < sh->cfg.window_buckets; i++) {
+            atomic_store_explicit(&bk[i].calls, 0, memory_order_relaxed);
+            atomic_store_explicit(&bk[i].failures, 0, memory_order_relaxed);
+            atomic_store_explicit(&bk[i].slow, 0, memory_order_relaxed);
+        }
+    }
+    cb__history_write(sh, &ev);
+    if (b->cb__on_event)
+        b->cb__on_event(&ev, b->cb__user);
+    return true;
+}
+
+/* ---- windows --------------------------------------------------------------------- */
+
+/* Consecutive failures: gen:32 | run:32, the run of the CLOSED period `gen`.
+   Returns the run after this outcome (0 for a writer from an older period). */
+static uint32_t cb__consec_update(cb__shared *sh, uint32_t gen, bool failure)
+{
+    uint64_t cur = atomic_load_explicit(&sh->consec, memory_order_relaxed);
+    for (;;) {
+        uint32_t tag = (uint32_t)(cur >> 32), run = (uint32_t)cur;
+        if (tag != gen) {
+            if ((int32_t)(gen - tag) < 0)
+                return 0;   /* a newer period owns the word: this outcome is late */
+            run = 0;
+        }
+        uint32_t next = failure ? (run < UINT32_MAX ? run + 1 : run) : 0;
+        if (!failure && (uint32_t)cur == 0)
+            return 0;       /* nothing to cut: write nothing */
+        CB_YIELD_POINT();
+        /* relaxed: the run is a self-contained value; the trip itself is the state CAS */
+        if (atomic_compare_exchange_weak_explicit(&sh->consec, &cur, (uint64_t)gen << 32 | next,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            return next;
+    }
+}
+
+typedef struct cb__figures { uint32_t calls, failures, slow; } cb__figures;
+
+/* Count window entries: gen:29 | valid:1 | slow:1 | failure:1. Counts: win_calls is
+   gen:32 | calls:32, win_bad is gen:22 | failures:21 | slow:21 (fields may be briefly
+   negative, in 21-bit two's complement, when deltas land out of order). Every entry and
+   delta carries the generation of its CLOSED period, so an outcome that arrives after the
+   period ended changes nothing the next period counts. */
+#define CB__RING_GEN(g) ((uint32_t)(g) & 0x1fffffffu)
+#define CB__F21 0x1fffffu
+
+static uint32_t cb__f21(uint64_t v, unsigned shift)   /* a 21-bit field, negatives as 0 */
+{
+    uint32_t f = (uint32_t)(v >> shift) & CB__F21;
+    return f > CB__WINDOW_MAX ? 0 : f;
+}
+
+static void cb__ring_figures(const cb__shared *sh, uint32_t gen, cb__figures *f)
+{
+    /* relaxed: the words are self-tagged figures; no other data hangs on them */
+    uint64_t calls = atomic_load_explicit(&sh->win_calls, memory_order_relaxed);
+    uint64_t bad = atomic_load_explicit(&sh->win_bad, memory_order_relaxed);
+    f->calls = (uint32_t)(calls >> 32) == gen ? (uint32_t)calls : 0;
+    bool mine = (uint32_t)(bad >> 42) == (gen & 0x3fffffu);
+    f->failures = mine ? cb__f21(bad, 21) : 0;
+    f->slow = mine ? cb__f21(bad, 0) : 0;
+}
+
+static void cb__ring_count(cb__shared *sh, uint32_t gen, int dcalls, int dfail, int dslow)
+{
+    if (dcalls) {
+        uint64_t cur = atomic_load_explicit(&sh->win_calls, memory_order_relaxed);
+        for (;;) {
+            uint32_t tag = (uint32_t)(cur >> 32);
+            if (tag != gen && (int32_t)(gen - tag) < 0)
+                break;   /* a newer period: drop */
+            uint64_t next = tag == gen ? cur + 1 : (uint64_t)gen << 32 | 1;
+            CB_YIELD_POINT();
+            /* relaxed: self-tagged figure */
+            if (atomic_compare_exchange_weak_explicit(&sh->win_calls, &cur, next,
+                                                      memory_order_relaxed, memory_order_relaxed))
+                break;
+        }
+    }
+    if (dfail || dslow) {
+        uint32_t tag22 = gen & 0x3fffffu;
+        uint64_t cur = atomic_load_explicit(&sh->win_bad, memory_order_relaxed);
+        for (;;) {
+            uint32_t tag = (uint32_t)(cur >> 42);
+            if (tag != tag22 && (int32_t)((gen - tag) << 10) < 0)
+                break;   /* a newer period (22-bit tags compared modulo 2^22) */
+            uint64_t f = tag == tag22 ? (cur >> 21) & CB__F21 : 0;
+            uint64_t s = tag == tag22 ? cur & CB__F21 : 0;
+            f = (f + (uint64_t)(int64_t)dfail) & CB__F21;
+            s = (s + (uint64_t)(int64_t)dslow) & CB__F21;
+            CB_YIELD_POINT();
+            if (atomic_compare_exchange_weak_explicit(&sh->win_bad, &cur,
+                                                      (uint64_t)tag22 << 42 | f << 21 | s,
+                                                      memory_order_relaxed, memory_order_relaxed))
+                break;
+        }
+    }
+}
+
+/* Put one outcome in the count window; true if the figures changed. */
+static bool cb__ring_add(cb__shared *sh, uint32_t gen, bool fail, bool slow, cb__figures *f)
+{
+    _Atomic(uint32_t) *ring = cb__ring(sh);
+    uint32_t entry = CB__RING_GEN(gen) << 3 | 4u | (slow ? 2u : 0u) | (fail ? 1u : 0u);
+    /* relaxed: the position only spreads writers over the ring; entries carry their tag */
+    uint64_t pos = atomic_fetch_add_explicit(&sh->win_head, 1, memory_order_relaxed);
+    _Atomic(uint32_t) *slot = &ring[pos % sh->cfg.window_calls];
+    bool changed = false;
+    /* relaxed: replacing an entry by an equal one is no change, so skipping the write
+       is the same as making it (linearised at this load) */
+    uint32_t old = atomic_load_explicit(slot, memory_order_relaxed);
+    if (old != entry) {
+        CB_YIELD_POINT();
+        /* exchange: each entry's contribution is removed exactly once, by the writer that
+           replaces it, so the counts never drift from the ring's contents */
+        old = atomic_exchange_explicit(slot, entry, memory_order_relaxed);
+        bool counted = (old & 4u) && (old >> 3) == CB__RING_GEN(gen);
+        int dcalls = counted ? 0 : 1;
+        int dfail = (int)fail - (counted ? (int)(old & 1u) : 0);
+        int dslow = (int)slow - (counted ? (int)((old >> 1) & 1u) : 0);
+        cb__ring_count(sh, gen, dcalls, dfail, dslow);
+        changed = dcalls || dfail || dslow;
+    }
+    cb__ring_figures(sh, gen, f);
+    return changed;
+}
+
+/* Time window: bucket words are epoch:32 | count:32; an epoch is bucket_ns of the clock.
+   The newest epoch seen only moves forward, so a clock that goes back is not moving. */
+static uint64_t cb__epoch(cb__shared *sh, uint64_t now, bool advance)
+{
+    uint64_t e = now / sh->bucket_ns;
+    uint64_t seen = atomic_load_explicit(&sh->win_epoch, memory_order_relaxed);
+    while (advance && e > seen) {
+        CB_YIELD_POINT();
+        /* relaxed: a monotonic maximum, no data hangs on it */
+        if (atomic_compare_exchange_weak_explicit(&sh->win_epoch, &seen, e,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            return e;
+    }
+    return e > seen ? e : seen;
+}
+
+static void cb__bucket_add(_Atomic uint64_t *word, uint32_t epoch)
+{
+    uint64_t cur = atomic_load_explicit(word, memory_order_relaxed);
+    for (;;) {
+        uint32_t tag = (uint32_t)(cur >> 32);
+        uint64_t next;
+        if (tag == epoch)
+            next = (uint32_t)cur == UINT32_MAX ? cur : cur + 1;
+        else if ((int32_t)(epoch - tag) > 0)
+            next = (uint64_t)epoch << 32 | 1;   /* the bucket ages out: start it afresh */
+        else
+            return;                             /* a newer epoch holds it: ours aged out */
+        CB_YIELD_POINT();
+        /* relaxed: self-tagged figure */
+        if (atomic_compare_exchange_weak_explicit(word, &cur, next, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return;
+    }
+}
+
+static void cb__buckets_figures(const cb__shared *sh, uint64_t epoch, cb__figures *f)
+{
+    const cb__bucket *bk = cb__buckets(sh);
+    uint32_t n = sh->cfg.window_buckets;
+    f->calls = f->failures = f->slow = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        /* relaxed: self-tagged figures; a sum over buckets is a snapshot */
+        uint64_t c = atomic_load_explicit(&bk[i].calls, memory_order_relaxed);
+        uint64_t x = atomic_load_explicit(&bk[i].failures, memory_order_relaxed);
+        uint64_t s = atomic_load_explicit(&bk[i].slow, memory_order_relaxed);
+        if ((uint32_t)epoch - (uint32_t)(c >> 32) < n)
+            f->calls += (uint32_t)c;
+        if ((uint32_t)epoch - (uint32_t)(x >> 32) < n)
+            f->failures += (uint32_t)x;
+        if ((uint32_t)epoch - (uint32_t)(s >> 32) < n)
+            f->slow += (uint32_t)s;
+    }
+}
+
+static void cb__window_figures(const cb_breaker *b, uint32_t gen, cb__figures *f)
+{
+    const cb__shared *sh = b->cb__sh;
+    f->calls = f->failures = f->slow = 0;
+    if (sh->cfg.window_calls)
+        cb__ring_figures(sh, gen, f);
+    else if (sh->cfg.window_ms)
+        cb__buckets_figures(sh, cb__epoch((cb__shared *)(uintptr_t)sh, cb__now(b), false), f);
+}
+
+/* The window rules, in the BRIEF's order; -1 if none holds. */
+static int cb__window_rule(const cb__cfg *c, const cb__figures *f)
+{
+    bool enough = f->calls >= c->minimum_calls && f->calls > 0;
+    if (c->failure_rate > 0 && enough && (double)f->failures >= c->failure_rate * f->calls)
+        return CB_REASON_FAILURE_RATE;
+    if (c->failures_in_window && f->failures >= c->failures_in_window)
+        return CB_REASON_FAILURE_COUNT;
+    if (c->slow_call_rate > 0 && enough && (double)f->slow >= c->slow_call_rate * f->calls)
+        return CB_REASON_SLOW_CALL_RATE;
+    return -1;
+}
+
+/* A SUCCESS or FAILURE counted in CLOSED or METRICS_ONLY: update the run and the window,
+   then check the rules (CLOSED only). */
+static void cb__closed_outcome(cb_breaker *b, uint64_t w, bool fail, bool slow, uint64_t now,
+                               bool have_now)
+{
+    cb__shared *sh = b->cb__sh;
+    const cb__cfg *c = &sh->cfg;
+    uint32_t gen = cb__w_gen(w);
+    int why = -1;
+    uint32_t run = cb__consec_update(sh, gen, fail);
+    if (c->consecutive_failures && run >= c->consecutive_failures)
+        why = CB_REASON_CONSECUTIVE_FAILURES;
+    cb__figures f;
+    bool changed = false;
+    if (c->window_calls) {
+        changed = cb__ring_add(sh, gen, fail, slow, &f);
+    } else if (c->window_ms) {
+        if (!have_now)
+            now = cb__now(b), have_now = true;
+        uint64_t e = cb__epoch(sh, now, true);
+        cb__bucket *bk = &cb__buckets(sh)[e % c->window_buckets];
+        cb__bucket_add(&bk->calls, (uint32_t)e);
+        if (fail)
+            cb__bucket_add(&bk->failures, (uint32_t)e);
+        if (slow)
+            cb__bucket_add(&bk->slow, (uint32_t)e);
+        cb__buckets_figures(sh, e, &f);
+        changed = true;
+    }
+    if (why < 0 && changed)
+        why = cb__window_rule(c, &f);
+    if (why >= 0 && cb__w_state(w) == CB_CLOSED) {
+        if (!have_now)
+            now = cb__now(b);
+        cb__transition(b, &w, cb__w_make(CB_OPEN, cb__w_k(w), 0, 0, gen + 1), (cb_reason)why, now);
+    }
+}
+
+/* ---- allow and record: the slow paths -------------------------------------------- */
+
+static bool cb__bulkhead_take(cb_breaker *b)
+{
+    if (!(b->cb__fast & CB__F_BULKHEAD))
+        return true;
+    /* relaxed: the count alone bounds admissions: a call is admitted only if it found
+       fewer than max_concurrent before it, so at most that many hold a place */
+    uint64_t before = atomic_fetch_add_explicit(&b->cb__sh->in_flight, 1, memory_order_relaxed);
+    if (before < b->cb__sh->cfg.max_concurrent)
+        return true;
+    atomic_fetch_sub_explicit(&b->cb__sh->in_flight, 1, memory_order_relaxed);
+    return false;
+}
+
+static void cb__bulkhead_give(cb_breaker *b)
+{
+    if (b->cb__fast & CB__F_BULKHEAD)
+        atomic_fetch_sub_explicit(&b->cb__sh->in_flight, 1, memory_order_relaxed); /* see take */
+}
+
+static bool cb__reject(cb_breaker *b, cb_ticket *t)
+{
+    cb__count(b, CB__N_REJECTED);
+    t->cb__gen = 0;
+    t->cb__flags = 0;
+    t->cb__start_ns = 0;
+    return false;
+}
+
+static bool cb__admit(cb_breaker *b, cb_ticket *t, uint32_t gen, uint32_t flags, uint64_t now)
+{
+    cb__count(b, CB__N_ADMITTED);
+    t->cb__gen = gen;
+    t->cb__flags = CB__T_ADMITTED | flags;
+    t->cb__start_ns = 0;
+    if ((b->cb__fast & CB__F_SLOW) && !(flags & CB__T_DISABLED)) {
+        t->cb__flags |= CB__T_STAMPED;
+        t->cb__start_ns = now;
+    }
+    if (b->cb__fast & CB__F_BULKHEAD && !(flags & CB__T_DISABLED))
+        t->cb__flags |= CB__T_BULKHEAD;
+    return true;
+}
+
+CB_API bool cb__allow_slow(cb_breaker *b, cb_ticket *t, uint64_t w)
+{
+    cb__shared *sh = b->cb__sh;
+    const cb__cfg *c = &sh->cfg;
+    for (;;) {
+        uint32_t gen = cb__w_gen(w), k = cb__w_k(w);
+        uint64_t now, ms;
+        switch (cb__w_state(w)) {
+        case CB_CLOSED:
+        case CB_METRICS_ONLY:
+            if (!cb__bulkhead_take(b))
+                return cb__reject(b, t);
+            return cb__admit(b, t, gen, 0, (b->cb__fast & CB__F_SLOW) ? cb__now(b) : 0);
+        case CB_DISABLED:
+            return cb__admit(b, t, gen, CB__T_DISABLED, 0);
+        case CB_OPEN:
+            now = cb__now(b);
+            if (!cb__time_of(sh, gen, &ms)) {
+                /* the winner of this generation has not published its deadline yet (or
+                   died first): publish one from now, which is no earlier than it would */
+                cb__publish_time(sh, gen, cb__ceil_ms(cb__add_sat(now, cb__period_ms(c, k, gen) * CB__MS)));
+                return cb__reject(b, t);
+            }
+            if (now / CB__MS < ms || !cb__bulkhead_take(b))
+                return cb__reject(b, t);
+            if (cb__transition(b, &w, cb__w_make(CB_HALF_OPEN, k, 1, 0, gen + 1),
+                               CB_REASON_OPEN_ELAPSED, now))
+                return cb__admit(b, t, gen + 1, 0, now);
+            cb__bulkhead_give(b);
+            continue;   /* another thread moved first: decide again on the fresh word */
+        case CB_HALF_OPEN:
+            now = cb__now(b);
+            if (!cb__time_of(sh, gen, &ms)) {
+                cb__publish_time(sh, gen, cb__ceil_ms(cb__add_sat(now, (uint64_t)c->probe_timeout_ms * CB__MS)));
+            } else if (now / CB__MS >= ms) {
+                cb__transition(b, &w, cb__w_make(CB_OPEN, cb__next_k(c, k), 0, 0, gen + 1),
+                               CB_REASON_PROBE_TIMEOUT, now);
+                continue;   /* won or lost, the word is newer: decide again */
+            }
+            if (cb__w_taken(w) >= c->half_open_calls || !cb__bulkhead_take(b))
+                return cb__reject(b, t);
+            CB_YIELD_POINT();
+            /* acq_rel: a permit is part of the state word; same pairing as transitions */
+            if (atomic_compare_exchange_weak_explicit(&sh->word, &w, w + (1ull << 16),
+                                                      memory_order_acq_rel, memory_order_acquire))
+                return cb__admit(b, t, gen, 0, now);
+            cb__bulkhead_give(b);
+            continue;
+        default:   /* FORCED_OPEN, or a damaged word in a shared file */
+            return cb__reject(b, t);
+        }
+    }
+}
+
+static void cb__count_outcome(cb_breaker *b, cb_outcome o, bool slow)
+{
+    cb__count(b, o == CB_SUCCESS ? CB__N_SUCCESSES : o == CB_FAILURE ? CB__N_FAILURES : CB__N_IGNORED);
+    if (slow)
+        cb__count(b, CB__N_SLOW);
+}
+
+CB_API bool cb__record_slow(cb_breaker *b, const cb_ticket *t, cb_outcome o)
+{
+    if (!t || !(t->cb__flags & CB__T_ADMITTED) || (unsigned)o > CB_IGNORED)
+        return false;   /* a rejected call's ticket, or not a ticket at all */
+    cb__shared *sh = b->cb__sh;
+    if (t->cb__flags & CB__T_BULKHEAD)
+        cb__bulkhead_give(b);
+    uint64_t now = 0;
+    bool have_now = false, slow = false;
+    if ((t->cb__flags & CB__T_STAMPED) && o != CB_IGNORED) {
+        now = cb__now(b);
+        have_now = true;
+        slow = now > t->cb__start_ns &&
+               now - t->cb__start_ns >= (uint64_t)sh->cfg.slow_call_ms * CB__MS;
+    }
+    /* acquire: as in cb_allow */
+    uint64_t w = atomic_load_explicit(&sh->word, memory_order_acquire);
+    for (;;) {
+        if (cb__w_gen(w) != t->cb__gen) {
+            cb__count(b, CB__N_STALE);
+            return false;
+        }
+        cb_state s = cb__w_state(w);
+        if (s == CB_DISABLED) {
+            cb__count(b, CB__N_UNCOUNTED);
+            return false;
+        }
+        if (s == CB_CLOSED || s == CB_METRICS_ONLY) {
+            cb__count_outcome(b, o, slow);
+            if (o == CB_FAILURE) {
+                if (!have_now)
+                    now = cb__now(b), have_now = true;
+                /* relaxed: a statistic */
+                atomic_store_explicit(&sh->last_failure_ns, now, memory_order_relaxed);
+            }
+            if (o != CB_IGNORED)
+                cb__closed_outcome(b, w, o == CB_FAILURE, slow, now, have_now);
+            return true;
+        }
+        if (s != CB_HALF_OPEN) {   /* OPEN/FORCED_OPEN admit nothing in their generation */
+            cb__count(b, CB__N_STALE);
+            return false;
+        }
+        bool won;
+        if (o == CB_IGNORED) {     /* give the permit back */
+            CB_YIELD_POINT();
+            won = cb__w_taken(w) == 0 ||
+                  atomic_compare_exchange_weak_explicit(&sh->word, &w, w - (1ull << 16),
+                                                        memory_order_acq_rel, memory_order_acquire);
+        } else {
+            uint64_t to;
+            cb_reason why;
+            if (o == CB_FAILURE || slow) {
+                to = cb__w_make(CB_OPEN, cb__next_k(&sh->cfg, cb__w_k(w)), 0, 0, t->cb__gen + 1);
+                why = CB_REASON_PROBE_FAILED;
+            } else if (cb__w_succeeded(w) + 1 >= sh->cfg.half_open_calls) {
+                to = cb__w_make(CB_CLOSED, 0, 0, 0, t->cb__gen + 1);
+                why = CB_REASON_PROBES_SUCCEEDED;
+            } else {
+                to = w + (1ull << 24);
+                why = CB_REASON_MANUAL;   /* unused: no transition */
+            }
+            if (cb__w_state(to) == CB_HALF_OPEN) {
+                CB_YIELD_POINT();
+                won = atomic_compare_exchange_weak_explicit(&sh->word, &w, to, memory_order_acq_rel,
+                                                            memory_order_acquire);
+            } else {
+                if (!have_now)
+                    now = cb__now(b), have_now = true;
+                won = cb__transition(b, &w, to, why, now);
+            }
+        }
+        if (won) {
+            cb__count_outcome(b, o, slow);
+            if (o == CB_FAILURE)
+                atomic_store_explicit(&sh->last_failure_ns, have_now ? now : cb__now(b),
+                                      memory_order_relaxed);
+            return true;
+        }
+    }
+}
+
+CB_API bool cb_call(cb_breaker *b, int (*fn)(void *arg), void *arg, int *rc)
+{
+    cb_ticket t;
+    if (!cb_allow(b, &t))
+        return false;
+    int r = fn(arg);
+    cb_record(b, &t, r == 0 ? CB_SUCCESS : CB_FAILURE);
+    if (rc)
+        *rc = r;
+    return true;
+}
+
+/* ---- manual control, stats --------------------------------------------------------- */
+
+CB_API cb_state cb_get_state(const cb_breaker *b)
+{
+    return cb__w_state(atomic_load_explicit(b->cb__word, memory_order_acquire));
+}
+
+CB_API cb_err cb_set_state(cb_breaker *b, cb_state s)
+{
+    if ((unsigned)s > CB_METRICS_ONLY)
+        return CB_EINVAL;
+    uint64_t now = cb__now(b);
+    uint64_t w = atomic_load_explicit(b->cb__word, memory_order_acquire);
+    while (!cb__transition(b, &w, cb__w_make(s, s == CB_CLOSED ? 0 : cb__w_k(w), 0, 0, cb__w_gen(w) + 1),
+                           CB_REASON_MANUAL, now))
+        ;   /* the failed CAS reloaded w: retry on the fresh word */
+    return CB_OK;
+}
+
+CB_API void cb_reset(cb_breaker *b) { cb_set_state(b, CB_CLOSED); }
+
+CB_API uint64_t cb_retry_after_ms(const cb_breaker *b)
+{
+    uint64_t w = atomic_load_explicit(b->cb__word, memory_order_acquire), ms;
+    if (cb__w_state(w) != CB_OPEN)
+        return 0;
+    if (!cb__time_of(b->cb__sh, cb__w_gen(w), &ms))   /* just opened: the whole period */
+        return cb__period_ms(&b->cb__sh->cfg, cb__w_k(w), cb__w_gen(w));
+    uint64_t until = cb__ms_to_ns(ms), now = cb__now(b);
+    return until > now ? cb__ceil_ms(until - now) : 0;
+}
+
+CB_API void cb_stats_get(const cb_breaker *b, cb_stats *s)
+{
+    const cb__shared *sh = b->cb__sh;
+    uint64_t n[CB__N_COUNT], ms;
+    memset(s, 0, sizeof *s);
+    uint64_t w = atomic_load_explicit(b->cb__word, memory_order_acquire);
+    uint32_t gen = cb__w_gen(w);
+    s->state = cb__w_state(w);
+    s->generation = gen;
+    cb__sum(sh, n);
+    s->admitted = n[CB__N_ADMITTED];
+    s->rejected = n[CB__N_REJECTED];
+    s->successes = n[CB__N_SUCCESSES];
+    s->failures = n[CB__N_FAILURES];
+    s->ignored = n[CB__N_IGNORED];
+    s->slow = n[CB__N_SLOW];
+    s->stale = n[CB__N_STALE];
+    s->opens = atomic_load_explicit(&sh->opens, memory_order_relaxed);
+    uint64_t run = atomic_load_explicit(&sh->consec, memory_order_relaxed);
+    s->consecutive_failures = (uint32_t)(run >> 32) == gen ? (uint32_t)run : 0;
+    cb__figures f;
+    cb__window_figures(b, gen, &f);
+    s->window_calls = f.calls;
+    s->window_failures = f.failures;
+    s->window_slow = f.slow;
+    uint64_t done = s->successes + s->failures + s->ignored + s->stale + n[CB__N_UNCOUNTED];
+    uint64_t flight = sh->cfg.max_concurrent ? atomic_load_explicit(&sh->in_flight, memory_order_relaxed)
+                                             : (s->admitted > done ? s->admitted - done : 0);
+    s->in_flight = flight > sh->cfg.max_concurrent && sh->cfg.max_concurrent ? sh->cfg.max_concurrent
+                 : flight > UINT32_MAX ? UINT32_MAX : (uint32_t)flight;
+    cb_event ev;
+    if (gen == 0)
+        s->state_since_ns = atomic_load_explicit(&sh->created_ns, memory_order_relaxed);
+    else if (cb__history_read(b, &sh->hist[gen % CB_HISTORY], &ev) && (uint32_t)ev.generation == gen)
+        s->state_since_ns = ev.at_ns;
+    s->last_failure_ns = atomic_load_explicit(&sh->last_failure_ns, memory_order_relaxed);
+    if (s->state == CB_OPEN && cb__time_of(sh, gen, &ms))
+        s->open_until_ns = cb__ms_to_ns(ms);
+}
+
+/* ---- export ---------------------------------------------------------------------- */
+
+typedef struct cb__out { char *buf; size_t cap, len; } cb__out;
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static void cb__put(cb__out *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    size_t room = o->len < o->cap ? o->cap - o->len : 0;
+    int n = vsnprintf(room ? o->buf + o->len : NULL, room, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        o->len += (size_t)n;
+}
+
+static int cb__done(cb__out *o)
+{
+    if (o->cap && o->len >= o->cap)
+        o->buf[o->cap - 1] = 0;   /* truncated: vsnprintf terminated it already; keep it so */
+    else if (o->cap && o->len == 0)
+        o->buf[0] = 0;
+    return o->len > INT32_MAX ? INT32_MAX : (int)o->len;
+}
+
+/* The name, escaped for a JSON string or a Prometheus label value (same rules here:
+   names are printable ASCII, so only '"' and '\\' need a backslash). */
+static const char *cb__escape(const char *name, char out[2 * CB__NAME_MAX + 1])
+{
+    size_t j = 0;
+    for (size_t i = 0; name[i] && i < CB__NAME_MAX; i++) {
+        if (name[i] == '"' || name[i] == '\\')
+            out[j++] = '\\';
+        out[j++] = name[i];
+    }
+    out[j] = 0;
+    return out;
+}
+
+typedef unsigned long long cb__ull;
+
+CB_API int cb_format_json(const cb_breaker *b, char *buf, size_t cap)
+{
+    cb_stats s;
+    char name[2 * CB__NAME_MAX + 1];
+    cb__out o = { buf, cap, 0 };
+    cb_stats_get(b, &s);
+    cb__put(&o, "{\"name\":\"%s\",\"state\":\"%s\",\"generation\":%llu,\"admitted\":%llu,"
+                "\"rejected\":%llu,\"successes\":%llu,\"failures\":%llu,\"ignored\":%llu,"
+                "\"slow\":%llu,\"stale\":%llu,\"opens\":%llu,\"consecutive_failures\":%u,"
+                "\"window_calls\":%u,\"window_failures\":%u,\"window_slow\":%u,\"in_flight\":%u,"
+                "\"state_since_ns\":%llu,\"last_failure_ns\":%llu,\"open_until_ns\":%llu,"
+                "\"retry_after_ms\":%llu}",
+            cb__escape(cb_name(b), name), cb_state_name(s.state), (cb__ull)s.generation,
+            (cb__ull)s.admitted, (cb__ull)s.rejected, (cb__ull)s.successes, (cb__ull)s.failures,
+            (cb__ull)s.ignored, (cb__ull)s.slow, (cb__ull)s.stale, (cb__ull)s.opens,
+            s.consecutive_failures, s.window_calls, s.window_failures, s.window_slow, s.in_flight,
+            (cb__ull)s.state_since_ns, (cb__ull)s.last_failure_ns, (cb__ull)s.open_until_ns,
+            (cb__ull)cb_retry_after_ms(b));
+    return cb__done(&o);
+}
+
+CB_API int cb_format_prometheus(cb_breaker *const *bs, size_t n, char *buf, size_t cap)
+{
+    static const struct { const char *name, *type, *help; } fam[] = {
+        { "cb_state", "gauge", "1 for the state the breaker is in, 0 for the others" },
+        { "cb_generation", "gauge", "Transitions since the breaker was created (mod 2^32)" },
+        { "cb_admitted_total", "counter", "Calls admitted" },
+        { "cb_rejected_total", "counter", "Calls rejected" },
+        { "cb_successes_total", "counter", "Calls recorded as successes" },
+        { "cb_failures_total", "counter", "Calls recorded as failures" },
+        { "cb_ignored_total", "counter", "Calls recorded as ignored" },
+        { "cb_slow_total", "counter", "Calls that lasted slow_call_ms or longer" },
+        { "cb_stale_total", "counter", "Results dropped because the breaker moved on" },
+        { "cb_opens_total", "counter", "Transitions into the open state" },
+        { "cb_consecutive_failures", "gauge", "Current run of failures" },
+        { "cb_window_calls", "gauge", "Calls the window holds" },
+        { "cb_window_failures", "gauge", "Failures the window holds" },
+        { "cb_window_slow", "gauge", "Slow calls the window holds" },
+        { "cb_in_flight", "gauge", "Calls admitted and not yet recorded" },
+        { "cb_retry_after_seconds", "gauge", "Time left in the open period" },
+    };
+    cb__out o = { buf, cap, 0 };
+    cb_stats *st = NULL;
+    char name[2 * CB__NAME_MAX + 1];
+    for (size_t f = 0; f < sizeof fam / sizeof fam[0]; f++) {
+        cb__put(&o, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help, fam[f].name, fam[f].type);
+        for (size_t i = 0; i < n; i++) {
+            cb_stats s;
+            cb_stats_get(bs[i], &s);
+            st = &s;
+            const char *nm = cb__escape(cb_name(bs[i]), name);
+            uint64_t v[] = { 0, st->generation, st->admitted, st->rejected, st->successes,
+                             st->failures, st->ignored, st->slow, st->stale, st->opens,
+                             st->consecutive_failures, st->window_calls, st->window_failures,
+                             st->window_slow, st->in_flight, 0 };
+            if (f == 0) {
+                for (unsigned k = 0; k <= CB_METRICS_ONLY; k++)
+                    cb__put(&o, "cb_state{name=\"%s\",state=\"%s\"} %d\n", nm,
+                            cb_state_name((cb_state)k), st->state == (cb_state)k);
+            } else if (f == sizeof fam / sizeof fam[0] - 1) {
+                cb__put(&o, "%s{name=\"%s\"} %.3f\n", fam[f].name, nm,
+                        (double)cb_retry_after_ms(bs[i]) / 1000.0);
+            } else {
+                cb__put(&o, "%s{name=\"%s\"} %llu\n", fam[f].name, nm, (cb__ull)v[f]);
+            }
+        }
+    }
+    return cb__done(&o);
+}
+
+/* ---- shared memory --------------------------------------------------------------- */
+#ifndef CB_NO_SHM
+
+#define CB__SHM_WAIT_MS 2000   /* how long an attacher waits for the creator to finish */
+
+static void cb__sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+/* Check an attached block against the layout and config this process expects. */
+static cb_err cb__shm_validate(const cb__shared *sh, size_t file_len, const cb_config *c)
+{
+    cb__shared want;
+    memset(&want, 0, sizeof want);
+    cb__block_init(&want, c, 0);
+    if (sh->magic != CB__MAGIC)
+        return CB_ECORRUPT;   /* not a breaker file */
+    if (sh->version != CB__VERSION || sh->header_size != want.header_size)
+        return CB_EMISMATCH;  /* another layout (another cb.h version or build options) */
+    if (sh->checksum != cb__static_hash(sh) || sh->total_size > file_len)
+        return CB_ECORRUPT;
+    if (memcmp(&sh->cfg, &want.cfg, sizeof want.cfg) != 0 || sh->total_size != want.total_size ||
+        sh->window_off != want.window_off || sh->bucket_ns != want.bucket_ns)
+        return CB_EMISMATCH;
+    if (cb__w_state(atomic_load_explicit(&sh->word, memory_order_acquire)) > CB_METRICS_ONLY)
+        return CB_ECORRUPT;
+    return CB_OK;
+}
+
+static cb_breaker *cb__shm_handle(cb__shared *sh, size_t len, const cb_config *c)
+{
+    cb_breaker *b = (cb_breaker *)CB_MALLOC(sizeof *b);
+    if (b) {
+        cb__handle_init(b, sh, c, CB__KIND_SHM);
+        b->cb__mem = sh;
+        b->cb__map_len = len;
+    }
+    return b;
+}
+
+CB_API cb_breaker *cb_shm_open(const char *path, const cb_config *cfg, cb_err *err)
+{
+    cb_config c;
+    cb_err e = path ? cb__resolve(cfg, &c, NULL, 0) : CB_EINVAL;
+    cb_breaker *b = NULL;
+    void *map = MAP_FAILED;
+    size_t len = 0;
+    int fd = -1;
+    if (e != CB_OK)
+        goto out;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    len = cb__round_up(cb__block_size(&c), page);
+    fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0) {   /* we create it: size, initialise, then publish ready last */
+        if (ftruncate(fd, (off_t)len) != 0 ||
+            (map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+            unlink(path);
+            e = CB_EIO;
+            goto out;
+        }
+        cb__shared *sh = (cb__shared *)map;
+        cb__block_init(sh, &c, c.clock_ns ? c.clock_ns(c.clock_user) : cb__mono_ns());
+        /* release: pairs with the acquire load of ready by attachers; they see the block */
+        atomic_store_explicit(&sh->ready, 1, memory_order_release);
+    } else if (errno == EEXIST) {   /* attach: wait until the creator has published it */
+        struct stat st;
+        if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0) {
+            e = CB_EIO;
+            goto out;
+        }
+        for (int waited = 0;; waited += 10) {
+            if (fstat(fd, &st) != 0) {
+                e = CB_EIO;
+                goto out;
+            }
+            if ((size_t)st.st_size >= sizeof(cb__shared)) {
+                len = (size_t)st.st_size;
+                map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+                if (map == MAP_FAILED) {
+                    e = CB_EIO;
+                    goto out;
+                }
+                /* acquire: pairs with the creator's release store of ready */
+                if (atomic_load_explicit(&((cb__shared *)map)->ready, memory_order_acquire) == 1)
+                    break;
+                munmap(map, len);
+                map = MAP_FAILED;
+            }
+            if (waited >= CB__SHM_WAIT_MS) {   /* truncated, or its creator died midway */
+                e = CB_ECORRUPT;
+                goto out;
+            }
+            cb__sleep_ms(10);
+        }
+        if ((e = cb__shm_validate((cb__shared *)map, len, &c)) != CB_OK)
+            goto out;
+    } else {
+        e = CB_EIO;
+        goto out;
+    }
+    b = cb__shm_handle((cb__shared *)map, len, &c);
+    e = b ? CB_OK : CB_ENOMEM;
+out:
+    if (fd >= 0)
+        close(fd);   /* the mapping stays valid without the descriptor */
+    if (!b && map != MAP_FAILED)
+        munmap(map, len);
+    if (err)
+        *err = e;
+    return b;
+}
+
+CB_API void cb_shm_close(cb_breaker *b)
+{
+    if (!b || b->cb__kind != CB__KIND_SHM)
+        return;
+    munmap(b->cb__mem, b->cb__map_len);
+    CB_FREE(b);
+}
+#else
+CB_API cb_breaker *cb_shm_open(const char *path, const cb_config *cfg, cb_err *err)
+{
+    (void)path, (void)cfg;
+    if (err)
+        *err = CB_EIO;   /* built with CB_NO_SHM */
+    return NULL;
+}
+CB_API void cb_shm_close(cb_breaker *b) { (void)b; }
+#endif /* CB_NO_SHM */
+
+#endif /* CB_IMPLEMENTATION */
+
+/*
+   4. License
+
+   MIT License. Copyright (c) 2026 the cb.h authors.
+
+   Permission is hereby granted, free of charge, to any person obtaining a copy of this
+   software and associated documentation files (the "Software"), to deal in the Software
+   without restriction, including without limitation the rights to use, copy, modify,
+   merge, publish, distribute, sublicense, and/or sell copies of the Software, and to
+   permit persons to whom the Software is furnished to do so, subject to the following
+   conditions:
+
+   The above copyright notice and this permission notice shall be included in all copies
+   or substantial portions of the Software.
+
+   THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED,
+   INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A
+   PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR COPYRIGHT
+   HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF
+   CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR
+   THE USE OR OTHER DEALINGS IN THE SOFTWARE.
+*/

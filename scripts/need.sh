@@ -1,0 +1,19 @@
+#!/bin/sh
+# Usage: scripts/need.sh PACKAGE...
+# Installs the Debian packages that are missing (as root), or says how to (otherwise).
+missing=""
+for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" = 0 ]; then
+    echo "need.sh: installing:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends $missing >/dev/null 2>&1 ||
+        { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends $missing >/dev/null; } ||
+        { echo "need.sh: apt-get install failed for:$missing" >&2; exit 1; }
+else
+    echo "need.sh: missing Debian packages:$missing" >&2
+    echo "need.sh: run as root, or: sudo apt-get install -y$missing" >&2
+    exit 1
+fi
