@@ -26,6 +26,10 @@
        CB_YIELD_POINT()     called between each load and the CAS/store that depends on it;
                             empty by default, tests define it to widen race windows
        CB_NO_SHM            leave out cb_shm_open/cb_shm_close (no mmap, no file I/O)
+       CB_TEST_HOOKS        tests only: cb__test_set_generation, cb__test_set_counters
+       CB_TEST_PLANT_BUG=N  tests only: plant a known atomicity bug (1: half-open permit
+                            by load+store, 2: count-window exchange by load+store,
+                            3: transition by load+store) to show the stress tests bite
 
    CONTENTS
 
@@ -112,6 +116,9 @@
 #endif
 #ifndef CB_YIELD_POINT
 #define CB_YIELD_POINT() ((void)0)
+#endif
+#ifndef CB_TEST_PLANT_BUG
+#define CB_TEST_PLANT_BUG 0   /* tests only: 1, 2 or 3 plants a known atomicity bug */
 #endif
 
 #ifdef __cplusplus
@@ -249,6 +256,28 @@ CB_API void        cb_shm_close(cb_breaker *b);
 /* Give back this thread's counter stripe of b (thread pools that retire threads while
    the breaker lives on). Optional: stripes of exited threads are reused automatically. */
 CB_API void cb_thread_release(cb_breaker *b);
+
+/* Registry: a set of breakers on caller memory (no global state, no allocation). Adding
+   and removing are lock-free; readers may iterate while others add. */
+typedef struct cb_registry {
+    cb_breaker *_Atomic *slots;
+    size_t cap;
+    _Atomic size_t used;                /* slots handed out so far */
+} cb_registry;
+CB_API void        cb_registry_init(cb_registry *r, cb_breaker *_Atomic *slots, size_t cap);
+CB_API cb_err      cb_registry_add(cb_registry *r, cb_breaker *b);   /* CB_ENOMEM when full */
+CB_API bool        cb_registry_remove(cb_registry *r, cb_breaker *b);
+CB_API cb_breaker *cb_registry_find(cb_registry *r, const char *name);
+/* Copy up to max breakers into out; returns how many there are (snprintf-like). */
+CB_API size_t      cb_registry_list(cb_registry *r, cb_breaker **out, size_t max);
+CB_API int         cb_registry_json(cb_registry *r, char *buf, size_t cap);       /* a JSON array */
+CB_API int         cb_registry_prometheus(cb_registry *r, char *buf, size_t cap);
+
+#ifdef CB_TEST_HOOKS
+/* Tests only: start the generation (and this thread's counters) near their maximum. */
+CB_API void cb__test_set_generation(cb_breaker *b, uint32_t gen);
+CB_API void cb__test_set_counters(cb_breaker *b, uint64_t value);
+#endif
 
 #ifdef __cplusplus
 }
@@ -1204,9 +1233,18 @@ static bool cb__transition(cb_breaker *b, uint64_t *w, uint64_t to, cb_reason wh
     /* acq_rel: release publishes what this thread did before (e.g. its window writes);
        acquire (also on failure) makes the winner's state visible to the loser, which
        re-decides from the fresh word */
+#if CB_TEST_PLANT_BUG == 3   /* planted bug for the stress tests: transition by load + store */
+    if (atomic_load_explicit(&sh->word, memory_order_acquire) != from) {
+        *w = atomic_load_explicit(&sh->word, memory_order_acquire);
+        return false;
+    }
+    CB_YIELD_POINT();
+    atomic_store_explicit(&sh->word, to, memory_order_release);
+#else
     if (!atomic_compare_exchange_strong_explicit(&sh->word, w, to, memory_order_acq_rel,
                                                  memory_order_acquire))
         return false;
+#endif
     *w = to;
     cb_event ev;
     ev.name = sh->cfg.name;
@@ -1339,7 +1377,13 @@ static bool cb__ring_add(cb__shared *sh, uint32_t gen, bool fail, bool slow, cb_
         CB_YIELD_POINT();
         /* exchange: each entry's contribution is removed exactly once, by the writer that
            replaces it, so the counts never drift from the ring's contents */
+#if CB_TEST_PLANT_BUG == 2   /* planted bug for the stress tests: exchange by load + store */
+        old = atomic_load_explicit(slot, memory_order_relaxed);
+        CB_YIELD_POINT();
+        atomic_store_explicit(slot, entry, memory_order_relaxed);
+#else
         old = atomic_exchange_explicit(slot, entry, memory_order_relaxed);
+#endif
         bool counted = (old & 4u) && (old >> 3) == CB__RING_GEN(gen);
         int dcalls = counted ? 0 : 1;
         int dfail = (int)fail - (counted ? (int)(old & 1u) : 0);
@@ -1556,6 +1600,10 @@ CB_API bool cb__allow_slow(cb_breaker *b, cb_ticket *t, uint64_t w)
             if (cb__w_taken(w) >= c->half_open_calls || !cb__bulkhead_take(b))
                 return cb__reject(b, t);
             CB_YIELD_POINT();
+#if CB_TEST_PLANT_BUG == 1   /* planted bug for the stress tests: permit by load + store */
+            atomic_store_explicit(&sh->word, w + (1ull << 16), memory_order_release);
+            return cb__admit(b, t, gen, 0, now);
+#endif
             /* acq_rel: a permit is part of the state word; same pairing as transitions */
             if (atomic_compare_exchange_weak_explicit(&sh->word, &w, w + (1ull << 16),
                                                       memory_order_acq_rel, memory_order_acquire))
@@ -1853,6 +1901,121 @@ CB_API int cb_format_prometheus(cb_breaker *const *bs, size_t n, char *buf, size
     }
     return cb__done(&o);
 }
+
+/* ---- registry -------------------------------------------------------------------- */
+
+CB_API void cb_registry_init(cb_registry *r, cb_breaker *_Atomic *slots, size_t cap)
+{
+    r->slots = slots;
+    r->cap = cap;
+    for (size_t i = 0; i < cap; i++)
+        atomic_store_explicit(&slots[i], NULL, memory_order_relaxed);
+    atomic_store_explicit(&r->used, 0, memory_order_release);
+}
+
+CB_API cb_err cb_registry_add(cb_registry *r, cb_breaker *b)
+{
+    if (!b)
+        return CB_EINVAL;
+    size_t used = atomic_load_explicit(&r->used, memory_order_acquire);
+    for (size_t i = 0; i < used; i++) {   /* reuse a removed slot first */
+        cb_breaker *none = NULL;
+        /* release: pairs with the acquire loads of readers; they see the breaker */
+        if (atomic_compare_exchange_strong_explicit(&r->slots[i], &none, b, memory_order_release,
+                                                    memory_order_relaxed))
+            return CB_OK;
+    }
+    for (;;) {
+        used = atomic_load_explicit(&r->used, memory_order_relaxed);
+        if (used >= r->cap)
+            return CB_ENOMEM;
+        CB_YIELD_POINT();
+        /* relaxed: reserving an index; the slot's release store publishes the breaker */
+        if (atomic_compare_exchange_weak_explicit(&r->used, &used, used + 1, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            atomic_store_explicit(&r->slots[used], b, memory_order_release);
+            return CB_OK;
+        }
+    }
+}
+
+CB_API bool cb_registry_remove(cb_registry *r, cb_breaker *b)
+{
+    size_t used = atomic_load_explicit(&r->used, memory_order_acquire);
+    for (size_t i = 0; i < used; i++) {
+        cb_breaker *want = b;
+        if (atomic_compare_exchange_strong_explicit(&r->slots[i], &want, NULL, memory_order_relaxed,
+                                                    memory_order_relaxed))
+            return true;
+    }
+    return false;
+}
+
+CB_API size_t cb_registry_list(cb_registry *r, cb_breaker **out, size_t max)
+{
+    size_t n = 0, used = atomic_load_explicit(&r->used, memory_order_acquire);
+    for (size_t i = 0; i < used && i < r->cap; i++) {
+        cb_breaker *b = atomic_load_explicit(&r->slots[i], memory_order_acquire);
+        if (b && n < max)
+            out[n] = b;
+        n += b != NULL;
+    }
+    return n;
+}
+
+CB_API cb_breaker *cb_registry_find(cb_registry *r, const char *name)
+{
+    size_t used = atomic_load_explicit(&r->used, memory_order_acquire);
+    for (size_t i = 0; name && i < used && i < r->cap; i++) {
+        cb_breaker *b = atomic_load_explicit(&r->slots[i], memory_order_acquire);
+        if (b && strcmp(cb_name(b), name) == 0)
+            return b;
+    }
+    return NULL;
+}
+
+CB_API int cb_registry_json(cb_registry *r, char *buf, size_t cap)
+{
+    cb__out o = { buf, cap, 0 };
+    size_t used = atomic_load_explicit(&r->used, memory_order_acquire), n = 0;
+    cb__put(&o, "[");
+    for (size_t i = 0; i < used && i < r->cap; i++) {
+        cb_breaker *b = atomic_load_explicit(&r->slots[i], memory_order_acquire);
+        if (!b)
+            continue;
+        size_t room = o.len < o.cap ? o.cap - o.len : 0;
+        if (n++)
+            cb__put(&o, ","), room = o.len < o.cap ? o.cap - o.len : 0;
+        int len = cb_format_json(b, room ? o.buf + o.len : NULL, room);
+        o.len += len > 0 ? (size_t)len : 0;
+    }
+    cb__put(&o, "]");
+    return cb__done(&o);
+}
+
+CB_API int cb_registry_prometheus(cb_registry *r, char *buf, size_t cap)
+{
+    cb_breaker *list[256];
+    size_t n = cb_registry_list(r, list, 256);
+    return cb_format_prometheus(list, n < 256 ? n : 256, buf, cap);
+}
+
+#ifdef CB_TEST_HOOKS
+CB_API void cb__test_set_generation(cb_breaker *b, uint32_t gen)
+{
+    uint64_t w = atomic_load_explicit(b->cb__word, memory_order_acquire);
+    atomic_store_explicit(b->cb__word, (w & 0xffffffffull) | (uint64_t)gen << 32, memory_order_release);
+}
+
+CB_API void cb__test_set_counters(cb_breaker *b, uint64_t value)
+{
+    cb__tls_entry *e = &cb__tls[b->cb__id & (CB__TLS_WAYS - 1)];
+    if (e->key != b->cb__id)
+        e = cb__tls_fill(b, e);
+    for (unsigned i = 0; i < CB__N_COUNT; i++)
+        atomic_store_explicit(&e->stripe->n[i], value, memory_order_relaxed);
+}
+#endif
 
 /* ---- shared memory --------------------------------------------------------------- */
 #ifndef CB_NO_SHM
