@@ -19,8 +19,10 @@ TEST_DEPS  := build-essential clang valgrind
 
 include tests/tests.mk
 -include tests/verify.mk
+-include tests/stress.mk
 -include examples/examples.mk
 -include tools/tools.mk
+-include tools/cbctl.mk
 -include bench/bench.mk
 -include chaos/chaos.mk
 

@@ -252,6 +252,9 @@ CB_API int cb_format_prometheus(cb_breaker *const *bs, size_t n, char *buf, size
 /* A breaker in a file mapped MAP_SHARED: every process that opens the path shares it. */
 CB_API cb_breaker *cb_shm_open(const char *path, const cb_config *cfg, cb_err *err);
 CB_API void        cb_shm_close(cb_breaker *b);
+/* Attach to an existing shared breaker, taking its config from the file (for tools such
+   as cbctl that do not know it). No hooks; the default clock. */
+CB_API cb_breaker *cb_shm_attach(const char *path, cb_err *err);
 
 /* Give back this thread's counter stripe of b (thread pools that retire threads while
    the breaker lives on). Optional: stripes of exited threads are reused automatically. */
@@ -2059,20 +2062,88 @@ static cb_breaker *cb__shm_handle(cb__shared *sh, size_t len, const cb_config *c
     return b;
 }
 
-CB_API cb_breaker *cb_shm_open(const char *path, const cb_config *cfg, cb_err *err)
+static void cb__cfg_load(cb_config *out, const cb__cfg *d)
 {
-    cb_config c;
-    cb_err e = path ? cb__resolve(cfg, &c, NULL, 0) : CB_EINVAL;
+    memset(out, 0, sizeof *out);
+    out->name = d->name;
+    out->consecutive_failures = d->consecutive_failures;
+    out->window_calls = d->window_calls;
+    out->window_ms = d->window_ms;
+    out->window_buckets = d->window_buckets;
+    out->minimum_calls = d->minimum_calls;
+    out->failures_in_window = d->failures_in_window;
+    out->slow_call_ms = d->slow_call_ms;
+    out->max_concurrent = d->max_concurrent;
+    out->open_ms = d->open_ms;
+    out->max_open_ms = d->max_open_ms;
+    out->half_open_calls = d->half_open_calls;
+    out->probe_timeout_ms = d->probe_timeout_ms;
+    out->failure_rate = d->failure_rate;
+    out->slow_call_rate = d->slow_call_rate;
+    out->backoff = d->backoff;
+    out->jitter = d->jitter;
+    out->seed = d->seed;
+}
+
+/* Map an existing file once its creator has published it. With c == NULL the config is
+   taken from the file (after its header checks out) and returned in *from_file. */
+static cb_err cb__shm_attach_fd(int fd, const cb_config *c, cb_config *from_file, char *name,
+                                void **map, size_t *len)
+{
+    struct stat st;
+    for (int waited = 0;; waited += 10) {
+        if (fstat(fd, &st) != 0)
+            return CB_EIO;
+        if ((size_t)st.st_size >= sizeof(cb__shared)) {
+            *len = (size_t)st.st_size;
+            *map = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            if (*map == MAP_FAILED)
+                return CB_EIO;
+            /* acquire: pairs with the creator's release store of ready */
+            if (atomic_load_explicit(&((cb__shared *)*map)->ready, memory_order_acquire) == 1)
+                break;
+            munmap(*map, *len);
+            *map = MAP_FAILED;
+        }
+        /* truncated, or its creator died midway: give a creator at work (a file written
+           in the last seconds) time to finish, an old file none */
+        if (waited >= CB__SHM_WAIT_MS || time(NULL) - st.st_mtime > CB__SHM_WAIT_MS / 1000)
+            return CB_ECORRUPT;
+        cb__sleep_ms(10);
+    }
+    const cb__shared *sh = (const cb__shared *)*map;
+    if (!c) {   /* trust the file's config only once its header checks out */
+        if (sh->magic != CB__MAGIC || sh->checksum != cb__static_hash(sh))
+            return CB_ECORRUPT;
+        if (sh->version != CB__VERSION || sh->header_size != sizeof(cb__shared))
+            return CB_EMISMATCH;
+        cb_config raw;
+        cb__cfg_load(&raw, &sh->cfg);
+        memcpy(name, sh->cfg.name, CB__NAME_MAX);
+        name[CB__NAME_MAX] = 0;
+        raw.name = name;
+        if (cb__resolve(&raw, from_file, NULL, 0) != CB_OK)
+            return CB_ECORRUPT;
+        c = from_file;
+    }
+    return cb__shm_validate(sh, *len, c);
+}
+
+/* Create the file, or attach to it (cfg == NULL: attach only, config from the file). */
+static cb_breaker *cb__shm(const char *path, const cb_config *cfg, cb_err *err)
+{
+    cb_config c, from_file;
+    char name[CB__NAME_MAX + 1];
+    cb_err e = !path ? CB_EINVAL : cfg ? cb__resolve(cfg, &c, NULL, 0) : CB_OK;
     cb_breaker *b = NULL;
     void *map = MAP_FAILED;
     size_t len = 0;
     int fd = -1;
     if (e != CB_OK)
         goto out;
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    len = cb__round_up(cb__block_size(&c), page);
-    fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd >= 0) {   /* we create it: size, initialise, then publish ready last */
+    if (cfg && (fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) >= 0) {
+        /* we create it: size, initialise, then publish ready last */
+        len = cb__round_up(cb__block_size(&c), (size_t)sysconf(_SC_PAGESIZE));
         if (ftruncate(fd, (off_t)len) != 0 ||
             (map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
             unlink(path);
@@ -2083,37 +2154,12 @@ CB_API cb_breaker *cb_shm_open(const char *path, const cb_config *cfg, cb_err *e
         cb__block_init(sh, &c, c.clock_ns ? c.clock_ns(c.clock_user) : cb__mono_ns());
         /* release: pairs with the acquire load of ready by attachers; they see the block */
         atomic_store_explicit(&sh->ready, 1, memory_order_release);
-    } else if (errno == EEXIST) {   /* attach: wait until the creator has published it */
-        struct stat st;
-        if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0) {
+    } else if (!cfg || errno == EEXIST) {
+        if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
             e = CB_EIO;
-            goto out;
-        }
-        for (int waited = 0;; waited += 10) {
-            if (fstat(fd, &st) != 0) {
-                e = CB_EIO;
-                goto out;
-            }
-            if ((size_t)st.st_size >= sizeof(cb__shared)) {
-                len = (size_t)st.st_size;
-                map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-                if (map == MAP_FAILED) {
-                    e = CB_EIO;
-                    goto out;
-                }
-                /* acquire: pairs with the creator's release store of ready */
-                if (atomic_load_explicit(&((cb__shared *)map)->ready, memory_order_acquire) == 1)
-                    break;
-                munmap(map, len);
-                map = MAP_FAILED;
-            }
-            if (waited >= CB__SHM_WAIT_MS) {   /* truncated, or its creator died midway */
-                e = CB_ECORRUPT;
-                goto out;
-            }
-            cb__sleep_ms(10);
-        }
-        if ((e = cb__shm_validate((cb__shared *)map, len, &c)) != CB_OK)
+        else if ((e = cb__shm_attach_fd(fd, cfg ? &c : NULL, &from_file, name, &map, &len)) == CB_OK && !cfg)
+            c = from_file;
+        if (e != CB_OK)
             goto out;
     } else {
         e = CB_EIO;
@@ -2131,6 +2177,14 @@ out:
     return b;
 }
 
+CB_API cb_breaker *cb_shm_open(const char *path, const cb_config *cfg, cb_err *err)
+{
+    static const cb_config zero;
+    return cb__shm(path, cfg ? cfg : &zero, err);
+}
+
+CB_API cb_breaker *cb_shm_attach(const char *path, cb_err *err) { return cb__shm(path, NULL, err); }
+
 CB_API void cb_shm_close(cb_breaker *b)
 {
     if (!b || b->cb__kind != CB__KIND_SHM)
@@ -2146,6 +2200,7 @@ CB_API cb_breaker *cb_shm_open(const char *path, const cb_config *cfg, cb_err *e
         *err = CB_EIO;   /* built with CB_NO_SHM */
     return NULL;
 }
+CB_API cb_breaker *cb_shm_attach(const char *path, cb_err *err) { return cb_shm_open(path, NULL, err); }
 CB_API void cb_shm_close(cb_breaker *b) { (void)b; }
 #endif /* CB_NO_SHM */
 

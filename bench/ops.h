@@ -1,0 +1,33 @@
+/* Benchmark operations, shared by the harness (cb_bench.c) and the Google Benchmark
+   cross-check (xcheck.cc). Each operation's timed loop is compiled once, as C, so both
+   harnesses time exactly the same machine code and differ only in how they time it. */
+#ifndef BENCH_OPS_H
+#define BENCH_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct bench_op {
+    const char *name;                    /* fixed: outside tools read it */
+    void *(*setup)(const void *param);   /* once per run, before its threads start; NULL: failed */
+    void (*loop)(void *ctx, uint64_t n); /* n calls; every thread of a run shares ctx */
+    void (*teardown)(void *ctx);
+    const void *param;
+} bench_op;
+
+extern const bench_op bench_ops[];
+extern const size_t bench_ops_count;
+
+/* Thread counts each operation runs with: 1, 2, 4, ... and ncpu, as Google Benchmark's
+   ThreadRange(1, ncpu). Returns how many were written to out (at most max). */
+size_t bench_thread_counts(int ncpu, int *out, size_t max);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,192 @@
+/* cbflags.h - command-line flags named after the cb_config fields.
+
+   Shared by chaos/redis_client, chaos/model_loader and tools/cb-replay so that one
+   breaker configuration reads the same everywhere:
+
+       --consecutive-failures=5 --window-calls=20 --failure-rate=0.5 --open-ms=1000 ...
+
+   Each flag is a cb_config field with '_' written as '-', always in the form
+   --flag=value. cbflags_parse() checks only the syntax and the range of the C type; the
+   meaning (e.g. failure_rate in (0,1]) is left to cb_config_check(), so the rules live in
+   one place. --name keeps a pointer into arg: keep arg alive as long as the config.
+
+   Header only; every function is static inline, so unused ones cost nothing. */
+#ifndef CBFLAGS_H_INCLUDED
+#define CBFLAGS_H_INCLUDED
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../cb.h"
+
+enum cbflags__type { CBFLAGS__U32, CBFLAGS__U64, CBFLAGS__DBL, CBFLAGS__STR };
+
+typedef struct cbflags__flag {
+    const char *flag;
+    size_t offset;
+    enum cbflags__type type;
+} cbflags__flag;
+
+#define CBFLAGS__F(flag, field, type) {flag, offsetof(cb_config, field), CBFLAGS__##type}
+static const cbflags__flag cbflags__table[] = {
+    CBFLAGS__F("name", name, STR),
+    CBFLAGS__F("consecutive-failures", consecutive_failures, U32),
+    CBFLAGS__F("window-calls", window_calls, U32),
+    CBFLAGS__F("window-ms", window_ms, U32),
+    CBFLAGS__F("window-buckets", window_buckets, U32),
+    CBFLAGS__F("minimum-calls", minimum_calls, U32),
+    CBFLAGS__F("failure-rate", failure_rate, DBL),
+    CBFLAGS__F("failures-in-window", failures_in_window, U32),
+    CBFLAGS__F("slow-call-ms", slow_call_ms, U32),
+    CBFLAGS__F("slow-call-rate", slow_call_rate, DBL),
+    CBFLAGS__F("max-concurrent", max_concurrent, U32),
+    CBFLAGS__F("open-ms", open_ms, U32),
+    CBFLAGS__F("backoff", backoff, DBL),
+    CBFLAGS__F("max-open-ms", max_open_ms, U32),
+    CBFLAGS__F("jitter", jitter, DBL),
+    CBFLAGS__F("half-open-calls", half_open_calls, U32),
+    CBFLAGS__F("probe-timeout-ms", probe_timeout_ms, U32),
+    CBFLAGS__F("seed", seed, U64),
+};
+#undef CBFLAGS__F
+
+/* For usage messages: the flags, one per line. */
+#define CBFLAGS_USAGE                                                                   \
+    "breaker flags (cb_config fields, 0 = default):\n"                                  \
+    "  --name=S --seed=N\n"                                                             \
+    "  --consecutive-failures=N --failures-in-window=N --failure-rate=R\n"              \
+    "  --window-calls=N | --window-ms=N [--window-buckets=N]  --minimum-calls=N\n"      \
+    "  --slow-call-ms=N --slow-call-rate=R --max-concurrent=N\n"                        \
+    "  --open-ms=N --backoff=X --max-open-ms=N --jitter=R\n"                            \
+    "  --half-open-calls=N --probe-timeout-ms=N\n"
+
+/* Strict unsigned decimal: digits only, no sign, no overflow past max. */
+static inline int cbflags__unsigned(const char *s, uint64_t max, uint64_t *out) {
+    if (*s < '0' || *s > '9')
+        return 0;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > max)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* Finite decimal number with nothing after it. */
+static inline int cbflags__double(const char *s, double *out) {
+    if (!*s)
+        return 0;
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (errno || *end || v != v || v > 1e308 || v < -1e308)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* 1: arg was a breaker flag and is stored in cfg; 0: not a breaker flag (cfg untouched);
+   -1: a breaker flag with a bad value, err says which flag and value. */
+static inline int cbflags_parse(const char *arg, cb_config *cfg, char *err, size_t errlen) {
+    if (strncmp(arg, "--", 2) != 0)
+        return 0;
+    const char *key = arg + 2, *eq = strchr(key, '=');
+    size_t klen = eq ? (size_t)(eq - key) : strlen(key);
+    for (size_t i = 0; i < sizeof cbflags__table / sizeof cbflags__table[0]; i++) {
+        const cbflags__flag *f = &cbflags__table[i];
+        if (strlen(f->flag) != klen || strncmp(f->flag, key, klen) != 0)
+            continue;
+        if (!eq) {
+            snprintf(err, errlen, "--%s needs a value: --%s=VALUE", f->flag, f->flag);
+            return -1;
+        }
+        const char *val = eq + 1;
+        char *field = (char *)cfg + f->offset;
+        uint64_t u;
+        double d;
+        switch (f->type) {
+        case CBFLAGS__U32:
+            if (!cbflags__unsigned(val, UINT32_MAX, &u))
+                goto bad;
+            *(uint32_t *)(void *)field = (uint32_t)u;
+            return 1;
+        case CBFLAGS__U64:
+            if (!cbflags__unsigned(val, UINT64_MAX, &u))
+                goto bad;
+            *(uint64_t *)(void *)field = u;
+            return 1;
+        case CBFLAGS__DBL:
+            if (!cbflags__double(val, &d))
+                goto bad;
+            *(double *)(void *)field = d;
+            return 1;
+        case CBFLAGS__STR:
+            if (!*val)
+                goto bad;
+            *(const char **)(void *)field = val;
+            return 1;
+        }
+    bad:
+        snprintf(err, errlen, "--%s: bad value '%s' (want %s)", f->flag, val,
+                 f->type == CBFLAGS__DBL   ? "a number"
+                 : f->type == CBFLAGS__STR ? "a non-empty string"
+                 : f->type == CBFLAGS__U32 ? "an integer 0..4294967295"
+                                           : "an integer 0..18446744073709551615");
+        return -1;
+    }
+    return 0;
+}
+
+/* Shortest text that reads back as v: 0.1, not 0.10000000000000001. */
+static inline void cbflags__fmt_double(char *buf, size_t cap, double v) {
+    for (int prec = 6; prec <= 17; prec++) {
+        snprintf(buf, cap, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
+/* The breaker flags of cfg that are not zero, space separated, as cbflags_parse reads
+   them (for logs and reports). snprintf semantics: returns the full length. */
+static inline int cbflags_format(const cb_config *cfg, char *buf, size_t cap) {
+    size_t n = 0;
+    if (cap)
+        buf[0] = '\0';
+    for (size_t i = 0; i < sizeof cbflags__table / sizeof cbflags__table[0]; i++) {
+        const cbflags__flag *f = &cbflags__table[i];
+        const char *field = (const char *)cfg + f->offset;
+        char val[80] = "";
+        switch (f->type) {
+        case CBFLAGS__U32:
+            if (*(const uint32_t *)(const void *)field)
+                snprintf(val, sizeof val, "%" PRIu32, *(const uint32_t *)(const void *)field);
+            break;
+        case CBFLAGS__U64:
+            if (*(const uint64_t *)(const void *)field)
+                snprintf(val, sizeof val, "%" PRIu64, *(const uint64_t *)(const void *)field);
+            break;
+        case CBFLAGS__DBL:
+            if (*(const double *)(const void *)field != 0)
+                cbflags__fmt_double(val, sizeof val, *(const double *)(const void *)field);
+            break;
+        case CBFLAGS__STR:
+            if (*(const char *const *)(const void *)field)
+                snprintf(val, sizeof val, "%s", *(const char *const *)(const void *)field);
+            break;
+        }
+        if (!*val)
+            continue;
+        int len = snprintf(n < cap ? buf + n : NULL, n < cap ? cap - n : 0, "%s--%s=%s",
+                           n ? " " : "", f->flag, val);
+        n += (size_t)len;
+    }
+    return (int)n;
+}
+
+#endif

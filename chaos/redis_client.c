@@ -1,0 +1,384 @@
+/* redis_client - a GET/SET workload against Redis, each call protected by cb.h.
+
+   Threads issue calls at a fixed rate for a fixed time, each on its own connection with
+   connect and command timeouts. Every SET writes a fresh key (PREFIX:THREAD:SEQ, value
+   "v:" + key), so the harness can check afterwards that no write was lost. A SET that is
+   rejected or fails goes to the dead-letter file (one "SET key value" line, appended and
+   fdatasync'd before the call returns) and is replayed in order, through the breaker,
+   once it is closed; the replayed offset is kept durably in FILE.done, so pending
+   letters survive a crash and are replayed by the next run. The log gets one JSON line
+   per call and per transition, then a summary. */
+#define _GNU_SOURCE
+#define CB_IMPLEMENTATION
+#include "../cb.h"
+
+#include "workload.h"
+
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static struct {
+    const char *host, *log, *dead_letter, *key_prefix;
+    uint32_t port, threads, rate, duration_ms, timeout_ms, connect_timeout_ms, drain_ms,
+        status_ms, seed;
+    double write_ratio;
+} opt = {"127.0.0.1", NULL, NULL, "chaos", 6379, 1, 100, 5000, 200, 0, 5000, 0, 1, 0.5};
+
+static const wl_opt opts[] = {
+    {"host", WL_STR, &opt.host, "Redis host (default 127.0.0.1)"},
+    {"port", WL_U32, &opt.port, "Redis port (default 6379)"},
+    {"threads", WL_U32, &opt.threads, "client threads, one connection each (default 1)"},
+    {"rate", WL_U32, &opt.rate, "calls per second per thread; 0 = no pacing (default 100)"},
+    {"duration-ms", WL_U32, &opt.duration_ms, "how long to run (default 5000)"},
+    {"timeout-ms", WL_U32, &opt.timeout_ms, "command timeout (default 200)"},
+    {"connect-timeout-ms", WL_U32, &opt.connect_timeout_ms, "connect timeout (default timeout-ms)"},
+    {"write-ratio", WL_DBL, &opt.write_ratio, "fraction of calls that are SETs (default 0.5)"},
+    {"key-prefix", WL_STR, &opt.key_prefix, "key prefix (default chaos)"},
+    {"dead-letter", WL_STR, &opt.dead_letter, "dead-letter file for writes (default: none)"},
+    {"drain-ms", WL_U32, &opt.drain_ms, "at the end, replay dead letters for up to this long (default 5000)"},
+    {"log", WL_STR, &opt.log, "JSON-lines log file (default stdout)"},
+    {"status-ms", WL_U32, &opt.status_ms, "live one-line status on stderr every N ms (default off)"},
+    {"seed", WL_U32, &opt.seed, "workload random seed (default 1)"},
+};
+
+static cb_breaker *B;
+
+/* ---- one connection per thread, (re)connected inside an admitted call ---- */
+
+typedef struct conn {
+    redisContext *c;
+} conn;
+
+static struct timeval ms_tv(uint32_t ms) {
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    return tv;
+}
+
+/* Runs one command; true on a reply that is not an error. err gets the reason. */
+static bool conn_run(conn *k, const char *cmd, const char *key, const char *val, char *err,
+                     size_t errlen) {
+    if (k->c && k->c->err) {
+        redisFree(k->c);
+        k->c = NULL;
+    }
+    if (!k->c) {
+        k->c = redisConnectWithTimeout(opt.host, (int)opt.port, ms_tv(opt.connect_timeout_ms));
+        if (!k->c || k->c->err) {
+            snprintf(err, errlen, "connect: %s", k->c ? k->c->errstr : "out of memory");
+            return false;
+        }
+        redisSetTimeout(k->c, ms_tv(opt.timeout_ms));
+    }
+    redisReply *r = val ? redisCommand(k->c, "%s %s %s", cmd, key, val)
+                        : redisCommand(k->c, "%s %s", cmd, key);
+    if (!r) {
+        snprintf(err, errlen, "%s", k->c->errstr[0] ? k->c->errstr : "no reply");
+        return false;
+    }
+    bool ok = r->type != REDIS_REPLY_ERROR;
+    if (!ok)
+        snprintf(err, errlen, "%s", r->str);
+    freeReplyObject(r);
+    return ok;
+}
+
+/* ---- per-thread state and the protected call ---- */
+
+typedef struct worker {
+    int id;
+    conn conn;
+    uint64_t rng;
+    wl_tally tally;
+} worker;
+
+/* Recent latencies for the live status line (best effort, relaxed). */
+#define RECENT 1024
+static _Atomic uint64_t recent[RECENT];
+static atomic_uint_fast64_t recent_n;
+
+static enum wl_outcome protected_call(worker *w, const char *op, const char *cmd, const char *key,
+                                      const char *val) {
+    char err[256] = "", ejs[300];
+    cb_ticket t;
+    enum wl_outcome o;
+    uint64_t t0 = wl_now_ns();
+    if (!cb_allow(B, &t)) {
+        o = WL_REJECTED;
+    } else {
+        o = conn_run(&w->conn, cmd, key, val, err, sizeof err) ? WL_OK : WL_FAIL;
+        cb_record(B, &t, o == WL_OK ? CB_SUCCESS : CB_FAILURE);
+    }
+    uint64_t lat = wl_now_ns() - t0;
+    wl_tally_add(&w->tally, o, lat);
+    /* relaxed: only the status line reads these, and a torn view of them is harmless */
+    uint64_t i = atomic_fetch_add_explicit(&recent_n, 1, memory_order_relaxed);
+    atomic_store_explicit(&recent[i % RECENT], lat, memory_order_relaxed);
+    wl_log("{\"t_ns\":%" PRIu64 ",\"thread\":%d,\"op\":\"%s\",\"key\":\"%s\",\"outcome\":\"%s\","
+           "\"latency_ns\":%" PRIu64 ",\"state\":\"%s\"%s%s%s}",
+           t0, w->id, op, key, wl_outcome_name[o], lat, cb_state_name(cb_get_state(B)),
+           *err ? ",\"error\":\"" : "", *err ? wl_json_str(err, ejs, sizeof ejs) : "",
+           *err ? "\"" : "");
+    return o;
+}
+
+/* ---- dead letters ---- */
+
+static struct {
+    int fd, done_fd;        /* the letters (append only) and the replayed offset */
+    pthread_mutex_t mu;     /* appends */
+    pthread_mutex_t replay; /* one replayer at a time */
+    off_t done;             /* bytes replayed; under replay */
+    atomic_uint_fast64_t written, replayed, errors;
+    atomic_bool pending;
+} dl = {-1, -1, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, false};
+
+static bool dl_open(const char *path) {
+    char done_path[4096];
+    snprintf(done_path, sizeof done_path, "%s.done", path);
+    dl.fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    dl.done_fd = open(done_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (dl.fd < 0 || dl.done_fd < 0) {
+        fprintf(stderr, "redis_client: --dead-letter=%s: %s\n", path, strerror(errno));
+        return false;
+    }
+    char buf[32] = "";
+    ssize_t n = pread(dl.done_fd, buf, sizeof buf - 1, 0);
+    dl.done = n > 0 ? (off_t)strtoll(buf, NULL, 10) : 0;
+    struct stat st;
+    fstat(dl.fd, &st);
+    if (dl.done < 0 || dl.done > st.st_size) {
+        fprintf(stderr, "redis_client: %s: replayed offset %lld is outside the file\n", done_path,
+                (long long)dl.done);
+        return false;
+    }
+    atomic_store(&dl.pending, dl.done < st.st_size);
+    return true;
+}
+
+static void dl_append(const char *key, const char *val) {
+    char line[512];
+    int n = snprintf(line, sizeof line, "SET %s %s\n", key, val);
+    pthread_mutex_lock(&dl.mu);
+    bool ok = write(dl.fd, line, (size_t)n) == n && fdatasync(dl.fd) == 0;
+    /* written before pending: a replayer that sees pending also finds the line */
+    atomic_store(&dl.pending, true);
+    pthread_mutex_unlock(&dl.mu);
+    atomic_fetch_add(ok ? &dl.written : &dl.errors, 1);
+    if (!ok)
+        wl_log("{\"t_ns\":%" PRIu64 ",\"event\":\"dead_letter_error\",\"key\":\"%s\",\"error\":\"%s\"}",
+               wl_now_ns(), key, strerror(errno));
+}
+
+static void dl_save_done(void) {
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%020lld\n", (long long)dl.done);
+    if (pwrite(dl.done_fd, buf, (size_t)n, 0) != n || fdatasync(dl.done_fd) != 0)
+        wl_log("{\"t_ns\":%" PRIu64 ",\"event\":\"dead_letter_error\",\"error\":\"saving offset: %s\"}",
+               wl_now_ns(), strerror(errno));
+}
+
+/* Replays up to max letters in file order, each a protected call; stops at the first
+   that is rejected or fails (it stays pending). Returns how many were replayed. */
+static int dl_replay(worker *w, int max) {
+    if (dl.fd < 0 || !atomic_load(&dl.pending) || pthread_mutex_trylock(&dl.replay) != 0)
+        return 0;
+    int done = 0;
+    char buf[65536];
+    while (done < max) {
+        atomic_store(&dl.pending, false);
+        ssize_t n = pread(dl.fd, buf, sizeof buf - 1, dl.done);
+        if (n <= 0)
+            break;
+        buf[n] = '\0';
+        char *line = buf, *nl;
+        bool stop = false;
+        while (done < max && (nl = strchr(line, '\n'))) {
+            *nl = '\0';
+            char key[256], val[256];
+            if (sscanf(line, "SET %255s %255s", key, val) != 2) {
+                wl_log("{\"t_ns\":%" PRIu64 ",\"event\":\"dead_letter_error\",\"error\":\"bad line at offset %lld\"}",
+                       wl_now_ns(), (long long)dl.done);
+            } else if (protected_call(w, "replay", "SET", key, val) != WL_OK) {
+                stop = true;
+                break;
+            } else {
+                done++;
+                atomic_fetch_add(&dl.replayed, 1);
+            }
+            dl.done += nl + 1 - line;
+            line = nl + 1;
+        }
+        if (done)
+            dl_save_done();
+        if (stop || line == buf) /* stopped, or a partial line still being written */
+            break;
+    }
+    struct stat st;
+    if (fstat(dl.fd, &st) == 0 && dl.done < st.st_size)
+        atomic_store(&dl.pending, true);
+    pthread_mutex_unlock(&dl.replay);
+    return done;
+}
+
+static uint64_t dl_pending_lines(void) {
+    uint64_t lines = 0;
+    char buf[65536];
+    ssize_t n;
+    for (off_t off = dl.done; (n = pread(dl.fd, buf, sizeof buf, off)) > 0; off += n)
+        for (ssize_t i = 0; i < n; i++)
+            lines += buf[i] == '\n';
+    return lines;
+}
+
+/* ---- the workload ---- */
+
+static uint64_t start_ns, end_ns;
+
+static uint64_t rnd(uint64_t *s) { /* xorshift64 */
+    *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+    return *s;
+}
+
+static void *worker_main(void *arg) {
+    worker *w = arg;
+    uint64_t interval = opt.rate ? 1000000000u / opt.rate : 0, next = wl_now_ns();
+    for (uint64_t seq = 0;; seq++) {
+        uint64_t now = wl_now_ns();
+        if (now >= end_ns)
+            break;
+        if (next > now)
+            wl_sleep_until(next);
+        next = (next + interval < now ? now : next) + interval; /* late: no catch-up burst */
+        char key[128], val[160];
+        bool write = (double)(rnd(&w->rng) >> 11) * 0x1p-53 < opt.write_ratio;
+        snprintf(key, sizeof key, "%s:%d:%" PRIu64, opt.key_prefix, w->id,
+                 write || !seq ? seq : rnd(&w->rng) % seq);
+        snprintf(val, sizeof val, "v:%s", key);
+        enum wl_outcome o =
+            protected_call(w, write ? "set" : "get", write ? "SET" : "GET", key, write ? val : NULL);
+        if (write && o != WL_OK && dl.fd >= 0)
+            dl_append(key, val);
+        if (o == WL_OK && cb_get_state(B) == CB_CLOSED)
+            dl_replay(w, 100);
+    }
+    return NULL;
+}
+
+/* Live status: one line, rewritten in place. */
+static atomic_bool stop_status;
+
+static void *status_main(void *arg) {
+    (void)arg;
+    uint64_t last_calls = 0, last_t = wl_now_ns(), v[RECENT];
+    while (!atomic_load(&stop_status)) {
+        wl_sleep_ms(opt.status_ms);
+        cb_stats s;
+        cb_stats_get(B, &s);
+        uint64_t now = wl_now_ns(), calls = s.admitted + s.rejected;
+        size_t n = (size_t)atomic_load_explicit(&recent_n, memory_order_relaxed);
+        n = n < RECENT ? n : RECENT;
+        for (size_t i = 0; i < n; i++)
+            v[i] = atomic_load_explicit(&recent[i], memory_order_relaxed);
+        qsort(v, n, sizeof *v, wl_cmp_u64);
+        fprintf(stderr,
+                "\r%5.1fs  state=%-11s calls/s=%-6.0f rejected=%-7" PRIu64 " failed=%-6" PRIu64
+                " p99=%8.3fms  dead letters %" PRIu64 " written %" PRIu64 " replayed   ",
+                (double)(now - start_ns) / 1e9, cb_state_name(s.state),
+                (double)(calls - last_calls) * 1e9 / (double)(now - last_t), s.rejected, s.failures,
+                (double)wl_pct(v, n, 0.99) / 1e6, (uint64_t)atomic_load(&dl.written),
+                (uint64_t)atomic_load(&dl.replayed));
+        last_calls = calls, last_t = now;
+    }
+    fputc('\n', stderr);
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    cb_config cfg = {0};
+    int rc = wl_parse_args(argc, argv,
+                           "GET/SET workload against Redis, each call protected by a cb.h breaker.",
+                           opts, sizeof opts / sizeof opts[0], &cfg);
+    if (rc >= 0)
+        return rc;
+    if (!opt.threads || opt.threads > 256 || opt.port < 1 || opt.port > 65535 ||
+        !opt.timeout_ms || opt.write_ratio < 0 || opt.write_ratio > 1 ||
+        strlen(opt.key_prefix) > 64 || strpbrk(opt.key_prefix, " \t\r\n")) {
+        fprintf(stderr, "redis_client: bad value: want --threads in 1..256, --port in 1..65535, "
+                        "--timeout-ms > 0, --write-ratio in [0,1], --key-prefix without spaces "
+                        "(at most 64 bytes)\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN); /* a peer that resets is a failed call, not our death */
+    if (!opt.connect_timeout_ms)
+        opt.connect_timeout_ms = opt.timeout_ms;
+    if (!cfg.name)
+        cfg.name = "redis";
+    if (!wl_log_open(opt.log)) {
+        fprintf(stderr, "redis_client: --log=%s: %s\n", opt.log, strerror(errno));
+        return 2;
+    }
+    if (!(B = wl_breaker("redis_client", &cfg)) || (opt.dead_letter && !dl_open(opt.dead_letter)))
+        return 2;
+
+    worker *ws = calloc(opt.threads + 1, sizeof *ws); /* the last one drains at the end */
+    pthread_t *tids = calloc(opt.threads, sizeof *tids), status_tid;
+    if (!ws || !tids) {
+        fprintf(stderr, "redis_client: out of memory\n");
+        return 1;
+    }
+    start_ns = wl_now_ns();
+    end_ns = start_ns + (uint64_t)opt.duration_ms * 1000000u;
+    wl_log("{\"t_ns\":%" PRIu64 ",\"event\":\"start\",\"threads\":%u,\"rate\":%u,\"timeout_ms\":%u}",
+           start_ns, opt.threads, opt.rate, opt.timeout_ms);
+    if (opt.status_ms)
+        pthread_create(&status_tid, NULL, status_main, NULL);
+    for (uint32_t i = 0; i <= opt.threads; i++) {
+        ws[i].id = (int)i;
+        ws[i].rng = 0x9E3779B97F4A7C15u * (opt.seed + i + 1);
+    }
+    for (uint32_t i = 0; i < opt.threads; i++)
+        if (pthread_create(&tids[i], NULL, worker_main, &ws[i]) != 0) {
+            fprintf(stderr, "redis_client: cannot start thread %u\n", i);
+            return 1;
+        }
+    for (uint32_t i = 0; i < opt.threads; i++)
+        pthread_join(tids[i], NULL);
+
+    /* Drain: replay what is left; each attempt goes through the breaker, so an open
+       breaker is waited out and probed as usual. */
+    worker *drain = &ws[opt.threads];
+    uint64_t drain_end = wl_now_ns() + (uint64_t)opt.drain_ms * 1000000u;
+    while (dl.fd >= 0 && atomic_load(&dl.pending) && wl_now_ns() < drain_end)
+        if (!dl_replay(drain, 1000))
+            wl_sleep_ms(20);
+    if (opt.status_ms) {
+        atomic_store(&stop_status, true);
+        pthread_join(status_tid, NULL);
+    }
+
+    wl_tally all = {0};
+    for (uint32_t i = 0; i <= opt.threads; i++) {
+        wl_tally_merge(&all, &ws[i].tally);
+        wl_tally_free(&ws[i].tally);
+        if (ws[i].conn.c)
+            redisFree(ws[i].conn.c);
+    }
+    char extra[256];
+    uint64_t pending = dl.fd >= 0 ? dl_pending_lines() : 0;
+    snprintf(extra, sizeof extra,
+             "\"dead_letters\":{\"written\":%" PRIu64 ",\"replayed\":%" PRIu64 ",\"pending\":%" PRIu64
+             ",\"errors\":%" PRIu64 "}",
+             (uint64_t)atomic_load(&dl.written), (uint64_t)atomic_load(&dl.replayed), pending,
+             (uint64_t)atomic_load(&dl.errors));
+    wl_summary("redis_client", &all, extra, B);
+    wl_log_close();
+    wl_tally_free(&all);
+    free(ws);
+    free(tids);
+    cb_free(B);
+    return pending || dl.errors ? 1 : 0;
+}

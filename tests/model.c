@@ -1,0 +1,387 @@
+/* model.c - the sequential reference; see model.h. Written from the BRIEF and
+   docs/semantics.md alone, clarity first: windows are lists of calls, counts are sums. */
+#include "model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NS_PER_MS 1000000u
+#define K_MAX 8191u
+#define PROBES_MAX 255u
+#define GOLDEN 0x9E3779B97F4A7C15u
+
+static uint32_t def_u32(uint32_t v, uint32_t dflt) { return v ? v : dflt; }
+static uint32_t min_u32(uint32_t a, uint32_t b) { return a < b ? a : b; }
+
+static uint64_t splitmix64(uint64_t x)
+{
+    uint64_t z = x + GOLDEN;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+    return z ^ (z >> 31);
+}
+
+static uint64_t fnv1a64(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3u;
+    return h;
+}
+
+static bool is_fraction(double v) { return v >= 0 && v <= 1; }   /* false for NaN */
+
+cb_err model_resolve(const cb_config *in, cb_config *out)
+{
+    cb_config c = *in;
+    if (!c.name)
+        c.name = "breaker";
+    size_t len = 0;
+    while (len < 64 && c.name[len])
+        len++;
+    if (len < 1 || len > 63)
+        return CB_EINVAL;
+    for (size_t i = 0; i < len; i++)
+        if (c.name[i] < 0x20 || c.name[i] > 0x7e)
+            return CB_EINVAL;
+
+    if (!is_fraction(c.failure_rate) || !is_fraction(c.slow_call_rate))
+        return CB_EINVAL;
+    if (c.slow_call_rate > 0 && !c.slow_call_ms)         /* the rate could never rise */
+        return CB_EINVAL;
+    if (c.window_calls && c.window_ms)
+        return CB_EINVAL;
+    if (c.window_calls > 1u << 20 || c.window_buckets > 1024)
+        return CB_EINVAL;
+    if (!c.consecutive_failures && c.failure_rate == 0 && !c.failures_in_window &&
+        c.slow_call_rate == 0)
+        c.consecutive_failures = 5;
+    if ((c.failure_rate > 0 || c.failures_in_window || c.slow_call_rate > 0) &&
+        !c.window_calls && !c.window_ms)
+        c.window_calls = 100;
+    if (c.window_ms) {
+        c.window_buckets = def_u32(c.window_buckets, min_u32(10, c.window_ms));
+        if (c.window_ms < c.window_buckets)
+            return CB_EINVAL;
+    } else if (c.window_buckets) {
+        return CB_EINVAL;
+    }
+    c.minimum_calls = def_u32(c.minimum_calls, c.window_calls ? min_u32(10, c.window_calls) : 10);
+    if (c.window_calls && c.minimum_calls > c.window_calls)
+        return CB_EINVAL;
+    if (c.window_calls && c.failures_in_window > c.window_calls)   /* could never hold */
+        return CB_EINVAL;
+
+    c.open_ms = def_u32(c.open_ms, 60000);
+    if (!c.max_open_ms)
+        c.max_open_ms = c.open_ms > UINT32_MAX / 10 ? UINT32_MAX : 10 * c.open_ms;
+    if (c.max_open_ms < c.open_ms)
+        return CB_EINVAL;
+    if (c.backoff == 0)
+        c.backoff = 1;
+    if (!(c.backoff >= 1 && c.backoff <= 1e6))
+        return CB_EINVAL;
+    if (!(c.jitter >= 0 && c.jitter < 1))
+        return CB_EINVAL;
+    c.half_open_calls = def_u32(c.half_open_calls, 1);
+    if (c.half_open_calls > PROBES_MAX)
+        return CB_EINVAL;
+    c.probe_timeout_ms = def_u32(c.probe_timeout_ms, 60000);
+    if (!c.seed)
+        c.seed = fnv1a64(c.name);
+    *out = c;
+    return CB_OK;
+}
+
+/* ---- time ---- */
+
+/* min(open_ms * backoff^k, max_open_ms), backoff^k by square-and-multiply. */
+static double base_ms(const cb_config *cfg, uint32_t k)
+{
+    double pow = 1, b = cfg->backoff;
+    for (uint32_t e = k; e; e >>= 1, b *= b)
+        if (e & 1)
+            pow *= b;
+    return fmin(cfg->open_ms * pow, cfg->max_open_ms);
+}
+
+uint64_t model_period_ms(const cb_config *cfg, uint32_t k, uint32_t gen)
+{
+    double base = base_ms(cfg, k);
+    double u = (double)(splitmix64(cfg->seed ^ (uint64_t)gen * GOLDEN) >> 11) * 0x1p-53;
+    double ms = floor(base * (1 - cfg->jitter * u));
+    return ms < 1 ? 1 : (uint64_t)ms;
+}
+
+/* A deadline `ms` after t_ns, in whole ms of the breaker clock, rounded up. */
+static uint64_t deadline_ms(uint64_t t_ns, uint64_t ms)
+{
+    return (t_ns + ms * NS_PER_MS + NS_PER_MS - 1) / NS_PER_MS;
+}
+
+static bool due(const model *m, uint64_t until_ms) { return m->now_ns >= until_ms * NS_PER_MS; }
+
+/* ---- windows ---- */
+
+static uint64_t bucket_ns(const model *m)
+{
+    return (uint64_t)m->cfg.window_ms * NS_PER_MS / m->cfg.window_buckets;
+}
+
+/* A time window holds the calls of the current bucket and the window_buckets - 1 before. */
+static bool in_time_window(const model *m, uint64_t at_ns)
+{
+    uint64_t cur = m->now_ns / bucket_ns(m), b = at_ns / bucket_ns(m);
+    return b + m->cfg.window_buckets > cur;
+}
+
+typedef struct figures { uint32_t calls, failures, slow; } figures;
+
+static figures window_figures(const model *m)
+{
+    figures f = {0, 0, 0};
+    for (size_t i = 0; i < m->nwin; i++) {
+        if (m->cfg.window_ms && !in_time_window(m, m->win[i].at_ns))
+            continue;
+        f.calls++;
+        f.failures += m->win[i].failed;
+        f.slow += m->win[i].slow;
+    }
+    return f;
+}
+
+static void window_push(model *m, bool failed, bool slow)
+{
+    if (!m->cfg.window_calls && !m->cfg.window_ms)
+        return;
+    if (m->cfg.window_calls && m->nwin == m->cfg.window_calls) {
+        memmove(m->win, m->win + 1, (m->nwin - 1) * sizeof *m->win);
+        m->nwin--;
+    }
+    if (m->cfg.window_ms) {                    /* drop what aged out, keep the list short */
+        size_t keep = 0;
+        for (size_t i = 0; i < m->nwin; i++)
+            if (in_time_window(m, m->win[i].at_ns))
+                m->win[keep++] = m->win[i];
+        m->nwin = keep;
+    }
+    if (m->nwin == m->capwin) {
+        m->capwin = m->capwin ? 2 * m->capwin : 64;
+        m->win = realloc(m->win, m->capwin * sizeof *m->win);
+        if (!m->win)
+            abort();
+    }
+    m->win[m->nwin++] = (model_call){m->now_ns, failed, slow};
+}
+
+/* The first rule that holds, in the documented order; false if none. */
+static bool rule_holds(const model *m, cb_reason *why)
+{
+    const cb_config *c = &m->cfg;
+    figures f = window_figures(m);
+    bool enough = f.calls > 0 && f.calls >= c->minimum_calls;
+    if (c->consecutive_failures && m->run >= c->consecutive_failures)
+        *why = CB_REASON_CONSECUTIVE_FAILURES;
+    else if (c->failure_rate > 0 && enough && (double)f.failures / f.calls >= c->failure_rate)
+        *why = CB_REASON_FAILURE_RATE;
+    else if (c->failures_in_window && f.failures >= c->failures_in_window)
+        *why = CB_REASON_FAILURE_COUNT;
+    else if (c->slow_call_rate > 0 && enough && (double)f.slow / f.calls >= c->slow_call_rate)
+        *why = CB_REASON_SLOW_CALL_RATE;
+    else
+        return false;
+    return true;
+}
+
+/* ---- the state machine ---- */
+
+/* k after a re-open from HALF_OPEN: grows while the period is below its cap. */
+static uint32_t next_k(const model *m)
+{
+    bool capped = base_ms(&m->cfg, m->k) >= m->cfg.max_open_ms;
+    return capped || m->k == K_MAX ? m->k : m->k + 1;
+}
+
+static void transition(model *m, cb_state to, cb_reason why, uint32_t k)
+{
+    cb_event *e = &m->events[m->nevents++ % MODEL_HISTORY];
+    m->gen++;
+    *e = (cb_event){.name = m->name, .from = m->state, .to = to, .reason = why,
+                    .generation = m->gen, .at_ns = m->now_ns};
+    m->state = to;
+    m->k = k;
+    m->taken = m->succeeded = 0;
+    m->state_since_ns = m->now_ns;
+    if (to == CB_OPEN) {
+        e->open_ms = model_period_ms(&m->cfg, k, m->gen);
+        m->open_until_ms = deadline_ms(m->now_ns, e->open_ms);
+        m->opens++;
+    } else if (to == CB_HALF_OPEN) {
+        m->round_until_ms = deadline_ms(m->now_ns, m->cfg.probe_timeout_ms);
+    } else if (to == CB_CLOSED || to == CB_METRICS_ONLY) {
+        m->nwin = 0;
+        m->run = 0;
+    }
+}
+
+cb_err model_init(model *m, const cb_config *cfg, uint64_t now_ns)
+{
+    memset(m, 0, sizeof *m);
+    cb_err err = model_resolve(cfg, &m->cfg);
+    if (err)
+        return err;
+    strcpy(m->name, m->cfg.name);
+    m->cfg.name = m->name;
+    m->now_ns = now_ns;
+    m->state = CB_CLOSED;
+    m->state_since_ns = now_ns;
+    return CB_OK;
+}
+
+void model_free(model *m)
+{
+    free(m->win);
+    m->win = NULL;
+}
+
+static bool reject(model *m)
+{
+    m->rejected++;
+    return false;
+}
+
+static bool admit(model *m, model_ticket *t)
+{
+    m->admitted++;
+    t->admitted = true;
+    t->gen = m->gen;
+    t->start_ns = m->now_ns;
+    if (m->state == CB_DISABLED)
+        t->disabled = true;
+    else
+        m->in_flight++;
+    return true;
+}
+
+static bool bulkhead_full(const model *m)
+{
+    return m->cfg.max_concurrent && m->in_flight >= m->cfg.max_concurrent;
+}
+
+bool model_allow(model *m, model_ticket *t)
+{
+    *t = (model_ticket){0};
+    switch (m->state) {
+    case CB_CLOSED:
+    case CB_METRICS_ONLY:
+        return bulkhead_full(m) ? reject(m) : admit(m, t);
+    case CB_DISABLED:
+        return admit(m, t);
+    case CB_FORCED_OPEN:
+        return reject(m);
+    case CB_OPEN:
+        if (!due(m, m->open_until_ms) || bulkhead_full(m))
+            return reject(m);
+        transition(m, CB_HALF_OPEN, CB_REASON_OPEN_ELAPSED, m->k);
+        m->taken = 1;
+        return admit(m, t);
+    case CB_HALF_OPEN:
+        if (due(m, m->round_until_ms)) {
+            transition(m, CB_OPEN, CB_REASON_PROBE_TIMEOUT, next_k(m));
+            return reject(m);
+        }
+        if (m->taken >= m->cfg.half_open_calls || bulkhead_full(m))
+            return reject(m);
+        m->taken++;
+        return admit(m, t);
+    }
+    return reject(m);
+}
+
+bool model_record(model *m, const model_ticket *t, cb_outcome o)
+{
+    if (!t->admitted)
+        return false;
+    if (!t->disabled)
+        m->in_flight--;
+    if (t->gen != m->gen) {
+        m->stale++;
+        return false;
+    }
+    if (t->disabled)
+        return false;
+
+    uint64_t took = m->now_ns > t->start_ns ? m->now_ns - t->start_ns : 0;
+    bool slow = o != CB_IGNORED && m->cfg.slow_call_ms &&
+                took >= (uint64_t)m->cfg.slow_call_ms * NS_PER_MS;
+    m->slow += slow;
+    if (o == CB_SUCCESS) {
+        m->successes++;
+    } else if (o == CB_FAILURE) {
+        m->failures++;
+        m->last_failure_ns = m->now_ns;
+    } else {
+        m->ignored++;
+    }
+
+    cb_reason why;
+    switch (m->state) {
+    case CB_CLOSED:
+    case CB_METRICS_ONLY:
+        if (o == CB_IGNORED)
+            break;
+        m->run = o == CB_FAILURE ? m->run + 1 : 0;
+        window_push(m, o == CB_FAILURE, slow);
+        if (m->state == CB_CLOSED && rule_holds(m, &why))
+            transition(m, CB_OPEN, why, m->k);
+        break;
+    case CB_HALF_OPEN:
+        if (o == CB_IGNORED)
+            m->taken--;
+        else if (o == CB_FAILURE || slow)
+            transition(m, CB_OPEN, CB_REASON_PROBE_FAILED, next_k(m));
+        else if (++m->succeeded == m->cfg.half_open_calls)
+            transition(m, CB_CLOSED, CB_REASON_PROBES_SUCCEEDED, 0);
+        break;
+    default:                        /* tickets of OPEN and FORCED_OPEN are never admitted */
+        break;
+    }
+    return true;
+}
+
+void model_set_state(model *m, cb_state s)
+{
+    transition(m, s, CB_REASON_MANUAL, s == CB_CLOSED ? 0 : m->k);
+}
+
+void model_reset(model *m) { model_set_state(m, CB_CLOSED); }
+
+uint64_t model_retry_after_ms(const model *m)
+{
+    uint64_t until_ns = m->open_until_ms * NS_PER_MS;
+    if (m->state != CB_OPEN || m->now_ns >= until_ns)
+        return 0;
+    return (until_ns - m->now_ns + NS_PER_MS - 1) / NS_PER_MS;
+}
+
+void model_stats(const model *m, cb_stats *s)
+{
+    figures f = window_figures(m);
+    *s = (cb_stats){
+        .state = m->state, .generation = m->gen,
+        .admitted = m->admitted, .rejected = m->rejected, .successes = m->successes,
+        .failures = m->failures, .ignored = m->ignored, .slow = m->slow, .stale = m->stale,
+        .opens = m->opens,
+        .consecutive_failures = m->run,
+        .window_calls = f.calls, .window_failures = f.failures, .window_slow = f.slow,
+        .in_flight = m->in_flight,
+        .state_since_ns = m->state_since_ns, .last_failure_ns = m->last_failure_ns,
+        .open_until_ns = m->state == CB_OPEN ? m->open_until_ms * NS_PER_MS : 0,
+    };
+}
+
+const cb_event *model_last_event(const model *m)
+{
+    return m->nevents ? &m->events[(m->nevents - 1) % MODEL_HISTORY] : NULL;
+}

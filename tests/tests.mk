@@ -1,0 +1,1 @@
+# tests/: unit tests of the cb.h core (being written).
