@@ -738,51 +738,34 @@ CB_API cb_err cb_config_resolve(const cb_config *cfg, cb_config *out, char *msg,
     return e;
 }
 
+/* The config fields the block keeps (all but the name and the per-process hooks). */
+#define CB__CFG_FIELDS(X)                                                                  \
+    X(consecutive_failures) X(window_calls) X(window_ms) X(window_buckets) X(minimum_calls) \
+    X(failures_in_window) X(slow_call_ms) X(max_concurrent) X(open_ms) X(max_open_ms)      \
+    X(half_open_calls) X(probe_timeout_ms) X(failure_rate) X(slow_call_rate) X(backoff)    \
+    X(jitter) X(seed)
+
 static void cb__cfg_store(cb__cfg *d, const cb_config *c)
 {
     memset(d, 0, sizeof *d);
     memcpy(d->name, c->name, strlen(c->name));
-    d->consecutive_failures = c->consecutive_failures;
-    d->window_calls = c->window_calls;
-    d->window_ms = c->window_ms;
-    d->window_buckets = c->window_buckets;
-    d->minimum_calls = c->minimum_calls;
-    d->failures_in_window = c->failures_in_window;
-    d->slow_call_ms = c->slow_call_ms;
-    d->max_concurrent = c->max_concurrent;
-    d->open_ms = c->open_ms;
-    d->max_open_ms = c->max_open_ms;
-    d->half_open_calls = c->half_open_calls;
-    d->probe_timeout_ms = c->probe_timeout_ms;
-    d->failure_rate = c->failure_rate;
-    d->slow_call_rate = c->slow_call_rate;
-    d->backoff = c->backoff;
-    d->jitter = c->jitter;
-    d->seed = c->seed;
+#define CB__STORE(f) d->f = c->f;
+    CB__CFG_FIELDS(CB__STORE)
+#undef CB__STORE
+}
+
+static void cb__cfg_load(cb_config *out, const cb__cfg *d)
+{
+    memset(out, 0, sizeof *out);
+    out->name = d->name;
+#define CB__LOAD(f) out->f = d->f;
+    CB__CFG_FIELDS(CB__LOAD)
+#undef CB__LOAD
 }
 
 CB_API void cb_config_get(const cb_breaker *b, cb_config *out)
 {
-    const cb__cfg *d = &b->cb__sh->cfg;
-    memset(out, 0, sizeof *out);
-    out->name = d->name;
-    out->consecutive_failures = d->consecutive_failures;
-    out->window_calls = d->window_calls;
-    out->window_ms = d->window_ms;
-    out->window_buckets = d->window_buckets;
-    out->minimum_calls = d->minimum_calls;
-    out->failures_in_window = d->failures_in_window;
-    out->slow_call_ms = d->slow_call_ms;
-    out->max_concurrent = d->max_concurrent;
-    out->open_ms = d->open_ms;
-    out->max_open_ms = d->max_open_ms;
-    out->half_open_calls = d->half_open_calls;
-    out->probe_timeout_ms = d->probe_timeout_ms;
-    out->failure_rate = d->failure_rate;
-    out->slow_call_rate = d->slow_call_rate;
-    out->backoff = d->backoff;
-    out->jitter = d->jitter;
-    out->seed = d->seed;
+    cb__cfg_load(out, &b->cb__sh->cfg);
     out->on_event = b->cb__on_event;
     out->user = b->cb__user;
     out->clock_ns = b->cb__clock_ns;
@@ -1877,29 +1860,26 @@ CB_API int cb_format_prometheus(cb_breaker *const *bs, size_t n, char *buf, size
         { "cb_retry_after_seconds", "gauge", "Time left in the open period" },
     };
     cb__out o = { buf, cap, 0 };
-    cb_stats *st = NULL;
     char name[2 * CB__NAME_MAX + 1];
-    for (size_t f = 0; f < sizeof fam / sizeof fam[0]; f++) {
+    const size_t last = sizeof fam / sizeof fam[0] - 1;
+    for (size_t f = 0; f <= last; f++) {
         cb__put(&o, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help, fam[f].name, fam[f].type);
         for (size_t i = 0; i < n; i++) {
             cb_stats s;
             cb_stats_get(bs[i], &s);
-            st = &s;
             const char *nm = cb__escape(cb_name(bs[i]), name);
-            uint64_t v[] = { 0, st->generation, st->admitted, st->rejected, st->successes,
-                             st->failures, st->ignored, st->slow, st->stale, st->opens,
-                             st->consecutive_failures, st->window_calls, st->window_failures,
-                             st->window_slow, st->in_flight, 0 };
-            if (f == 0) {
+            uint64_t v[] = { 0, s.generation, s.admitted, s.rejected, s.successes, s.failures,
+                             s.ignored, s.slow, s.stale, s.opens, s.consecutive_failures,
+                             s.window_calls, s.window_failures, s.window_slow, s.in_flight, 0 };
+            if (f == 0)
                 for (unsigned k = 0; k <= CB_METRICS_ONLY; k++)
                     cb__put(&o, "cb_state{name=\"%s\",state=\"%s\"} %d\n", nm,
-                            cb_state_name((cb_state)k), st->state == (cb_state)k);
-            } else if (f == sizeof fam / sizeof fam[0] - 1) {
+                            cb_state_name((cb_state)k), s.state == (cb_state)k);
+            else if (f == last)
                 cb__put(&o, "%s{name=\"%s\"} %.3f\n", fam[f].name, nm,
                         (double)cb_retry_after_ms(bs[i]) / 1000.0);
-            } else {
+            else
                 cb__put(&o, "%s{name=\"%s\"} %llu\n", fam[f].name, nm, (cb__ull)v[f]);
-            }
         }
     }
     return cb__done(&o);
@@ -1986,9 +1966,9 @@ CB_API int cb_registry_json(cb_registry *r, char *buf, size_t cap)
         cb_breaker *b = atomic_load_explicit(&r->slots[i], memory_order_acquire);
         if (!b)
             continue;
-        size_t room = o.len < o.cap ? o.cap - o.len : 0;
         if (n++)
-            cb__put(&o, ","), room = o.len < o.cap ? o.cap - o.len : 0;
+            cb__put(&o, ",");
+        size_t room = o.len < o.cap ? o.cap - o.len : 0;
         int len = cb_format_json(b, room ? o.buf + o.len : NULL, room);
         o.len += len > 0 ? (size_t)len : 0;
     }
@@ -2060,29 +2040,6 @@ static cb_breaker *cb__shm_handle(cb__shared *sh, size_t len, const cb_config *c
         b->cb__map_len = len;
     }
     return b;
-}
-
-static void cb__cfg_load(cb_config *out, const cb__cfg *d)
-{
-    memset(out, 0, sizeof *out);
-    out->name = d->name;
-    out->consecutive_failures = d->consecutive_failures;
-    out->window_calls = d->window_calls;
-    out->window_ms = d->window_ms;
-    out->window_buckets = d->window_buckets;
-    out->minimum_calls = d->minimum_calls;
-    out->failures_in_window = d->failures_in_window;
-    out->slow_call_ms = d->slow_call_ms;
-    out->max_concurrent = d->max_concurrent;
-    out->open_ms = d->open_ms;
-    out->max_open_ms = d->max_open_ms;
-    out->half_open_calls = d->half_open_calls;
-    out->probe_timeout_ms = d->probe_timeout_ms;
-    out->failure_rate = d->failure_rate;
-    out->slow_call_rate = d->slow_call_rate;
-    out->backoff = d->backoff;
-    out->jitter = d->jitter;
-    out->seed = d->seed;
 }
 
 /* Map an existing file once its creator has published it. With c == NULL the config is

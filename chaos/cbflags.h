@@ -152,40 +152,84 @@ static inline void cbflags__fmt_double(char *buf, size_t cap, double v) {
     }
 }
 
+/* The value of flag f in cfg as text; "" when it is zero (or NULL). */
+static inline void cbflags__text(const cb_config *cfg, const cbflags__flag *f, char *val, size_t cap) {
+    const void *field = (const char *)cfg + f->offset;
+    val[0] = '\0';
+    switch (f->type) {
+    case CBFLAGS__U32:
+        if (*(const uint32_t *)field)
+            snprintf(val, cap, "%" PRIu32, *(const uint32_t *)field);
+        break;
+    case CBFLAGS__U64:
+        if (*(const uint64_t *)field)
+            snprintf(val, cap, "%" PRIu64, *(const uint64_t *)field);
+        break;
+    case CBFLAGS__DBL:
+        if (*(const double *)field != 0)
+            cbflags__fmt_double(val, cap, *(const double *)field);
+        break;
+    case CBFLAGS__STR:
+        if (*(const char *const *)field)
+            snprintf(val, cap, "%s", *(const char *const *)field);
+        break;
+    }
+}
+
+/* Appends to buf at *n with snprintf semantics (*n counts what did not fit, too). */
+static inline void cbflags__put(char *buf, size_t cap, size_t *n, const char *s) {
+    if (*n < cap)
+        snprintf(buf + *n, cap - *n, "%s", s);
+    *n += strlen(s);
+}
+
+#define CBFLAGS__COUNT (sizeof cbflags__table / sizeof cbflags__table[0])
+
 /* The breaker flags of cfg that are not zero, space separated, as cbflags_parse reads
    them (for logs and reports). snprintf semantics: returns the full length. */
 static inline int cbflags_format(const cb_config *cfg, char *buf, size_t cap) {
     size_t n = 0;
     if (cap)
         buf[0] = '\0';
-    for (size_t i = 0; i < sizeof cbflags__table / sizeof cbflags__table[0]; i++) {
-        const cbflags__flag *f = &cbflags__table[i];
-        const char *field = (const char *)cfg + f->offset;
-        char val[80] = "";
-        switch (f->type) {
-        case CBFLAGS__U32:
-            if (*(const uint32_t *)(const void *)field)
-                snprintf(val, sizeof val, "%" PRIu32, *(const uint32_t *)(const void *)field);
-            break;
-        case CBFLAGS__U64:
-            if (*(const uint64_t *)(const void *)field)
-                snprintf(val, sizeof val, "%" PRIu64, *(const uint64_t *)(const void *)field);
-            break;
-        case CBFLAGS__DBL:
-            if (*(const double *)(const void *)field != 0)
-                cbflags__fmt_double(val, sizeof val, *(const double *)(const void *)field);
-            break;
-        case CBFLAGS__STR:
-            if (*(const char *const *)(const void *)field)
-                snprintf(val, sizeof val, "%s", *(const char *const *)(const void *)field);
-            break;
-        }
+    for (size_t i = 0; i < CBFLAGS__COUNT; i++) {
+        char val[96], one[160];
+        cbflags__text(cfg, &cbflags__table[i], val, sizeof val);
         if (!*val)
             continue;
-        int len = snprintf(n < cap ? buf + n : NULL, n < cap ? cap - n : 0, "%s--%s=%s",
-                           n ? " " : "", f->flag, val);
-        n += (size_t)len;
+        snprintf(one, sizeof one, "%s--%s=%s", n ? " " : "", cbflags__table[i].flag, val);
+        cbflags__put(buf, cap, &n, one);
     }
+    return (int)n;
+}
+
+/* Every breaker flag of cfg as one JSON object keyed by flag name, zeros included,
+   e.g. {"name":"redis","consecutive-failures":5,...}. snprintf semantics. */
+static inline int cbflags_json(const cb_config *cfg, char *buf, size_t cap) {
+    size_t n = 0;
+    if (cap)
+        buf[0] = '\0';
+    for (size_t i = 0; i < CBFLAGS__COUNT; i++) {
+        const cbflags__flag *f = &cbflags__table[i];
+        char val[96], one[256];
+        cbflags__text(cfg, f, val, sizeof val);
+        if (f->type != CBFLAGS__STR)
+            snprintf(one, sizeof one, "%s\"%s\":%s", i ? "," : "{", f->flag, *val ? val : "0");
+        else if (!*val)
+            snprintf(one, sizeof one, "%s\"%s\":null", i ? "," : "{", f->flag);
+        else { /* names are printable ASCII: only quotes and backslashes need escaping */
+            char esc[192];
+            size_t e = 0;
+            for (const char *p = val; *p && e + 2 < sizeof esc; p++) {
+                if (*p == '"' || *p == '\\')
+                    esc[e++] = '\\';
+                esc[e++] = *p;
+            }
+            esc[e] = '\0';
+            snprintf(one, sizeof one, "%s\"%s\":\"%s\"", i ? "," : "{", f->flag, esc);
+        }
+        cbflags__put(buf, cap, &n, one);
+    }
+    cbflags__put(buf, cap, &n, "}");
     return (int)n;
 }
 

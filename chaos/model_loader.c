@@ -184,24 +184,26 @@ int main(int argc, char **argv) {
         fprintf(stderr, "model_loader: --model=FILE is required\n");
         return 2;
     }
-    if (access(opt.model, R_OK) != 0) {
-        fprintf(stderr, "model_loader: --model=%s: %s\n", opt.model, strerror(errno));
-        return 2;
-    }
     if (!opt.rate || !opt.timeout_ms) {
         fprintf(stderr, "model_loader: --rate and --timeout-ms must be > 0\n");
         return 2;
     }
     if (!cfg.name)
         cfg.name = "model";
+    cb_breaker *b = wl_breaker("model_loader", &cfg);
+    if (!b)
+        return 2;
+    if (wl_dry_run)
+        return wl_print_resolved(opts, sizeof opts / sizeof opts[0], b);
+    if (access(opt.model, R_OK) != 0) {
+        fprintf(stderr, "model_loader: --model=%s: %s\n", opt.model, strerror(errno));
+        return 2;
+    }
     read_budget(); /* a bad control file is reported before anything runs */
     if (!wl_log_open(opt.log)) {
         fprintf(stderr, "model_loader: --log=%s: %s\n", opt.log, strerror(errno));
         return 2;
     }
-    cb_breaker *b = wl_breaker("model_loader", &cfg);
-    if (!b)
-        return 2;
     crc_init();
 
     wl_tally tally = {0};

@@ -317,11 +317,15 @@ int main(int argc, char **argv) {
         opt.connect_timeout_ms = opt.timeout_ms;
     if (!cfg.name)
         cfg.name = "redis";
+    if (!(B = wl_breaker("redis_client", &cfg)))
+        return 2;
+    if (wl_dry_run)
+        return wl_print_resolved(opts, sizeof opts / sizeof opts[0], B);
     if (!wl_log_open(opt.log)) {
         fprintf(stderr, "redis_client: --log=%s: %s\n", opt.log, strerror(errno));
         return 2;
     }
-    if (!(B = wl_breaker("redis_client", &cfg)) || (opt.dead_letter && !dl_open(opt.dead_letter)))
+    if (opt.dead_letter && !dl_open(opt.dead_letter))
         return 2;
 
     worker *ws = calloc(opt.threads + 1, sizeof *ws); /* the last one drains at the end */

@@ -37,6 +37,22 @@ static inline void wl_sleep_until(uint64_t t_ns) {
 
 static inline void wl_sleep_ms(uint64_t ms) { wl_sleep_until(wl_now_ns() + ms * 1000000u); }
 
+/* s as a JSON string body (quotes, backslashes and control bytes escaped). */
+static inline const char *wl_json_str(const char *s, char *buf, size_t cap) {
+    size_t n = 0;
+    for (; *s && n + 7 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            buf[n++] = '\\', buf[n++] = (char)c;
+        else if (c < 0x20)
+            n += (size_t)snprintf(buf + n, cap - n, "\\u%04x", c);
+        else
+            buf[n++] = (char)c;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
 /* ---- options: breaker flags (cbflags.h) plus a table of the program's own ---- */
 
 enum wl_opt_type { WL_U32, WL_DBL, WL_STR, WL_BOOL };
@@ -52,8 +68,12 @@ static inline void wl_usage(FILE *f, const char *prog, const char *what, const w
     fprintf(f, "usage: %s [options] [breaker flags]\n%s\noptions:\n", prog, what);
     for (size_t i = 0; i < n; i++)
         fprintf(f, "  --%s%s  %s\n", opts[i].flag, opts[i].type == WL_BOOL ? "" : "=V", opts[i].help);
+    fputs("  --dry-run  check the flags, print them resolved as JSON, run nothing\n", f);
     fputs(CBFLAGS_USAGE, f);
 }
+
+/* --dry-run: check the flags, print what they resolve to, run nothing. */
+static bool wl_dry_run;
 
 /* Parses argv into the program options and cfg. On a bad or unknown flag prints an error
    naming it and returns 2 (the exit status); --help prints usage and returns 0;
@@ -67,6 +87,10 @@ static inline int wl_parse_args(int argc, char **argv, const char *what, const w
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
             wl_usage(stdout, prog, what, opts, n);
             return 0;
+        }
+        if (!strcmp(arg, "--dry-run")) {
+            wl_dry_run = true;
+            continue;
         }
         int r = cbflags_parse(arg, cfg, err, sizeof err);
         if (r < 0) {
@@ -114,6 +138,32 @@ static inline int wl_parse_args(int argc, char **argv, const char *what, const w
     return -1;
 }
 
+/* Prints {"options":{flag:value,...},"breaker":{resolved cb_config}} for --dry-run. */
+static inline int wl_print_resolved(const wl_opt *opts, size_t n, const cb_breaker *b) {
+    cb_config cfg;
+    char buf[2048];
+    printf("{\"options\":{");
+    for (size_t i = 0; i < n; i++) {
+        printf("%s\"%s\":", i ? "," : "", opts[i].flag);
+        switch (opts[i].type) {
+        case WL_U32: printf("%" PRIu32, *(uint32_t *)opts[i].ptr); break;
+        case WL_DBL: printf("%.17g", *(double *)opts[i].ptr); break;
+        case WL_BOOL: printf("%s", *(bool *)opts[i].ptr ? "true" : "false"); break;
+        case WL_STR: {
+            const char *v = *(const char **)opts[i].ptr;
+            if (v)
+                printf("\"%s\"", wl_json_str(v, buf, sizeof buf));
+            else
+                printf("null");
+        } break;
+        }
+    }
+    cb_config_get(b, &cfg);
+    cbflags_json(&cfg, buf, sizeof buf);
+    printf("},\"breaker\":%s}\n", buf);
+    return 0;
+}
+
 /* ---- the JSON-lines log ---- */
 
 static struct {
@@ -141,22 +191,6 @@ static inline void wl_log_close(void) {
         fclose(wl_log_.f);
     else if (wl_log_.f)
         fflush(wl_log_.f);
-}
-
-/* s as a JSON string body (quotes, backslashes and control bytes escaped). */
-static inline const char *wl_json_str(const char *s, char *buf, size_t cap) {
-    size_t n = 0;
-    for (; *s && n + 7 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            buf[n++] = '\\', buf[n++] = (char)c;
-        else if (c < 0x20)
-            n += (size_t)snprintf(buf + n, cap - n, "\\u%04x", c);
-        else
-            buf[n++] = (char)c;
-    }
-    buf[n] = '\0';
-    return buf;
 }
 
 /* on_event hook: one line per transition. */

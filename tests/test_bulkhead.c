@@ -57,12 +57,12 @@ TEST(calls_rejected_while_open_take_no_slot)
                                  .open_ms = 1000});
     cb_ticket t;
     t_call(f->b, F);
+    CHECK_EVENT(f, CB_CLOSED, CB_OPEN, CB_REASON_CONSECUTIVE_FAILURES, 1, 1000);
     for (int i = 0; i < 5; i++)
         CHECK(!cb_allow(f->b, &t));
     CHECK_EQ(t_stats(f->b).in_flight, 0);
     t_at_ms(f, 1000);
     CHECK(cb_allow(f->b, &t));                /* the probe gets the one slot */
-    CHECK_EVENT(f, CB_CLOSED, CB_OPEN, CB_REASON_CONSECUTIVE_FAILURES, 1, 1000);
     CHECK_EVENT(f, CB_OPEN, CB_HALF_OPEN, CB_REASON_OPEN_ELAPSED, 2, 0);
 }
 
