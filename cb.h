@@ -92,10 +92,22 @@
 #error "cb.h needs lock-free 64-bit atomics (ATOMIC_LLONG_LOCK_FREE == 2)"
 #endif
 
+#if defined(__GNUC__) || defined(__clang__)
+#define CB__UNUSED __attribute__((unused))
+#else
+#define CB__UNUSED
+#endif
 #ifdef CB_STATIC
-#define CB_API static
+#define CB_API static CB__UNUSED
 #else
 #define CB_API extern
+#endif
+#ifdef __cplusplus   /* C++23 <stdatomic.h>, or clang's _Atomic extension */
+#define CB__ALIGNAS(n) alignas(n)
+#define CB__THREAD_LOCAL thread_local
+#else
+#define CB__ALIGNAS(n) _Alignas(n)
+#define CB__THREAD_LOCAL _Thread_local
 #endif
 
 #if defined(CB_MALLOC) && !defined(CB_FREE)
@@ -263,11 +275,11 @@ CB_API void cb_thread_release(cb_breaker *b);
 /* Registry: a set of breakers on caller memory (no global state, no allocation). Adding
    and removing are lock-free; readers may iterate while others add. */
 typedef struct cb_registry {
-    cb_breaker *_Atomic *slots;
+    _Atomic(cb_breaker *) *slots;
     size_t cap;
-    _Atomic size_t used;                /* slots handed out so far */
+    _Atomic(size_t) used;                /* slots handed out so far */
 } cb_registry;
-CB_API void        cb_registry_init(cb_registry *r, cb_breaker *_Atomic *slots, size_t cap);
+CB_API void        cb_registry_init(cb_registry *r, _Atomic(cb_breaker *) *slots, size_t cap);
 CB_API cb_err      cb_registry_add(cb_registry *r, cb_breaker *b);   /* CB_ENOMEM when full */
 CB_API bool        cb_registry_remove(cb_registry *r, cb_breaker *b);
 CB_API cb_breaker *cb_registry_find(cb_registry *r, const char *name);
@@ -325,8 +337,8 @@ enum { CB__N_ADMITTED, CB__N_REJECTED, CB__N_SUCCESSES, CB__N_FAILURES, CB__N_IG
 
 /* One cache line: the owner token and the counters it alone writes. */
 typedef struct cb__stripe {
-    _Alignas(CB_CACHELINE) _Atomic uint64_t owner;  /* 0: free; else pid << 32 | thread token */
-    _Atomic uint64_t n[CB__N_COUNT];
+    CB__ALIGNAS(CB_CACHELINE) _Atomic(uint64_t) owner;  /* 0: free; else pid << 32 | thread token */
+    _Atomic(uint64_t) n[CB__N_COUNT];
 } cb__stripe;
 
 /* Ticket flags. */
@@ -340,8 +352,8 @@ typedef struct cb__shared cb__shared;   /* the position-independent block (secti
 /* The handle: per-process things beside a pointer to the shared block. */
 struct cb_breaker {
     cb__shared *cb__sh;
-    _Atomic uint64_t *cb__word;         /* &cb__sh->word, for the fast path */
-    _Atomic uint64_t *cb__consec;       /* &cb__sh->consec                   */
+    _Atomic(uint64_t) *cb__word;         /* &cb__sh->word, for the fast path */
+    _Atomic(uint64_t) *cb__consec;       /* &cb__sh->consec                   */
     uint64_t cb__id;                    /* unique per handle in this process: keys the thread's stripe cache */
     uint32_t cb__fast;                  /* CB__F_* */
     uint32_t cb__kind;                  /* how the handle was made: init, new, shm */
@@ -362,9 +374,9 @@ typedef struct cb__tls_entry {
 } cb__tls_entry;
 
 #ifdef CB_STATIC
-static _Thread_local cb__tls_entry cb__tls[CB__TLS_WAYS];
+static CB__THREAD_LOCAL cb__tls_entry cb__tls[CB__TLS_WAYS];
 #else
-extern _Thread_local cb__tls_entry cb__tls[CB__TLS_WAYS];
+extern CB__THREAD_LOCAL cb__tls_entry cb__tls[CB__TLS_WAYS];
 #endif
 CB_API cb__tls_entry *cb__tls_fill(cb_breaker *b, cb__tls_entry *e);
 CB_API bool cb__allow_slow(cb_breaker *b, cb_ticket *t, uint64_t w);
@@ -375,7 +387,7 @@ static inline void cb__count(cb_breaker *b, unsigned i)
     cb__tls_entry *e = &cb__tls[b->cb__id & (CB__TLS_WAYS - 1)];
     if (CB__UNLIKELY(e->key != b->cb__id))
         e = cb__tls_fill(b, e);
-    _Atomic uint64_t *c = &e->stripe->n[i];
+    _Atomic(uint64_t) *c = &e->stripe->n[i];
     if (CB__LIKELY(e->exclusive))
         /* relaxed load + store: this thread owns the stripe (won its CAS in cb__tls_fill),
            so no other writer exists; readers only sum, so no order is needed */
@@ -461,7 +473,9 @@ static inline bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
 #define CB__NAME_MAX 63u
 #define CB__MS 1000000ull
 
+#ifndef CB_STATIC
 _Thread_local cb__tls_entry cb__tls[CB__TLS_WAYS];
+#endif
 
 /* The resolved config as the shared block keeps it: plain values, no pointers. */
 typedef struct cb__cfg {
@@ -476,15 +490,15 @@ typedef struct cb__cfg {
 /* One transition, written by the thread that won it. seq: 0 never written;
    gen << 2 | 1 while being written; gen << 2 | 2 once complete. */
 typedef struct cb__hist {
-    _Alignas(CB_CACHELINE) _Atomic uint64_t seq;
-    _Atomic uint64_t what;              /* from | to << 8 | reason << 16 */
-    _Atomic uint64_t at_ns;
-    _Atomic uint64_t open_ms;
+    _Alignas(CB_CACHELINE) _Atomic(uint64_t) seq;
+    _Atomic(uint64_t) what;              /* from | to << 8 | reason << 16 */
+    _Atomic(uint64_t) at_ns;
+    _Atomic(uint64_t) open_ms;
 } cb__hist;
 
 /* Time-window bucket: each word is epoch:32 | count:32, aged out by its epoch tag. */
 typedef struct cb__bucket {
-    _Atomic uint64_t calls, failures, slow;
+    _Atomic(uint64_t) calls, failures, slow;
 } cb__bucket;
 
 /* The whole breaker state: one position-independent block (offsets, never pointers),
@@ -499,22 +513,22 @@ struct cb__shared {
     uint64_t window_off;                /* offset of the window storage from the block */
     uint64_t bucket_ns;                 /* time window: ns per bucket */
     cb__cfg cfg;
-    _Atomic uint64_t ready;             /* shm: set last, with release order */
-    _Atomic uint64_t created_ns;
+    _Atomic(uint64_t) ready;             /* shm: set last, with release order */
+    _Atomic(uint64_t) created_ns;
     /* transition state: read by every call, written on transitions only */
-    _Alignas(CB_CACHELINE) _Atomic uint64_t word;
-    _Atomic uint64_t deadline;          /* gen:16 | ms:48, see cb__publish_time() */
-    _Atomic uint64_t opens;
+    _Alignas(CB_CACHELINE) _Atomic(uint64_t) word;
+    _Atomic(uint64_t) deadline;          /* gen:16 | ms:48, see cb__publish_time() */
+    _Atomic(uint64_t) opens;
     /* failure path */
-    _Alignas(CB_CACHELINE) _Atomic uint64_t consec;       /* gen:32 | run:32 */
-    _Atomic uint64_t last_failure_ns;
+    _Alignas(CB_CACHELINE) _Atomic(uint64_t) consec;       /* gen:32 | run:32 */
+    _Atomic(uint64_t) last_failure_ns;
     /* windows */
-    _Alignas(CB_CACHELINE) _Atomic uint64_t win_head;     /* count window: next position */
-    _Atomic uint64_t win_calls;         /* count window: gen:32 | calls:32 */
-    _Atomic uint64_t win_bad;           /* count window: gen:22 | failures:21 | slow:21 */
-    _Atomic uint64_t win_epoch;         /* time window: newest bucket epoch seen */
+    _Alignas(CB_CACHELINE) _Atomic(uint64_t) win_head;     /* count window: next position */
+    _Atomic(uint64_t) win_calls;         /* count window: gen:32 | calls:32 */
+    _Atomic(uint64_t) win_bad;           /* count window: gen:22 | failures:21 | slow:21 */
+    _Atomic(uint64_t) win_epoch;         /* time window: newest bucket epoch seen */
     /* bulkhead */
-    _Alignas(CB_CACHELINE) _Atomic uint64_t in_flight;
+    _Alignas(CB_CACHELINE) _Atomic(uint64_t) in_flight;
     cb__hist hist[CB_HISTORY];
     cb__stripe stripes[CB_STRIPES + 1]; /* the last one is the shared overflow stripe */
 };
@@ -606,7 +620,7 @@ static uint64_t cb__now(const cb_breaker *b)
 static bool cb__surely_before(const cb_breaker *b, uint64_t deadline_ms)
 {
 #ifdef CLOCK_MONOTONIC_COARSE
-    static _Atomic int64_t tick_ns = -1;
+    static _Atomic(int64_t) tick_ns = -1;
     /* relaxed: every thread computes the same value; a race only repeats the work */
     int64_t tick = atomic_load_explicit(&tick_ns, memory_order_relaxed);
     if (tick < 0) {
@@ -779,7 +793,7 @@ CB_API const char *cb_name(const cb_breaker *b) { return b->cb__sh->cfg.name; }
 static size_t cb__window_bytes(const cb_config *c)
 {
     if (c->window_calls)
-        return (size_t)c->window_calls * sizeof(_Atomic uint32_t);
+        return (size_t)c->window_calls * sizeof(_Atomic(uint32_t));
     if (c->window_ms)
         return (size_t)c->window_buckets * sizeof(cb__bucket);
     return 0;
@@ -843,7 +857,7 @@ static void cb__block_init(cb__shared *sh, const cb_config *c, uint64_t now)
 
 static void cb__handle_init(cb_breaker *b, cb__shared *sh, const cb_config *c, uint32_t kind)
 {
-    static _Atomic uint64_t next_id = 1;
+    static _Atomic(uint64_t) next_id = 1;
     memset(b, 0, sizeof *b);
     b->cb__sh = sh;
     b->cb__word = &sh->word;
@@ -915,8 +929,8 @@ CB_API void cb_free(cb_breaker *b)
 /* A thread's token: pid << 32 | id. Ids of exited threads are recycled, so a new thread
    inherits (and continues) the stripes of a dead one instead of leaking them. */
 #define CB__TOKEN_POOL 4096u
-static _Atomic uint64_t cb__token_used[CB__TOKEN_POOL / 64];
-static _Atomic uint32_t cb__token_next = CB__TOKEN_POOL;
+static _Atomic(uint64_t) cb__token_used[CB__TOKEN_POOL / 64];
+static _Atomic(uint32_t) cb__token_next = CB__TOKEN_POOL;
 static _Thread_local uint64_t cb__token;
 static pthread_once_t cb__once = PTHREAD_ONCE_INIT;
 static pthread_key_t cb__token_key;
@@ -1397,7 +1411,7 @@ static uint64_t cb__epoch(cb__shared *sh, uint64_t now, bool advance)
     return e > seen ? e : seen;
 }
 
-static void cb__bucket_add(_Atomic uint64_t *word, uint32_t epoch)
+static void cb__bucket_add(_Atomic(uint64_t) *word, uint32_t epoch)
 {
     uint64_t cur = atomic_load_explicit(word, memory_order_relaxed);
     for (;;) {
@@ -1887,7 +1901,7 @@ CB_API int cb_format_prometheus(cb_breaker *const *bs, size_t n, char *buf, size
 
 /* ---- registry -------------------------------------------------------------------- */
 
-CB_API void cb_registry_init(cb_registry *r, cb_breaker *_Atomic *slots, size_t cap)
+CB_API void cb_registry_init(cb_registry *r, _Atomic(cb_breaker *) *slots, size_t cap)
 {
     r->slots = slots;
     r->cap = cap;
