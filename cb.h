@@ -29,7 +29,9 @@
        CB_TEST_HOOKS        tests only: cb__test_set_generation, cb__test_set_counters
        CB_TEST_PLANT_BUG=N  tests only: plant a known atomicity bug (1: half-open permit
                             by load+store, 2: count-window exchange by load+store,
-                            3: transition by load+store) to show the stress tests bite
+                            3: transition by load+store) to show the stress tests bite;
+                            4: IGNORED keeps its half-open permit, 5: the probe deadline
+                            is one ms late) to show the differential fuzzer bites
 
    CONTENTS
 
@@ -130,7 +132,7 @@
 #define CB_YIELD_POINT() ((void)0)
 #endif
 #ifndef CB_TEST_PLANT_BUG
-#define CB_TEST_PLANT_BUG 0   /* tests only: 1, 2 or 3 plants a known atomicity bug */
+#define CB_TEST_PLANT_BUG 0   /* tests only: 1..5 plants a known bug */
 #endif
 
 #ifdef __cplusplus
@@ -292,6 +294,8 @@ CB_API int         cb_registry_prometheus(cb_registry *r, char *buf, size_t cap)
 /* Tests only: start the generation (and this thread's counters) near their maximum. */
 CB_API void cb__test_set_generation(cb_breaker *b, uint32_t gen);
 CB_API void cb__test_set_counters(cb_breaker *b, uint64_t value);
+/* On a fresh breaker: CLOSED at this generation, every counter (opens too) at this value. */
+CB_API void cb__test_preset(cb_breaker *b, uint32_t generation, uint64_t counters);
 #endif
 
 #ifdef __cplusplus
@@ -1450,13 +1454,16 @@ static void cb__buckets_figures(const cb__shared *sh, uint64_t epoch, cb__figure
     }
 }
 
-static void cb__window_figures(const cb_breaker *b, uint32_t gen, cb__figures *f)
+/* What the window of the current period holds: nothing outside CLOSED and METRICS_ONLY
+   (the count window's tags say so by themselves; the time window's buckets do not). */
+static void cb__window_figures(const cb_breaker *b, uint64_t w, cb__figures *f)
 {
     const cb__shared *sh = b->cb__sh;
+    uint32_t gen = cb__w_gen(w);
     f->calls = f->failures = f->slow = 0;
     if (sh->cfg.window_calls)
         cb__ring_figures(sh, gen, f);
-    else if (sh->cfg.window_ms)
+    else if (sh->cfg.window_ms && (cb__w_state(w) == CB_CLOSED || cb__w_state(w) == CB_METRICS_ONLY))
         cb__buckets_figures(sh, cb__epoch((cb__shared *)(uintptr_t)sh, cb__now(b), false), f);
 }
 
@@ -1551,7 +1558,7 @@ static bool cb__admit(cb_breaker *b, cb_ticket *t, uint32_t gen, uint32_t flags,
         t->cb__flags |= CB__T_STAMPED;
         t->cb__start_ns = now;
     }
-    if (b->cb__fast & CB__F_BULKHEAD && !(flags & CB__T_DISABLED))
+    if (b->cb__fast & CB__F_BULKHEAD)
         t->cb__flags |= CB__T_BULKHEAD;
     return true;
 }
@@ -1569,7 +1576,9 @@ CB_API bool cb__allow_slow(cb_breaker *b, cb_ticket *t, uint64_t w)
             if (!cb__bulkhead_take(b))
                 return cb__reject(b, t);
             return cb__admit(b, t, gen, 0, (b->cb__fast & CB__F_SLOW) ? cb__now(b) : 0);
-        case CB_DISABLED:
+        case CB_DISABLED:   /* admit beyond the limit, but count the call in flight */
+            if (b->cb__fast & CB__F_BULKHEAD)
+                atomic_fetch_add_explicit(&sh->in_flight, 1, memory_order_relaxed); /* see take */
             return cb__admit(b, t, gen, CB__T_DISABLED, 0);
         case CB_OPEN:
             if (cb__time_of(sh, gen, &ms) && cb__surely_before(b, ms))
@@ -1592,7 +1601,7 @@ CB_API bool cb__allow_slow(cb_breaker *b, cb_ticket *t, uint64_t w)
             now = cb__now(b);
             if (!cb__time_of(sh, gen, &ms)) {
                 cb__publish_time(sh, gen, cb__ceil_ms(cb__add_sat(now, (uint64_t)c->probe_timeout_ms * CB__MS)));
-            } else if (now / CB__MS >= ms) {
+            } else if (now / CB__MS >= ms + (CB_TEST_PLANT_BUG == 5)) {
                 cb__transition(b, &w, cb__w_make(CB_OPEN, cb__next_k(c, k), 0, 0, gen + 1),
                                CB_REASON_PROBE_TIMEOUT, now);
                 continue;   /* won or lost, the word is newer: decide again */
@@ -1669,7 +1678,7 @@ CB_API bool cb__record_slow(cb_breaker *b, const cb_ticket *t, cb_outcome o)
         bool won;
         if (o == CB_IGNORED) {     /* give the permit back */
             CB_YIELD_POINT();
-            won = cb__w_taken(w) == 0 ||
+            won = cb__w_taken(w) == 0 || CB_TEST_PLANT_BUG == 4 ||
                   atomic_compare_exchange_weak_explicit(&sh->word, &w, w - (1ull << 16),
                                                         memory_order_acq_rel, memory_order_acquire);
         } else {
@@ -1770,7 +1779,7 @@ CB_API void cb_stats_get(const cb_breaker *b, cb_stats *s)
     uint64_t run = atomic_load_explicit(&sh->consec, memory_order_relaxed);
     s->consecutive_failures = (uint32_t)(run >> 32) == gen ? (uint32_t)run : 0;
     cb__figures f;
-    cb__window_figures(b, gen, &f);
+    cb__window_figures(b, w, &f);
     s->window_calls = f.calls;
     s->window_failures = f.failures;
     s->window_slow = f.slow;
@@ -1780,10 +1789,10 @@ CB_API void cb_stats_get(const cb_breaker *b, cb_stats *s)
     s->in_flight = flight > sh->cfg.max_concurrent && sh->cfg.max_concurrent ? sh->cfg.max_concurrent
                  : flight > UINT32_MAX ? UINT32_MAX : (uint32_t)flight;
     cb_event ev;
-    if (gen == 0)
-        s->state_since_ns = atomic_load_explicit(&sh->created_ns, memory_order_relaxed);
-    else if (cb__history_read(b, &sh->hist[gen % CB_HISTORY], &ev) && (uint32_t)ev.generation == gen)
+    if (cb__history_read(b, &sh->hist[gen % CB_HISTORY], &ev) && (uint32_t)ev.generation == gen)
         s->state_since_ns = ev.at_ns;
+    else if (atomic_load_explicit(&sh->hist[gen % CB_HISTORY].seq, memory_order_relaxed) == 0)
+        s->state_since_ns = atomic_load_explicit(&sh->created_ns, memory_order_relaxed);
     s->last_failure_ns = atomic_load_explicit(&sh->last_failure_ns, memory_order_relaxed);
     if (s->state == CB_OPEN && cb__time_of(sh, gen, &ms))
         s->open_until_ns = cb__ms_to_ns(ms);
@@ -2009,8 +2018,15 @@ CB_API void cb__test_set_counters(cb_breaker *b, uint64_t value)
     cb__tls_entry *e = &cb__tls[b->cb__id & (CB__TLS_WAYS - 1)];
     if (e->key != b->cb__id)
         e = cb__tls_fill(b, e);
-    for (unsigned i = 0; i < CB__N_COUNT; i++)
+    for (unsigned i = 0; i < CB__N_UNCOUNTED; i++)
         atomic_store_explicit(&e->stripe->n[i], value, memory_order_relaxed);
+}
+
+CB_API void cb__test_preset(cb_breaker *b, uint32_t generation, uint64_t counters)
+{
+    atomic_store_explicit(b->cb__word, cb__w_make(CB_CLOSED, 0, 0, 0, generation), memory_order_release);
+    cb__test_set_counters(b, counters);
+    atomic_store_explicit(&b->cb__sh->opens, counters, memory_order_relaxed);
 }
 #endif
 
