@@ -320,6 +320,18 @@ const bench_op bench_ops[] = {
 };
 const size_t bench_ops_count = sizeof bench_ops / sizeof bench_ops[0];
 
+static void *return_arg(void *arg)
+{
+    return arg;
+}
+
+void bench_init(void)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, return_arg, NULL) == 0)
+        pthread_join(t, NULL);
+}
+
 size_t bench_thread_counts(int ncpu, int *out, size_t max)
 {
     size_t n = 0;

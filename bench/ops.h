@@ -22,6 +22,11 @@ typedef struct bench_op {
 extern const bench_op bench_ops[];
 extern const size_t bench_ops_count;
 
+/* Call first, in every harness: starts and joins a thread, so that glibc leaves its
+   single-threaded shortcuts (a mutex without a locked instruction, for one) in every run,
+   as it does in the multi-threaded services a breaker serves. */
+void bench_init(void);
+
 /* Thread counts each operation runs with: 1, 2, 4, ... and ncpu, as Google Benchmark's
    ThreadRange(1, ncpu). Returns how many were written to out (at most max). */
 size_t bench_thread_counts(int ncpu, int *out, size_t max);

@@ -26,6 +26,7 @@ static void run_op(benchmark::State &state, const bench_op *op)
 
 int main(int argc, char **argv)
 {
+    bench_init();
     const int ncpu = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
     for (size_t i = 0; i < bench_ops_count; i++)
         benchmark::RegisterBenchmark(bench_ops[i].name, run_op, &bench_ops[i])

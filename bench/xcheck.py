@@ -2,16 +2,20 @@
 """Cross-check cb_bench against Google Benchmark: both time the same compiled loops
 (bench/ops.c), so their medians must agree.
 
-usage: xcheck.py CB_BENCH GB_XCHECK OUT.json [--min-time S] [--repetitions N] [--tolerance F]
+usage: xcheck.py CB_BENCH GB_XCHECK OUT.json [--min-time S] [--repetitions N]
+                 [--rounds K] [--tolerance F]
 
-Both harnesses list the same benchmarks. Each benchmark runs under both, back to back
-(alternating which goes first), with the same flags and pinned to the same CPUs (the
-last N of this process's CPUs for /threads:N). Fails when any median real time differs
-by more than the tolerance (default 15%), or when either output breaks the 1.7 shape.
+Both harnesses must list the same benchmarks. Each benchmark runs K rounds under both,
+back to back, alternating which goes first, with the same flags and pinned to the same
+CPUs (the last N of this process's CPUs for /threads:N); interleaving spreads the load
+of a shared machine evenly over the two. A harness's figure is the median real time of
+all its repetitions. Fails when the figures differ by more than the tolerance (default
+15%) on any benchmark, or when either output breaks the 1.7 shape.
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -23,21 +27,19 @@ def list_tests(binary):
     return out.stdout.split()
 
 
-def median_ns(binary, name, threads, args):
-    cpus = sorted(os.sched_getaffinity(0))[-threads:]
+def repetitions_ns(binary, name, cpus, args):
     cmd = [binary, f"--benchmark_filter=^{name}$", f"--benchmark_min_time={args.min_time}",
-           f"--benchmark_repetitions={args.repetitions}", "--benchmark_report_aggregates_only=true",
-           "--benchmark_format=json"]
+           f"--benchmark_repetitions={args.repetitions}", "--benchmark_format=json"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True,
                          preexec_fn=lambda: os.sched_setaffinity(0, cpus))
     doc = json.loads(out.stdout)
     errors = check_json.check(doc)
     if errors:
         sys.exit(f"xcheck: {binary} {name}: " + "; ".join(errors))
-    medians = [e["real_time"] for e in doc["benchmarks"] if e.get("aggregate_name") == "median"]
-    if len(medians) != 1:
-        sys.exit(f"xcheck: {binary} {name}: expected one median, got {len(medians)}")
-    return medians[0], cpus
+    runs = [e for e in doc["benchmarks"] if e["run_type"] == "iteration"]
+    if len(runs) != args.repetitions:
+        sys.exit(f"xcheck: {binary} {name}: {len(runs)} repetitions, not {args.repetitions}")
+    return runs
 
 
 def main():
@@ -47,6 +49,7 @@ def main():
     p.add_argument("out")
     p.add_argument("--min-time", type=float, default=0.2)
     p.add_argument("--repetitions", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--tolerance", type=float, default=0.15)
     args = p.parse_args()
 
@@ -54,21 +57,27 @@ def main():
     if names != list_tests(args.gb_xcheck):
         sys.exit("xcheck: the two harnesses list different benchmarks")
     results = []
-    print(f"{'benchmark':<46} {'cb_bench':>10} {'gbench':>10} {'diff':>7}")
+    print(f"{'benchmark (median real time, ns)':<46} {'cb_bench':>10} {'gbench':>10} {'diff':>7} {'cpu diff':>8}")
     for i, name in enumerate(names):
-        threads = int(name.rsplit(":", 1)[1])
-        order = [args.cb_bench, args.gb_xcheck][:: 1 if i % 2 == 0 else -1]
-        ns = {b: median_ns(b, name, threads, args) for b in order}
-        cb, cpus = ns[args.cb_bench]
-        gb = ns[args.gb_xcheck][0]
-        diff = abs(cb - gb) / gb
+        cpus = sorted(os.sched_getaffinity(0))[-int(name.rsplit(":", 1)[1]):]
+        runs = {args.cb_bench: [], args.gb_xcheck: []}
+        for r in range(args.rounds):
+            for b in list(runs)[:: 1 if (i + r) % 2 == 0 else -1]:
+                runs[b] += repetitions_ns(b, name, cpus, args)
+        cb, gb = ({t: statistics.median(e[t] for e in runs[b]) for t in ("real_time", "cpu_time")}
+                  for b in (args.cb_bench, args.gb_xcheck))
+        diff = abs(cb["real_time"] - gb["real_time"]) / gb["real_time"]
+        cpu_diff = abs(cb["cpu_time"] - gb["cpu_time"]) / gb["cpu_time"]
         ok = diff <= args.tolerance
-        results.append({"name": name, "cpus": cpus, "cb_bench_ns": cb, "google_benchmark_ns": gb,
-                        "diff": diff, "ok": ok})
-        print(f"{name:<46} {cb:10.2f} {gb:10.2f} {diff:6.1%}{'' if ok else '  > tolerance'}")
+        results.append({"name": name, "cpus": cpus, "cb_bench_ns": cb["real_time"],
+                        "google_benchmark_ns": gb["real_time"], "diff": diff,
+                        "cb_bench_cpu_ns": cb["cpu_time"], "google_benchmark_cpu_ns": gb["cpu_time"],
+                        "cpu_diff": cpu_diff, "ok": ok})
+        print(f"{name:<46} {cb['real_time']:10.2f} {gb['real_time']:10.2f} {diff:6.1%} {cpu_diff:8.1%}"
+              f"{'' if ok else '  > tolerance'}")
     passed = all(r["ok"] for r in results)
     with open(args.out, "w") as f:
-        json.dump({"min_time": args.min_time, "repetitions": args.repetitions,
+        json.dump({"min_time": args.min_time, "repetitions": args.repetitions, "rounds": args.rounds,
                    "tolerance": args.tolerance, "passed": passed, "results": results}, f, indent=2)
         f.write("\n")
     print(f"xcheck: {'passed' if passed else 'FAILED'} (tolerance {args.tolerance:.0%})")

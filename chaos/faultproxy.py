@@ -9,16 +9,18 @@ one). The control port takes one JSON object per line and answers {"ok": true} o
 {"ok": false, "error": "..."}. Modes:
 
     {"mode": "pass"}                                   forward both ways
-    {"mode": "latency", "ms": 100, "jitter_ms": 20}    delay every reply by ms +- jitter
+    {"mode": "latency", "ms": 100, "jitter-ms": 20}    delay every reply by ms +- jitter
     {"mode": "hang"}                                   accept, read, never answer
     {"mode": "reset"}                                  reset every connection (RST)
     {"mode": "refuse"}                                 stop listening: connection refused
-    {"mode": "bandwidth", "bytes_per_s": 2000, "chunk": 64}   slice and throttle
-    {"mode": "flap", "period_ms": 250, "phases": [MODE, MODE, ...]}  cycle through modes
+    {"mode": "bandwidth", "bytes-per-s": 2000, "chunk": 64}   slice and throttle
+    {"mode": "flap", "period-ms": 250, "phases": [MODE, MODE, ...]}  cycle through modes
     {"cmd": "stats"}                                   counters and the current mode
 
-The log (JSON lines) has every Redis command a client sent, with the time and the mode
-then in force, so a harness can count the traffic a breaker let through while open.
+The log (JSON lines) has every Redis command a client sent ("command"), every connection
+reset before it could send one ("conn" with action "reject"), and every mode change, with
+the time and the mode then in force, so a harness can count the traffic a breaker let
+through while open.
 Times are time.monotonic_ns(), the clock of the programs under test. Standard library
 only.
 """
@@ -36,12 +38,12 @@ import time
 MODES = {
     # mode: {parameter: (default, minimum)}
     "pass": {},
-    "latency": {"ms": (None, 0), "jitter_ms": (0, 0)},
+    "latency": {"ms": (None, 0), "jitter-ms": (0, 0)},
     "hang": {},
     "reset": {},
     "refuse": {},
-    "bandwidth": {"bytes_per_s": (None, 1), "chunk": (64, 1)},
-    "flap": {"period_ms": (None, 1), "phases": (None, None)},
+    "bandwidth": {"bytes-per-s": (None, 1), "chunk": (64, 1)},
+    "flap": {"period-ms": (None, 1), "phases": (None, None)},
 }
 
 
@@ -153,7 +155,7 @@ class Proxy:
         m = self.mode
         if m["mode"] != "flap":
             return m
-        i = int((time.monotonic() - self.mode_since) * 1000 // m["period_ms"])
+        i = int((time.monotonic() - self.mode_since) * 1000 // m["period-ms"])
         return m["phases"][i % len(m["phases"])]
 
     async def listen(self):
@@ -191,8 +193,8 @@ class Proxy:
     async def accept(self, reader, writer):
         cid, self.next_id = self.next_id, self.next_id + 1
         name = self.effective()["mode"]
-        if name in ("reset", "refuse"):
-            self.log(event="conn", conn=cid, action="reset")
+        if name in ("reset", "refuse"):  # refuse: accepted just before the listener closed
+            self.log(event="conn", conn=cid, action="reject")
             abort(writer)
             return
         conn = Conn(self, cid, reader, writer)
@@ -227,10 +229,10 @@ class Conn:
     async def send(self, writer, data, mode):
         if mode["mode"] == "bandwidth":
             step = int(mode["chunk"])
-            for i in range(0, len(data), step):
+            for i in range(0, len(data), step):  # each slice arrives when it is fully "sent"
+                await asyncio.sleep(len(data[i:i + step]) / mode["bytes-per-s"])
                 writer.write(data[i:i + step])
                 await writer.drain()
-                await asyncio.sleep(len(data[i:i + step]) / mode["bytes_per_s"])
         else:
             writer.write(data)
             await writer.drain()
@@ -278,7 +280,7 @@ class Conn:
                     break
                 mode = self.proxy.effective()
                 if mode["mode"] == "latency":
-                    await asyncio.sleep(max(0.0, mode["ms"] + random.uniform(-1, 1) * mode["jitter_ms"]) / 1000)
+                    await asyncio.sleep(max(0.0, mode["ms"] + random.uniform(-1, 1) * mode["jitter-ms"]) / 1000)
                     mode = self.proxy.effective()
                 if mode["mode"] == "hang" or self.poisoned:
                     self.poisoned = True

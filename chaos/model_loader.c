@@ -175,7 +175,7 @@ static int run_child(int64_t budget, const char **err) {
 
 int main(int argc, char **argv) {
     cb_config cfg = {0};
-    int rc = wl_parse_args(argc, argv,
+    int rc = wl_parse_args(argc, argv, "model_loader",
                            "Loads a model in a child under RLIMIT_AS, each load protected by a cb.h breaker.",
                            opts, sizeof opts / sizeof opts[0], &cfg);
     if (rc >= 0)
@@ -185,7 +185,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (!opt.rate || !opt.timeout_ms) {
-        fprintf(stderr, "model_loader: --rate and --timeout-ms must be > 0\n");
+        fprintf(stderr, "model_loader: %s: want > 0\n", opt.rate ? "--timeout-ms" : "--rate");
         return 2;
     }
     if (!cfg.name)

@@ -42,7 +42,7 @@ static const wl_opt opts[] = {
     {"drain-ms", WL_U32, &opt.drain_ms, "at the end, replay dead letters for up to this long (default 5000)"},
     {"log", WL_STR, &opt.log, "JSON-lines log file (default stdout)"},
     {"status-ms", WL_U32, &opt.status_ms, "live one-line status on stderr every N ms (default off)"},
-    {"seed", WL_U32, &opt.seed, "workload random seed (default 1)"},
+    {"workload-seed", WL_U32, &opt.seed, "seed of the op and key choices (default 1)"},
 };
 
 static cb_breaker *B;
@@ -58,32 +58,41 @@ static struct timeval ms_tv(uint32_t ms) {
     return tv;
 }
 
-/* Runs one command; true on a reply that is not an error. err gets the reason. */
+/* Runs one command; true on a reply that is not an error. err gets the reason. A kept
+   connection may have been reset while idle (hiredis only finds out on use): when that is
+   what failed, the command is retried once on a fresh connection, as connection pools do,
+   so that one network blip does not fail the first call of every thread. */
 static bool conn_run(conn *k, const char *cmd, const char *key, const char *val, char *err,
                      size_t errlen) {
-    if (k->c && k->c->err) {
-        redisFree(k->c);
-        k->c = NULL;
-    }
-    if (!k->c) {
-        k->c = redisConnectWithTimeout(opt.host, (int)opt.port, ms_tv(opt.connect_timeout_ms));
-        if (!k->c || k->c->err) {
-            snprintf(err, errlen, "connect: %s", k->c ? k->c->errstr : "out of memory");
+    for (int attempt = 0;; attempt++) {
+        if (k->c && k->c->err) {
+            redisFree(k->c);
+            k->c = NULL;
+        }
+        bool reused = k->c != NULL;
+        if (!k->c) {
+            k->c = redisConnectWithTimeout(opt.host, (int)opt.port, ms_tv(opt.connect_timeout_ms));
+            if (!k->c || k->c->err) {
+                snprintf(err, errlen, "connect: %s", k->c ? k->c->errstr : "out of memory");
+                return false;
+            }
+            redisSetTimeout(k->c, ms_tv(opt.timeout_ms));
+        }
+        redisReply *r = val ? redisCommand(k->c, "%s %s %s", cmd, key, val)
+                            : redisCommand(k->c, "%s %s", cmd, key);
+        if (!r) {
+            bool stale = k->c->err == REDIS_ERR_EOF || errno == ECONNRESET || errno == EPIPE;
+            snprintf(err, errlen, "%s", k->c->errstr[0] ? k->c->errstr : "no reply");
+            if (reused && stale && attempt == 0)
+                continue;
             return false;
         }
-        redisSetTimeout(k->c, ms_tv(opt.timeout_ms));
+        bool ok = r->type != REDIS_REPLY_ERROR;
+        if (!ok)
+            snprintf(err, errlen, "%s", r->str);
+        freeReplyObject(r);
+        return ok;
     }
-    redisReply *r = val ? redisCommand(k->c, "%s %s %s", cmd, key, val)
-                        : redisCommand(k->c, "%s %s", cmd, key);
-    if (!r) {
-        snprintf(err, errlen, "%s", k->c->errstr[0] ? k->c->errstr : "no reply");
-        return false;
-    }
-    bool ok = r->type != REDIS_REPLY_ERROR;
-    if (!ok)
-        snprintf(err, errlen, "%s", r->str);
-    freeReplyObject(r);
-    return ok;
 }
 
 /* ---- per-thread state and the protected call ---- */
@@ -95,8 +104,10 @@ typedef struct worker {
     wl_tally tally;
 } worker;
 
-/* Recent latencies for the live status line (best effort, relaxed). */
-#define RECENT 1024
+/* Latencies since the last status line (only with --status-ms; best effort, relaxed):
+   the top bit marks a rejected call. */
+#define RECENT 4096
+#define REJECTED_BIT (UINT64_C(1) << 63)
 static _Atomic uint64_t recent[RECENT];
 static atomic_uint_fast64_t recent_n;
 
@@ -114,9 +125,12 @@ static enum wl_outcome protected_call(worker *w, const char *op, const char *cmd
     }
     uint64_t lat = wl_now_ns() - t0;
     wl_tally_add(&w->tally, o, lat);
-    /* relaxed: only the status line reads these, and a torn view of them is harmless */
-    uint64_t i = atomic_fetch_add_explicit(&recent_n, 1, memory_order_relaxed);
-    atomic_store_explicit(&recent[i % RECENT], lat, memory_order_relaxed);
+    if (opt.status_ms) {
+        /* relaxed: only the status line reads these, and a stale slot there is harmless */
+        uint64_t i = atomic_fetch_add_explicit(&recent_n, 1, memory_order_relaxed);
+        atomic_store_explicit(&recent[i % RECENT], lat | (o == WL_REJECTED ? REJECTED_BIT : 0),
+                              memory_order_relaxed);
+    }
     wl_log("{\"t_ns\":%" PRIu64 ",\"thread\":%d,\"op\":\"%s\",\"key\":\"%s\",\"outcome\":\"%s\","
            "\"latency_ns\":%" PRIu64 ",\"state\":\"%s\"%s%s%s}",
            t0, w->id, op, key, wl_outcome_name[o], lat, cb_state_name(cb_get_state(B)),
@@ -268,30 +282,37 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-/* Live status: one line, rewritten in place. */
+/* Live status: one line, rewritten in place; p99s are of the calls since the last one. */
 static atomic_bool stop_status;
 
 static void *status_main(void *arg) {
     (void)arg;
-    uint64_t last_calls = 0, last_t = wl_now_ns(), v[RECENT];
+    static uint64_t adm[RECENT], rej[RECENT];
+    uint64_t last_n = 0, last_calls = 0, last_t = wl_now_ns();
     while (!atomic_load(&stop_status)) {
         wl_sleep_ms(opt.status_ms);
         cb_stats s;
         cb_stats_get(B, &s);
         uint64_t now = wl_now_ns(), calls = s.admitted + s.rejected;
-        size_t n = (size_t)atomic_load_explicit(&recent_n, memory_order_relaxed);
-        n = n < RECENT ? n : RECENT;
-        for (size_t i = 0; i < n; i++)
-            v[i] = atomic_load_explicit(&recent[i], memory_order_relaxed);
-        qsort(v, n, sizeof *v, wl_cmp_u64);
+        uint64_t n = atomic_load_explicit(&recent_n, memory_order_relaxed);
+        size_t na = 0, nr = 0;
+        for (uint64_t i = n > last_n + RECENT ? n - RECENT : last_n; i < n; i++) {
+            uint64_t v = atomic_load_explicit(&recent[i % RECENT], memory_order_relaxed);
+            if (v & REJECTED_BIT)
+                rej[nr++] = v & ~REJECTED_BIT;
+            else
+                adm[na++] = v;
+        }
+        qsort(adm, na, sizeof *adm, wl_cmp_u64);
+        qsort(rej, nr, sizeof *rej, wl_cmp_u64);
         fprintf(stderr,
-                "\r%5.1fs  state=%-11s calls/s=%-6.0f rejected=%-7" PRIu64 " failed=%-6" PRIu64
-                " p99=%8.3fms  dead letters %" PRIu64 " written %" PRIu64 " replayed   ",
+                "\r%5.1fs %-9s %5.0f calls/s  rejected %-6" PRIu64 " p99 %7.2f ms, rejected %5.2f us"
+                "  replayed %" PRIu64 "/%" PRIu64 " ",
                 (double)(now - start_ns) / 1e9, cb_state_name(s.state),
-                (double)(calls - last_calls) * 1e9 / (double)(now - last_t), s.rejected, s.failures,
-                (double)wl_pct(v, n, 0.99) / 1e6, (uint64_t)atomic_load(&dl.written),
-                (uint64_t)atomic_load(&dl.replayed));
-        last_calls = calls, last_t = now;
+                (double)(calls - last_calls) * 1e9 / (double)(now - last_t), s.rejected,
+                (double)wl_pct(adm, na, 0.99) / 1e6, (double)wl_pct(rej, nr, 0.99) / 1e3,
+                (uint64_t)atomic_load(&dl.replayed), (uint64_t)atomic_load(&dl.written));
+        last_n = n, last_calls = calls, last_t = now;
     }
     fputc('\n', stderr);
     return NULL;
@@ -299,17 +320,20 @@ static void *status_main(void *arg) {
 
 int main(int argc, char **argv) {
     cb_config cfg = {0};
-    int rc = wl_parse_args(argc, argv,
+    int rc = wl_parse_args(argc, argv, "redis_client",
                            "GET/SET workload against Redis, each call protected by a cb.h breaker.",
                            opts, sizeof opts / sizeof opts[0], &cfg);
     if (rc >= 0)
         return rc;
-    if (!opt.threads || opt.threads > 256 || opt.port < 1 || opt.port > 65535 ||
-        !opt.timeout_ms || opt.write_ratio < 0 || opt.write_ratio > 1 ||
-        strlen(opt.key_prefix) > 64 || strpbrk(opt.key_prefix, " \t\r\n")) {
-        fprintf(stderr, "redis_client: bad value: want --threads in 1..256, --port in 1..65535, "
-                        "--timeout-ms > 0, --write-ratio in [0,1], --key-prefix without spaces "
-                        "(at most 64 bytes)\n");
+    const char *bad = !opt.threads || opt.threads > 256     ? "--threads: want 1..256"
+                      : opt.port < 1 || opt.port > 65535        ? "--port: want 1..65535"
+                      : !opt.timeout_ms                         ? "--timeout-ms: want > 0"
+                      : opt.write_ratio < 0 || opt.write_ratio > 1 ? "--write-ratio: want 0..1"
+                      : strlen(opt.key_prefix) > 64 || strpbrk(opt.key_prefix, " \t\r\n")
+                          ? "--key-prefix: want at most 64 bytes, no spaces"
+                          : NULL;
+    if (bad) {
+        fprintf(stderr, "redis_client: %s\n", bad);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN); /* a peer that resets is a failed call, not our death */

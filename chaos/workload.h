@@ -67,8 +67,9 @@ typedef struct wl_opt {
 static inline void wl_usage(FILE *f, const char *prog, const char *what, const wl_opt *opts, size_t n) {
     fprintf(f, "usage: %s [options] [breaker flags]\n%s\noptions:\n", prog, what);
     for (size_t i = 0; i < n; i++)
-        fprintf(f, "  --%s%s  %s\n", opts[i].flag, opts[i].type == WL_BOOL ? "" : "=V", opts[i].help);
-    fputs("  --dry-run  check the flags, print them resolved as JSON, run nothing\n", f);
+        fprintf(f, "  --%s%-*s %s\n", opts[i].flag, (int)(20 - strlen(opts[i].flag)),
+                opts[i].type == WL_BOOL ? "" : "=V", opts[i].help);
+    fputs("  --dry-run              check the flags, print them resolved as JSON, run nothing\n", f);
     fputs(CBFLAGS_USAGE, f);
 }
 
@@ -78,9 +79,8 @@ static bool wl_dry_run;
 /* Parses argv into the program options and cfg. On a bad or unknown flag prints an error
    naming it and returns 2 (the exit status); --help prints usage and returns 0;
    -1 means go on. */
-static inline int wl_parse_args(int argc, char **argv, const char *what, const wl_opt *opts, size_t n,
-                         cb_config *cfg) {
-    const char *prog = argv[0];
+static inline int wl_parse_args(int argc, char **argv, const char *prog, const char *what,
+                                const wl_opt *opts, size_t n, cb_config *cfg) {
     for (int a = 1; a < argc; a++) {
         const char *arg = argv[a];
         char err[256];

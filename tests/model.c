@@ -124,25 +124,30 @@ static bool due(const model *m, uint64_t until_ms) { return m->now_ns >= until_m
 
 /* ---- windows ---- */
 
-static uint64_t bucket_ns(const model *m)
+/* Time windows count in epochs of bucket_ns. The newest epoch recorded never goes back:
+   a clock that goes backwards is treated as not moving. */
+static uint64_t epoch_now(const model *m)
 {
-    return (uint64_t)m->cfg.window_ms * NS_PER_MS / m->cfg.window_buckets;
+    uint64_t e = m->now_ns / ((uint64_t)m->cfg.window_ms * NS_PER_MS / m->cfg.window_buckets);
+    return e > m->newest_epoch ? e : m->newest_epoch;
 }
 
 /* A time window holds the calls of the current bucket and the window_buckets - 1 before. */
-static bool in_time_window(const model *m, uint64_t at_ns)
+static bool in_time_window(const model *m, uint64_t epoch)
 {
-    uint64_t cur = m->now_ns / bucket_ns(m), b = at_ns / bucket_ns(m);
-    return b + m->cfg.window_buckets > cur;
+    return epoch + m->cfg.window_buckets > epoch_now(m);
 }
 
 typedef struct figures { uint32_t calls, failures, slow; } figures;
 
+/* The window of the current period: empty outside CLOSED and METRICS_ONLY. */
 static figures window_figures(const model *m)
 {
     figures f = {0, 0, 0};
+    if (m->state != CB_CLOSED && m->state != CB_METRICS_ONLY)
+        return f;
     for (size_t i = 0; i < m->nwin; i++) {
-        if (m->cfg.window_ms && !in_time_window(m, m->win[i].at_ns))
+        if (m->cfg.window_ms && !in_time_window(m, m->win[i].epoch))
             continue;
         f.calls++;
         f.failures += m->win[i].failed;
@@ -159,10 +164,12 @@ static void window_push(model *m, bool failed, bool slow)
         memmove(m->win, m->win + 1, (m->nwin - 1) * sizeof *m->win);
         m->nwin--;
     }
-    if (m->cfg.window_ms) {                    /* drop what aged out, keep the list short */
-        size_t keep = 0;
+    uint64_t epoch = 0;
+    if (m->cfg.window_ms) {
+        epoch = m->newest_epoch = epoch_now(m);
+        size_t keep = 0;                       /* drop what aged out, keep the list short */
         for (size_t i = 0; i < m->nwin; i++)
-            if (in_time_window(m, m->win[i].at_ns))
+            if (in_time_window(m, m->win[i].epoch))
                 m->win[keep++] = m->win[i];
         m->nwin = keep;
     }
@@ -172,7 +179,14 @@ static void window_push(model *m, bool failed, bool slow)
         if (!m->win)
             abort();
     }
-    m->win[m->nwin++] = (model_call){m->now_ns, failed, slow};
+    m->win[m->nwin++] = (model_call){epoch, failed, slow};
+}
+
+/* part / calls >= rate, as the BRIEF words it: with rate 0.4, 2 of 5 reach it (exact
+   arithmetic on the double nearest 0.4 would say no). */
+static bool rate_reached(uint32_t part, uint32_t calls, double rate)
+{
+    return (double)part / calls >= rate;
 }
 
 /* The first rule that holds, in the documented order; false if none. */
@@ -183,11 +197,11 @@ static bool rule_holds(const model *m, cb_reason *why)
     bool enough = f.calls > 0 && f.calls >= c->minimum_calls;
     if (c->consecutive_failures && m->run >= c->consecutive_failures)
         *why = CB_REASON_CONSECUTIVE_FAILURES;
-    else if (c->failure_rate > 0 && enough && (double)f.failures / f.calls >= c->failure_rate)
+    else if (c->failure_rate > 0 && enough && rate_reached(f.failures, f.calls, c->failure_rate))
         *why = CB_REASON_FAILURE_RATE;
     else if (c->failures_in_window && f.failures >= c->failures_in_window)
         *why = CB_REASON_FAILURE_COUNT;
-    else if (c->slow_call_rate > 0 && enough && (double)f.slow / f.calls >= c->slow_call_rate)
+    else if (c->slow_call_rate > 0 && enough && rate_reached(f.slow, f.calls, c->slow_call_rate))
         *why = CB_REASON_SLOW_CALL_RATE;
     else
         return false;
@@ -257,10 +271,8 @@ static bool admit(model *m, model_ticket *t)
     t->admitted = true;
     t->gen = m->gen;
     t->start_ns = m->now_ns;
-    if (m->state == CB_DISABLED)
-        t->disabled = true;
-    else
-        m->in_flight++;
+    t->disabled = m->state == CB_DISABLED;
+    m->in_flight++;
     return true;
 }
 
@@ -303,8 +315,7 @@ bool model_record(model *m, const model_ticket *t, cb_outcome o)
 {
     if (!t->admitted)
         return false;
-    if (!t->disabled)
-        m->in_flight--;
+    m->in_flight--;
     if (t->gen != m->gen) {
         m->stale++;
         return false;
@@ -331,7 +342,10 @@ bool model_record(model *m, const model_ticket *t, cb_outcome o)
     case CB_METRICS_ONLY:
         if (o == CB_IGNORED)
             break;
-        m->run = o == CB_FAILURE ? m->run + 1 : 0;
+        if (o == CB_SUCCESS)
+            m->run = 0;
+        else if (m->run < UINT32_MAX)
+            m->run++;
         window_push(m, o == CB_FAILURE, slow);
         if (m->state == CB_CLOSED && rule_holds(m, &why))
             transition(m, CB_OPEN, why, m->k);
@@ -373,7 +387,7 @@ void model_stats(const model *m, cb_stats *s)
         .admitted = m->admitted, .rejected = m->rejected, .successes = m->successes,
         .failures = m->failures, .ignored = m->ignored, .slow = m->slow, .stale = m->stale,
         .opens = m->opens,
-        .consecutive_failures = m->run,
+        .consecutive_failures = m->state == CB_CLOSED || m->state == CB_METRICS_ONLY ? m->run : 0,
         .window_calls = f.calls, .window_failures = f.failures, .window_slow = f.slow,
         .in_flight = m->in_flight,
         .state_since_ns = m->state_since_ns, .last_failure_ns = m->last_failure_ns,

@@ -20,7 +20,7 @@ typedef struct model_ticket {
 } model_ticket;
 
 typedef struct model_call {         /* one SUCCESS/FAILURE in the window */
-    uint64_t at_ns;
+    uint64_t epoch;                 /* time window: the bucket epoch it was counted in */
     bool failed, slow;
 } model_call;
 
@@ -36,10 +36,11 @@ typedef struct model {
 
     uint64_t admitted, rejected, successes, failures, ignored, slow, stale, opens;
     uint32_t run;                   /* consecutive failures */
-    uint32_t in_flight;
+    uint32_t in_flight;             /* admitted, not yet recorded (DISABLED calls too) */
 
     model_call *win;                /* the window's calls, oldest first */
     size_t nwin, capwin;
+    uint64_t newest_epoch;          /* time window: the newest bucket epoch recorded */
 
     cb_event events[MODEL_HISTORY]; /* ring of the last transitions */
     uint64_t nevents;               /* transitions ever made */

@@ -1,6 +1,7 @@
 /* t.h - the unit-test harness of cb.h: tests register themselves with TEST(name), checks
    report file:line and both values and let the test go on, and main() runs every test in
-   file order and ends with "N passed, N failed" (exit status 1 on any failure).
+   file order (or those whose name contains argv[1]) and ends with "N passed, N failed"
+   (exit status 1 on any failure).
 
    Include after cb.h. Also here: a fake clock the tests move by hand, an event recorder,
    and a fixture that wires both into a breaker, so a test reads as: configure, move the
@@ -63,12 +64,15 @@ static int t__by_line(const void *a, const void *b)
     return ((const struct t__test *)a)->line - ((const struct t__test *)b)->line;
 }
 
-int main(void)
+/* `test_x word` runs only the tests whose name contains word. */
+int main(int argc, char **argv)
 {
     int passed = 0, failed = 0;
     qsort(t__tests, (size_t)t__ntests, sizeof t__tests[0], t__by_line);
     for (int i = 0; i < t__ntests; i++) {
         int before = t__check_failures;
+        if (argc > 1 && !strstr(t__tests[i].name, argv[1]))
+            continue;
         t__current = t__tests[i].name;
         t__tests[i].fn();
         if (t__check_failures == before)

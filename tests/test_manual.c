@@ -283,3 +283,16 @@ TEST(a_rejected_ticket_records_nothing)
     CHECK(!cb_record(f->b, &t, F));
     CHECK_COUNTERS(f->b, 1, 2, 0, 1, 0, 0);
 }
+
+TEST(a_ticket_never_admitted_or_an_unknown_outcome_records_nothing)
+{
+    t_fix *f = t_new((cb_config){.window_calls = 10, .failure_rate = 0.5});
+    cb_ticket zero = {0}, t;
+    CHECK(!cb_record(f->b, &zero, S));
+    CHECK(cb_allow(f->b, &t));
+    CHECK(!cb_record(f->b, &t, (cb_outcome)7));
+    CHECK_COUNTERS(f->b, 1, 0, 0, 0, 0, 0);
+    CHECK_EQ(t_stats(f->b).window_calls, 0);
+    CHECK(cb_record(f->b, &t, S));          /* the call can still be settled properly */
+    CHECK_COUNTERS(f->b, 1, 0, 1, 0, 0, 0);
+}

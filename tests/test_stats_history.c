@@ -189,3 +189,47 @@ TEST(the_accounting_identity_holds_exactly_over_a_long_random_run)
     CHECK(s.opens > 100 && s.stale > 100 && s.rejected > 1000);  /* the run did explore */
     CHECK_EQ(s.opens, f->events.into[CB_OPEN]);
 }
+
+/* on_event runs outside any critical section: it may read the breaker, which already
+   shows the new state, and may even make the next transition itself. */
+static struct {
+    cb_breaker *b;
+    int calls;
+    cb_state seen_state[2];   /* what each delivery read back, in delivery order */
+    uint64_t seen_gen[2];
+} t_reentry;
+
+static void t_reentrant(const cb_event *ev, void *user)
+{
+    cb_stats s;
+    char json[1024];
+    (void)user;
+    int i = t_reentry.calls++ & 1;
+    cb_stats_get(t_reentry.b, &s);
+    t_reentry.seen_state[i] = cb_get_state(t_reentry.b);
+    t_reentry.seen_gen[i] = s.generation;
+    CHECK(cb_format_json(t_reentry.b, json, sizeof json) > 0);
+    if (ev->to == CB_OPEN && ev->reason != CB_REASON_MANUAL)
+        cb_set_state(t_reentry.b, CB_FORCED_OPEN);    /* an operator hook pinning it open */
+}
+
+TEST(on_event_sees_the_new_state_and_may_call_back_into_the_breaker)
+{
+    cb_err err;
+    t_reentry.calls = 0;
+    t_reentry.b = cb_new(&(cb_config){.consecutive_failures = 1, .on_event = t_reentrant},
+                         &err);
+    REQUIRE(t_reentry.b != NULL);
+    CHECK(t_call(t_reentry.b, CB_FAILURE));
+    CHECK_EQ(t_reentry.calls, 2);
+    CHECK_STATE(t_reentry.b, CB_FORCED_OPEN);
+    CHECK_EQ(t_reentry.seen_state[0], CB_OPEN);
+    CHECK_EQ(t_reentry.seen_gen[0], 1);
+    CHECK_EQ(t_reentry.seen_state[1], CB_FORCED_OPEN);   /* the nested delivery */
+    CHECK_EQ(t_reentry.seen_gen[1], 2);
+    cb_event ev[4];
+    REQUIRE(cb_history(t_reentry.b, ev, 4) == 2);
+    CHECK_EQ(ev[0].to, CB_OPEN);
+    CHECK_EQ(ev[1].to, CB_FORCED_OPEN);
+    cb_free(t_reentry.b);
+}

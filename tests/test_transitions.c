@@ -2,9 +2,13 @@
    (its exact end, whole-ms deadlines, backoff, cap, jitter), cb_retry_after_ms, a clock
    that goes backwards, and the cb_call decorator. Rate, count and slow rules are in
    test_windows.c; probe rounds in test_half_open.c. */
+#define _POSIX_C_SOURCE 200809L   /* clock_gettime */
 #define CB_IMPLEMENTATION
+#define CB_TEST_HOOKS   /* cb__test_set_generation */
 #include "cb.h"
 #include "t.h"
+
+#include <time.h>
 
 #define S CB_SUCCESS
 #define F CB_FAILURE
@@ -23,6 +27,8 @@ TEST(a_new_breaker_is_closed_at_generation_zero)
     CHECK_EQ(s.slow, 0);
     CHECK_EQ(s.consecutive_failures, 0);
     CHECK_EQ(s.in_flight, 0);
+    CHECK_EQ(s.state_since_ns, T_T0);
+    CHECK_EQ(s.last_failure_ns, 0);
     CHECK_EQ(cb_history(f->b, ev, 4), 0);
     CHECK_EQ(cb_retry_after_ms(f->b), 0);
     CHECK_NO_EVENT(f);
@@ -334,6 +340,48 @@ TEST(a_clock_that_goes_backwards_does_not_shorten_or_lengthen_the_period)
     t_at_ms(f, 11000);
     CHECK(cb_allow(f->b, &t));
     CHECK_EVENT(f, CB_OPEN, CB_HALF_OPEN, CB_REASON_OPEN_ELAPSED, 2, 0);
+}
+
+TEST(the_generation_wraps_modulo_2_to_the_32_and_old_tickets_still_go_stale)
+{
+    t_fix *f = t_new((cb_config){.consecutive_failures = 2, .open_ms = 1000});
+    cb_ticket old, t;
+    cb__test_set_generation(f->b, UINT32_MAX);
+    CHECK_EQ(t_stats(f->b).generation, UINT32_MAX);
+    CHECK(cb_allow(f->b, &old));
+    t_calls(f->b, F, 2);
+    CHECK_EVENT(f, CB_CLOSED, CB_OPEN, CB_REASON_CONSECUTIVE_FAILURES, 0, 1000);
+    CHECK_EQ(t_stats(f->b).generation, 0);
+    CHECK(!cb_record(f->b, &old, S));
+    t_at_ms(f, 1000);
+    CHECK(cb_allow(f->b, &t));
+    CHECK(cb_record(f->b, &t, S));
+    CHECK_EVENT(f, CB_OPEN, CB_HALF_OPEN, CB_REASON_OPEN_ELAPSED, 1, 0);
+    CHECK_EVENT(f, CB_HALF_OPEN, CB_CLOSED, CB_REASON_PROBES_SUCCEEDED, 2, 0);
+    CHECK_COUNTERS(f->b, 4, 0, 1, 2, 0, 1);
+}
+
+static uint64_t t_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+TEST(on_the_default_clock_the_open_period_is_never_cut_short)
+{
+    cb_breaker *b = cb_new(&(cb_config){.consecutive_failures = 1, .open_ms = 30}, NULL);
+    cb_ticket t;
+    REQUIRE(b != NULL);
+    uint64_t opened = t_mono_ns();           /* no later than the trip: never a false alarm */
+    t_call(b, F);
+    CHECK(cb_retry_after_ms(b) <= 31);       /* the deadline is rounded up to a whole ms */
+    while (!cb_allow(b, &t) && t_mono_ns() - opened < 5000 * T_MS)
+        ;
+    uint64_t waited = t_mono_ns() - opened;
+    CHECK_STATE(b, CB_HALF_OPEN);
+    CHECK(waited >= 30 * T_MS);
+    cb_free(b);
 }
 
 static int t_fn_calls;

@@ -66,6 +66,34 @@ TEST(the_failure_rate_rule_opens_at_exactly_the_rate)
     CHECK_EVENT(f, CB_CLOSED, CB_OPEN, CB_REASON_FAILURE_RATE, 1, 60000);
 }
 
+TEST(the_failure_rate_rule_compares_the_quotient_not_a_product)
+{
+    /* 7.0 / 25 == 0.28, but 0.28 * 25 > 7.0 in doubles: the BRIEF's rule is the quotient */
+    t_fix *f = t_new((cb_config){.window_calls = 25, .failure_rate = 0.28});
+    t_calls(f->b, S, 18);
+    t_calls(f->b, F, 6);
+    CHECK_STATE(f->b, CB_CLOSED);
+    t_call(f->b, F);
+    CHECK_STATE(f->b, CB_OPEN);
+    CHECK_EVENT(f, CB_CLOSED, CB_OPEN, CB_REASON_FAILURE_RATE, 1, 60000);
+}
+
+TEST(the_window_still_counts_after_two_million_transitions)
+{
+    /* 2^21 transitions with no outcome recorded in CLOSED: a long outage of probes that
+       fail, or an operator's loop. A window tag compared with too few bits would take the
+       old period for a newer one and drop every outcome from then on. */
+    t_fix *f = t_new((cb_config){.window_calls = 10, .failure_rate = 0.5});
+    t_call(f->b, F);
+    for (uint32_t i = 0; i < (1u << 21); i++)
+        cb_set_state(f->b, i % 2 ? CB_CLOSED : CB_FORCED_OPEN);
+    cb_set_state(f->b, CB_CLOSED);
+    t_calls(f->b, F, 9);
+    CHECK_WINDOW(f->b, 9, 9);
+    t_call(f->b, F);
+    CHECK_STATE(f->b, CB_OPEN);
+}
+
 TEST(a_rate_rule_without_a_window_gets_a_count_window_of_100)
 {
     t_fix *f = t_new((cb_config){.failure_rate = 0.5});
@@ -203,6 +231,26 @@ TEST(a_rate_over_the_time_window_counts_only_unexpired_buckets)
     t_call(f->b, F);                       /* the successes aged out: 3 / 3 */
     CHECK_STATE(f->b, CB_OPEN);
     CHECK_EVENT(f, CB_CLOSED, CB_OPEN, CB_REASON_FAILURE_RATE, 1, 60000);
+}
+
+TEST(the_time_window_is_fresh_after_a_close_and_on_entering_metrics_only)
+{
+    t_fix *f = t_new((cb_config){.window_ms = 10000, .failure_rate = 0.5, .minimum_calls = 4,
+                                 .open_ms = 1000});
+    t_calls(f->b, F, 4);
+    CHECK_EVENT(f, CB_CLOSED, CB_OPEN, CB_REASON_FAILURE_RATE, 1, 1000);
+    t_at_ms(f, 1000);                      /* the failures are still inside window_ms */
+    t_call(f->b, S);
+    CHECK_STATE(f->b, CB_CLOSED);
+    CHECK_WINDOW(f->b, 0, 0);
+    t_calls(f->b, S, 3);
+    t_call(f->b, F);                       /* 1 / 4, not 5 / 8 */
+    CHECK_WINDOW(f->b, 4, 1);
+    CHECK_STATE(f->b, CB_CLOSED);
+    cb_set_state(f->b, CB_METRICS_ONLY);
+    CHECK_WINDOW(f->b, 0, 0);
+    t_call(f->b, F);
+    CHECK_WINDOW(f->b, 1, 1);
 }
 
 TEST(a_backwards_clock_records_into_the_current_bucket)

@@ -1,0 +1,277 @@
+#!/usr/bin/python3
+"""Write docs/bench.md and its chart from the outputs of make bench.
+
+usage: report.py --out-dir bench/out --md docs/bench.md --png docs/bench.png
+                 [--cc CC] [--cflags CFLAGS] [--min-time S]
+
+Reads cb_bench.json (Google Benchmark 1.7 JSON), instr.json, peers-*.json and, when
+present, xcheck.json from --out-dir. Every figure in the report comes from those files;
+bench/notes.md, hand-written analysis, is appended when it exists.
+"""
+import argparse
+import glob
+import json
+import os
+import platform
+import statistics
+import subprocess
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+DIRECT = "BM_direct"
+CB_CLOSED = "BM_cb_closed_success_consecutive"
+CB_OPEN = "BM_cb_open_reject"
+PEER_OPS = {"closed_success": CB_CLOSED, "open_reject": CB_OPEN}
+COLORS = {"direct": ("#888888", "direct call"), "cb": ("#1f77b4", "cb.h"),
+          "c_peer": ("#ff7f0e", "C peers, same binary"), "peer": ("#d62728", "JavaScript, Python")}
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def medians(doc):
+    """{(family, threads): (real ns, cpu ns)}: median over the repetitions."""
+    runs = {}
+    for e in doc["benchmarks"]:
+        if e["run_type"] == "iteration":
+            runs.setdefault(e["run_name"], []).append(e)
+    out = {}
+    for run_name, es in runs.items():
+        family, threads = run_name.rsplit("/threads:", 1)
+        out[family, int(threads)] = (statistics.median(e["real_time"] for e in es),
+                                     statistics.median(e["cpu_time"] for e in es))
+    return out
+
+
+def fmt(ns):
+    return f"{ns:.2f}" if ns < 10 else f"{ns:.1f}" if ns < 100 else f"{ns:.0f}"
+
+
+def machine(ctx, args):
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    os_name = platform.system()
+    if os.path.exists("/etc/os-release"):
+        with open("/etc/os-release") as f:
+            os_name = dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line).get(
+                "PRETTY_NAME", os_name).strip('"')
+    cc = subprocess.run([args.cc, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    caches = ", ".join(f"L{c['level']} {c['type'].lower()} {c['size'] // 1024} KiB" for c in ctx["caches"])
+    load_avg = ", ".join(f"{x:.2f}" for x in ctx["load_avg"])
+    return [
+        f"- CPU: {model}, {ctx['num_cpus']} CPUs at {ctx['mhz_per_cpu']} MHz; {caches}",
+        f"- System: {os_name}, Linux {platform.release()}; frequency scaling "
+        f"{'on' if ctx['cpu_scaling_enabled'] else 'off or not exposed'}",
+        f"- Compiler: {cc}, `{args.cflags}`",
+        f"- Run: {ctx['date']} on {ctx['host_name']}; load average at start {load_avg}",
+    ]
+
+
+def scaling(m, family):
+    """Per-thread call rate at 2 threads over the rate at 1, by wall clock and by CPU time.
+    Google Benchmark's real_time at N threads is wall time / (N * iterations per thread)."""
+    if (family, 2) not in m:
+        return None, None
+    (r1, c1), (r2, c2) = m[family, 1], m[family, 2]
+    return r1 / (2 * r2), c1 / c2
+
+
+def bars(m, instr, load_avg, num_cpus):
+    """[(bar, measured, met or None, why)] for the BRIEF's overhead bars."""
+    direct = m[DIRECT, 1][0]
+    ins = instr.get("instructions_per_call", {})
+
+    def extra_instr(family):
+        a, b = ins.get(f"{family}/threads:1"), ins.get(f"{DIRECT}/threads:1")
+        return f"{a - b:.0f} instructions per call over BM_direct" if a is not None and b is not None else ""
+
+    out = []
+    for family, limit, what in [(CB_CLOSED, 3, "consecutive failures only"),
+                                ("BM_cb_closed_success_count_window", 12, "count window")]:
+        over = m[family, 1][0] - direct
+        out.append((f"CLOSED success, {what}: <= {limit} ns over a direct call",
+                    f"{fmt(over)} ns ({fmt(m[family, 1][0])} - {fmt(direct)})", over <= limit,
+                    extra_instr(family)))
+    ns = m[CB_OPEN, 1][0]
+    out.append(("OPEN reject <= 30 ns", f"{fmt(ns)} ns", ns <= 30, extra_instr(CB_OPEN)))
+    ratio = m["BM_mutex_closed_success", 1][0] / m[CB_CLOSED, 1][0]
+    open_ratio = m["BM_mutex_open_reject", 1][0] / m[CB_OPEN, 1][0]
+    out.append((">= 10x faster than the gobreaker-style mutex breaker (CLOSED success, whole call)",
+                f"{ratio:.1f}x ({fmt(m['BM_mutex_closed_success', 1][0])} / {fmt(m[CB_CLOSED, 1][0])} ns)",
+                ratio >= 10, f"OPEN reject: {open_ratio:.1f}x (both must read a clock to leave OPEN)"))
+    wall, cpu = scaling(m, CB_CLOSED)
+    if wall is None:
+        out.append(("two threads keep >= 80% of one thread's per-thread rate", "not measured: one CPU",
+                    None, ""))
+    else:
+        if wall >= 0.8:
+            why = ""
+        elif cpu >= 0.8:
+            why = (f"CPU time per call held ({cpu:.0%}) while wall time grew: the two threads did not "
+                   f"have a CPU each (load average {load_avg:.2f} on {num_cpus} CPUs); rerun on an idle machine")
+        else:
+            why = (f"CPU time per call grew too ({cpu:.0%} of the one-thread rate): the threads contend "
+                   f"for the breaker's cache lines")
+        out.append(("two threads keep >= 80% of one thread's per-thread rate (CLOSED success)",
+                    f"{wall:.0%} by wall clock, {cpu:.0%} by CPU time", wall >= 0.8, why))
+    out.append(("instruction counts from callgrind beside the times",
+                f"{len(ins)} benchmarks counted", bool(ins), ""))
+    return out
+
+
+def chart(m, peers, path):
+    rows = [(f, ns) for (f, t), (ns, _) in m.items() if t == 1]
+    rows += [(f"{p['peer']} {p['op'].replace('_', ' ')}", p["median_ns"]) for p in peers
+             if p["op"] in PEER_OPS]
+
+    def color(name):
+        kind = ("direct" if name == DIRECT else "cb" if name.startswith("BM_cb_")
+                else "c_peer" if name.startswith("BM_") else "peer")
+        return COLORS[kind][0]
+
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.2))
+    names = [r[0] for r in rows][::-1]
+    values = [r[1] for r in rows][::-1]
+    ax.barh(names, values, color=[color(n) for n in names])
+    ax.set_xscale("log")
+    ax.set_xlabel("ns per call, median (log scale)")
+    ax.legend(handles=[Patch(color=c, label=l) for c, l in COLORS.values()], loc="lower right",
+              fontsize=8)
+    for y, v in enumerate(values):
+        ax.text(v * 1.05, y, fmt(v), va="center", fontsize=7)
+    ax.set_xlim(min(values) * 0.7, max(values) * 3)
+    ax.tick_params(axis="y", labelsize=8)
+    ax.set_title("Protected no-op call, one thread")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out-dir", default="bench/out")
+    p.add_argument("--md", default="docs/bench.md")
+    p.add_argument("--png", default="docs/bench.png")
+    p.add_argument("--cc", default="cc")
+    p.add_argument("--cflags", default="")
+    p.add_argument("--min-time", default="")
+    args = p.parse_args()
+
+    doc = load(os.path.join(args.out_dir, "cb_bench.json"))
+    m = medians(doc)
+    instr = load(os.path.join(args.out_dir, "instr.json"))
+    ins = instr["instructions_per_call"]
+    peer_docs = [load(f) for f in sorted(glob.glob(os.path.join(args.out_dir, "peers-*.json")))]
+    peers = [dict(r, runtime=d["runtime"]) for d in peer_docs for r in d["results"]]
+    xpath = os.path.join(args.out_dir, "xcheck.json")
+    xcheck = load(xpath) if os.path.exists(xpath) else None
+    ctx = doc["context"]
+    reps = doc["benchmarks"][0]["repetitions"]
+    direct = m[DIRECT, 1][0]
+
+    md = ["# Benchmark: the cost of a protected call", "",
+          "Generated by `make bench` (bench/report.py) from `bench/out/*.json`; do not edit by hand.",
+          "", "![ns per call](bench.png)", "", "## Machine", ""]
+    md += machine(ctx, args)
+    if ctx["load_avg"][0] > ctx["num_cpus"] / 2:
+        md += ["", f"**The machine was busy** (load average {ctx['load_avg'][0]:.2f} on "
+               f"{ctx['num_cpus']} CPUs when the run began): times are inflated and noisy, two-thread "
+               "runs may share a CPU. Instruction counts do not depend on load."]
+    md += ["", "## cb.h and the C peers", "",
+           f"`bench/cb_bench --benchmark_min_time={args.min_time} --benchmark_repetitions={reps}`: "
+           "ns per call is the median of the repetitions (real time); the protected function is "
+           "the same noinline no-op in every row. Instructions per call are counted by callgrind "
+           "(`make bench-instr`), from runs of N and 2N calls. At 2 threads, ns per call is each "
+           "thread's wall time per call, and scaling is the per-thread call rate at 2 threads over "
+           "the rate at 1 (wall clock; CPU time in brackets).", "",
+           "| benchmark | ns/call | over direct (ns) | x BM_direct | instructions/call "
+           "| ns/call, 2 threads | 2-thread scaling |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for (family, threads), (ns, _) in m.items():
+        if threads != 1:
+            continue
+        i = ins.get(f"{family}/threads:1")
+        wall, cpu = scaling(m, family)
+        two = fmt(2 * m[family, 2][0]) if wall is not None else "-"
+        scale = f"{wall:.0%} ({cpu:.0%})" if wall is not None else "-"
+        md.append(f"| {family} | {fmt(ns)} | {fmt(ns - direct) if family != DIRECT else '-'} "
+                  f"| {ns / direct:.2f} | {f'{i:.0f}' if i is not None else '-'} | {two} | {scale} |")
+    md += ["", "Configurations: consecutive = `consecutive_failures = 5`; count window = "
+           "`window_calls = 100, failure_rate = 0.5`; time window = `window_ms = 10000, "
+           "failure_rate = 0.5`; slow call = `consecutive_failures = 5, slow_call_ms = 1000`; "
+           "closed failure records FAILURE under a threshold it never reaches; open and half-open "
+           "reject are entered with `cb_set_state` (the half-open probe permit is taken first). "
+           "The mutex peer is gobreaker's algorithm in C (one pthread mutex taken before and "
+           "after the call, a clock read in each, generation and counts); the naive peer updates "
+           "one shared set of seq_cst atomic counters. Under valgrind a clock read is a system "
+           "call, so the kernel's share of it is not in the instruction counts.", ""]
+
+    md += ["## Peers in other languages", "",
+           "Same workload, same run: a no-op function called through the breaker while CLOSED "
+           "(success) and while OPEN (rejected), timed with Google Benchmark's calibration; "
+           "median ns per call. \"x cb.h\" is the peer's time over cb.h's for the same operation "
+           f"({CB_CLOSED}, {CB_OPEN}).", "",
+           "| peer | runtime | operation | ns/call | x cb.h |", "| --- | --- | --- | ---: | ---: |"]
+    for r in peers:
+        cb = PEER_OPS.get(r["op"])
+        ratio = f"{r['median_ns'] / m[cb, 1][0]:.0f}" if cb else "-"
+        md.append(f"| {r['peer']} | {r['runtime']} | {r['op'].replace('_', ' ')} "
+                  f"| {fmt(r['median_ns'])} | {ratio} |")
+    md += ["", "opossum runs with `timeout: false` (no per-call timer: cb.h has none); the "
+           "Python breaker is used as a decorator; the direct rows are a plain call in that "
+           "language.", ""]
+
+    md += ["## Bars (../shared/BRIEF.md)", "", "| bar | measured | verdict | notes |",
+           "| --- | --- | --- | --- |"]
+    for bar, measured, met, why in bars(m, instr, ctx["load_avg"][0], ctx["num_cpus"]):
+        verdict = "not measured" if met is None else "met" if met else "**missed**"
+        md.append(f"| {bar} | {measured} | {verdict} | {why} |")
+
+    md += ["", "## Cross-check against Google Benchmark", ""]
+    if xcheck is None:
+        md.append("Not run: `make bench-xcheck` writes `bench/out/xcheck.json`.")
+    else:
+        worst = max(xcheck["results"], key=lambda r: r["diff"])
+        failed = [r["name"] for r in xcheck["results"] if not r["ok"]]
+        md += [f"`make bench-xcheck` times the same compiled loops under Debian's libbenchmark "
+               f"and cb_bench, {xcheck['rounds']} interleaved rounds of {xcheck['repetitions']} "
+               f"repetitions each, pinned to the same CPUs. Verdict: "
+               f"**{'passed' if xcheck['passed'] else 'failed'}** (tolerance "
+               f"{xcheck['tolerance']:.0%}); largest difference {worst['diff']:.1%} on "
+               f"{worst['name']}" + (f"; over tolerance: {', '.join(failed)}." if failed else "."), "",
+               "| benchmark | cb_bench ns | Google Benchmark ns | difference |",
+               "| --- | ---: | ---: | ---: |"]
+        md += [f"| {r['name']} | {fmt(r['cb_bench_ns'])} | {fmt(r['google_benchmark_ns'])} "
+               f"| {r['diff']:.1%} |" for r in xcheck["results"]]
+    md += ["", "## Reproduce", "",
+           "- `make bench` runs everything here in turn (about 3 minutes) and rewrites this page; "
+           "`make bench BENCH_MIN_TIME=0.2 BENCH_REPS=20` for steadier figures. Take figures on an "
+           "idle machine.",
+           "- `bench/cb_bench` takes Google Benchmark's flags (`--help`); "
+           "`--benchmark_min_time=<N>x` (Google Benchmark 1.8's syntax) runs exactly N iterations.",
+           "- `make bench-instr` keeps one callgrind profile per benchmark: "
+           "`callgrind_annotate --auto=yes bench/out/callgrind/BM_cb_open_reject.callgrind cb.h` "
+           "shows where the instructions go, line by line.",
+           "- `make bench-xcheck` fails when cb_bench and Google Benchmark disagree by more than 15%; "
+           "`bench/check_json.py FILE` checks any output against the 1.7 JSON shape."]
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes.md")
+    if os.path.exists(notes):
+        with open(notes) as f:
+            md += ["", f.read().rstrip()]
+    with open(args.md, "w") as f:
+        f.write("\n".join(md) + "\n")
+    chart(m, peers, args.png)
+    print(f"report: wrote {args.md} and {args.png}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,353 @@
+#!/usr/bin/python3
+"""Runs chaos scenarios against real components and checks what the logs say.
+
+    harness.py [--settings fast|full] [--out DIR] [--live] SCENARIO.toml...
+
+For each scenario: start redis-server and the fault proxy (or write a model file), run
+the workload program, inject the faults on schedule, check that no write was lost, stop
+everything, then compute every expectation from the JSON logs into DIR/NAME/result.json,
+next to the logs and the trace of the calls the breaker saw (trace.jsonl, for
+tools/cb-replay). Exit status 0 when every check of every scenario passed.
+"""
+
+import argparse
+import contextlib
+import json
+import math
+import random
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import types
+import zlib
+from pathlib import Path
+
+import redis
+
+from components import CHAOS, FaultProxy, RedisServer, leftover_processes, spawn, stop_process, wait_until
+import scenario as scn
+
+OUT = CHAOS / "out"
+
+
+def read_jsonl(path):
+    """The JSON objects of a JSON-lines file; a bad line is an error naming it."""
+    recs = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            try:
+                recs.append(json.loads(line))
+            except ValueError as e:
+                raise ValueError(f"{path}:{n}: bad JSON line ({e}): {line[:120]!r}") from None
+    return recs
+
+
+def write_model(path, size_mib, seed=1):
+    """Test weights in model_loader's format: magic, length, CRC-32, payload."""
+    payload = random.Random(seed).randbytes(size_mib << 20)
+    with open(path, "wb") as f:
+        f.write(b"CBMODEL1" + struct.pack("<QII", len(payload), zlib.crc32(payload), 0) + payload)
+
+
+def write_budget(path, mib):
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(f"{mib}\n")
+    tmp.replace(path)  # the loader never reads a half-written budget
+
+
+def apply_fault(ctx, fault, start):
+    """Starts (start=True) or ends a fault; returns once it is in force / fully over."""
+    a = fault["action"]
+    if a == "proxy":
+        ctx.proxy.set(fault["mode"] if start else {"mode": "pass"})
+    elif a == "sigstop" and start:
+        ctx.redis.pause()
+    elif a == "sigstop":
+        ctx.redis.resume()
+    elif a == "kill" and start:
+        ctx.redis.kill9()
+    elif a == "kill":
+        ctx.redis.restart()
+    elif a == "client-pause":
+        if start:
+            ctx.redis.client().execute_command("CLIENT", "PAUSE", fault["duration_ms"], "ALL")
+        else:
+            ctx.redis.wait_ready()  # PING is paused too: it answers once the pause is over
+    elif a == "oom":
+        ctx.redis.client().config_set("maxmemory", 1 if start else 0)
+    elif a == "budget":
+        write_budget(ctx.control, fault["budget_mib"] if start else ctx.budget_mib)
+
+
+def check_writes(r, calls):
+    """Every key the workload SET must hold "v:" + key. Returns (keys, lost keys)."""
+    keys = sorted({c["key"] for c in calls if c["op"] == "set"})
+    lost = []
+    for i in range(0, len(keys), 500):
+        batch = keys[i:i + 500]
+        for k, v in zip(batch, r.mget(batch)):
+            if v != f"v:{k}".encode():
+                lost.append(k)
+    return len(keys), lost
+
+
+def run_scenario(sc, out_dir, live=False):
+    """Runs one loaded scenario; returns its result (also in out_dir/result.json)."""
+    out_dir = Path(out_dir)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    opts = sc["options"]
+    wall0 = time.monotonic()
+    run = {"faults": [], "errors": [], "exit_status": None, "writes": None, "lost": None}
+    with tempfile.TemporaryDirectory(prefix="cb-chaos-") as tmp:
+        tmp = Path(tmp)
+        with contextlib.ExitStack() as stack:
+            ctx = types.SimpleNamespace(redis=None, proxy=None, control=tmp / "budget",
+                                        budget_mib=sc["budget_mib"])
+            exe = str(scn.bin_dir() / sc["program"])
+            if sc["program"] == "redis_client":
+                (tmp / "redis").mkdir()
+                ctx.redis = stack.enter_context(RedisServer(tmp / "redis", sc["appendonly"]))
+                ctx.proxy = stack.enter_context(FaultProxy(ctx.redis.port, tmp / "proxy.jsonl"))
+                args = [exe, f"--port={ctx.proxy.port}", f"--dead-letter={tmp / 'dead-letters'}"]
+            else:
+                write_model(tmp / "model.bin", sc["model_mib"])
+                write_budget(ctx.control, sc["budget_mib"])
+                args = [exe, f"--model={tmp / 'model.bin'}", f"--control={ctx.control}",
+                        f"--witness={tmp / 'witness.jsonl'}"]
+            args += [f"--log={tmp / 'client.jsonl'}"] + (["--status-ms=250"] if live else []) + sc["flags"]
+            with open(tmp / "client.stderr", "wb") as err:
+                client = spawn(args, stdout=subprocess.DEVNULL, stderr=None if live else err)
+            stack.callback(stop_process, client)
+            t0 = time.monotonic_ns()
+            steps = sorted([(f["at_ms"], 0, f) for f in sc["faults"]] +
+                           [(f["at_ms"] + f["duration_ms"], 1, f) for f in sc["faults"]],
+                           key=lambda s: (s[0], s[1]))
+            try:
+                for at_ms, end, f in steps:
+                    due = t0 + at_ms * 1_000_000
+                    wait_until(lambda: client.poll() is not None or time.monotonic_ns() >= due,
+                               at_ms / 1000 + 10, f"fault {f['name']}", step=0.001)
+                    if client.poll() is not None:
+                        raise RuntimeError(f"{sc['program']} exited early, before fault {f['name']}")
+                    apply_fault(ctx, f, start=not end)
+                    t = time.monotonic_ns()  # the fault is in force, or fully over
+                    if end:
+                        run["faults"][-1]["end_ns"] = t  # faults never overlap
+                    else:
+                        run["faults"].append({"name": f["name"], "start_ns": t})
+                    if live:
+                        print(f"\n  >> {(t - t0) / 1e9:5.1f}s fault {f['name']}: "
+                              f"{f['action']} {'over' if end else 'begins'}", file=sys.stderr)
+                limit = (opts["duration-ms"] + opts.get("drain-ms", 0)) / 1000 + 20
+                client.wait(max(1.0, limit - (time.monotonic_ns() - t0) / 1e9))
+                run["exit_status"] = client.returncode
+                if ctx.redis:
+                    calls = [c for c in read_jsonl(tmp / "client.jsonl") if "op" in c]
+                    run["writes"], run["lost"] = check_writes(ctx.redis.client(), calls)
+            except subprocess.TimeoutExpired:
+                run["errors"].append(f"{sc['program']} did not finish within {limit:.0f} s")
+            except (RuntimeError, TimeoutError, OSError, ValueError, redis.RedisError) as e:
+                run["errors"].append(str(e))
+        run["leftovers"] = leftover_processes(str(tmp))
+        for name in ("client.jsonl", "client.stderr", "proxy.jsonl", "proxy.stderr", "witness.jsonl",
+                     "dead-letters", "redis/redis.log"):
+            if (tmp / name).exists():
+                shutil.copy(tmp / name, out_dir / Path(name).name)
+    run["wall_s"] = time.monotonic() - wall0
+    try:
+        result = analyze(sc, out_dir, run)
+    except (OSError, ValueError, KeyError, StopIteration) as e:
+        result = {"scenario": sc["name"], "pass": False, "checks": [],
+                  "errors": run["errors"] + [f"cannot analyse the logs: {e!r}"]}
+    result.update(description=sc["description"], settings=sc["settings"], program=sc["program"])
+    (out_dir / "result.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def nearest_rank(sorted_vals, p):
+    return sorted_vals[max(1, math.ceil(p * len(sorted_vals))) - 1] if sorted_vals else None
+
+
+def analyze(sc, out_dir, run):
+    """Every expectation of the scenario, computed from the logs in out_dir."""
+    recs = read_jsonl(out_dir / "client.jsonl")
+    calls = [r for r in recs if "op" in r]
+    trans = sorted((r for r in recs if r.get("event") == "transition"), key=lambda r: r["generation"])
+    summary = next(r["summary"] for r in reversed(recs) if "summary" in r)
+    start_ns = next(r["t_ns"] for r in recs if r.get("event") == "start")
+    opts, brk = sc["options"], sc["breaker"]
+    timeout_ms = opts["timeout-ms"]
+    interval_ms = 1000 / opts["rate"] if opts["rate"] else 0
+    slack = sc["recover_slack_ms"]
+    admitted = [c for c in calls if c["outcome"] != "rejected"]
+    checks = []
+
+    def check(name, expected, measured, ok):
+        checks.append({"check": name, "expected": str(expected), "measured": str(measured), "pass": bool(ok)})
+
+    def ms(t_ns):
+        return (t_ns - start_ns) / 1e6
+
+    # Per fault: did it trip, how fast, and how soon after it ended did the breaker close.
+    faults, windows = [], []
+    for f, rec in zip(sc["faults"], run["faults"]):
+        s, e = rec["start_ns"], rec.get("end_ns", math.inf)
+        horizon = e + (timeout_ms + slack) * 1e6  # calls in flight at the end may still fail
+        windows.append((s, horizon))
+        opens = [t for t in trans if t["to"] == "open" and s <= t["t_ns"] <= horizon]
+        out = {"name": f["name"], "action": f["action"], "start_ms": ms(s), "end_ms": ms(e), "trip": f["trip"],
+               "max_calls_to_trip": f["max_calls_to_trip"], "calls_to_trip": None, "reason": None,
+               "recover_ms": None, "recover_bound_ms": None}
+        faults.append(out)
+        if not f["trip"]:
+            check(f"{f['name']}: breaker stays closed", "0 opens", f"{len(opens)} opens", not opens)
+            continue
+        check(f"{f['name']}: breaker opens", "opens", "opens" if opens else "never opened", opens)
+        if not opens:
+            continue
+        first, last = opens[0], opens[-1]
+        out["calls_to_trip"] = sum(1 for c in admitted if s <= c["t_ns"] < first["t_ns"])
+        out["reason"] = first["reason"]
+        if f["max_calls_to_trip"]:
+            check(f"{f['name']}: admitted calls from fault start to open", f"<= {f['max_calls_to_trip']}",
+                  out["calls_to_trip"], out["calls_to_trip"] <= f["max_calls_to_trip"])
+        if f["reason"]:
+            check(f"{f['name']}: reason", f["reason"], first["reason"], first["reason"] == f["reason"])
+        close = next((t for t in trans if t["to"] == "closed" and t["generation"] > last["generation"]), None)
+        bound = last["open_ms"] + timeout_ms + interval_ms + slack
+        out["recover_bound_ms"] = bound
+        if close:
+            out["recover_ms"] = max(0.0, (close["t_ns"] - e) / 1e6)
+        check(f"{f['name']}: closes within one open period + a probe after the fault ends",
+              f"<= {bound:.0f} ms (open {last['open_ms']} + timeout {timeout_ms} + "
+              f"call interval {interval_ms:.0f} + slack {slack})",
+              "never" if close is None else f"{out['recover_ms']:.0f} ms",
+              close is not None and out["recover_ms"] <= bound)
+
+    stray = [t for t in trans if t["to"] == "open" and not any(a <= t["t_ns"] <= b for a, b in windows)]
+    check("no opens outside the fault windows", "0", len(stray), not stray)
+    b = summary["breaker"]
+    check("opens", f">= {sc['min_opens']}", b["opens"], b["opens"] >= sc["min_opens"])
+
+    # Rejections must take microseconds, not the client timeout.
+    rej = sorted(c["latency_ns"] for c in calls if c["outcome"] == "rejected")
+    p99_us = nearest_rank(rej, 0.99) / 1e3 if rej else None
+    ratio = timeout_ms * 1e3 / p99_us if p99_us else None
+    if rej or sc["min_opens"]:
+        check("rejected calls' p99 latency", f"<= {sc['max_rejected_p99_us']} us",
+              "no rejected calls" if p99_us is None else f"{p99_us:.2f} us ({ratio:,.0f}x under the "
+              f"{timeout_ms} ms timeout)", p99_us is not None and p99_us <= sc["max_rejected_p99_us"])
+
+    # Traffic that reached the dependency while the breaker was open (until it closed
+    # again): at most the probes plus the calls already in flight when it opened.
+    if sc["program"] == "redis_client":
+        side = [r["t_ns"] for r in read_jsonl(out_dir / "proxy.jsonl")
+                if r.get("event") == "command" or r.get("action") == "reject"]
+        side_name = "commands at the proxy"
+    else:
+        wpath = out_dir / "witness.jsonl"
+        side = [r["t_ns"] for r in read_jsonl(wpath)] if wpath.exists() else []
+        side_name = "loads started"
+    episodes, cur = [], None
+    for t in trans:
+        if t["to"] in ("open", "forced_open") and cur is None:
+            cur = {"open": t["t_ns"], "close": math.inf, "half_opens": 0}
+        elif t["to"] == "half_open" and cur:
+            cur["half_opens"] += 1
+        elif t["to"] == "closed" and cur:
+            cur["close"] = t["t_ns"]
+            episodes.append(cur)
+            cur = None
+    episodes += [cur] if cur else []
+    traffic = allowed = 0
+    bad = []
+    for ep in episodes:
+        seen = sum(1 for t in side if ep["open"] <= t < ep["close"])
+        inflight = sum(1 for c in admitted if c["t_ns"] < ep["open"] < c["t_ns"] + c["latency_ns"])
+        may = ep["half_opens"] * brk["half-open-calls"] + inflight
+        traffic, allowed = traffic + seen, allowed + may
+        if seen > may:
+            bad.append(f"{seen} > {may} in the open period at {ms(ep['open']):.0f} ms")
+    check(f"traffic while open ({side_name})", f"<= probes + calls in flight at the open ({allowed})",
+          f"{traffic} in {len(episodes)} open periods" + (f": {'; '.join(bad)}" if bad else ""), not bad)
+
+    # Exactly-once accounting, from the breaker's counters and from the call log.
+    n = {o: sum(1 for c in calls if c["outcome"] == o) for o in ("ok", "fail", "rejected")}
+    ident = (b["admitted"] + b["rejected"] == summary["calls"] == len(calls) and
+             b["admitted"] == b["successes"] + b["failures"] + b["ignored"] + b["stale"] and
+             b["admitted"] == n["ok"] + n["fail"] and b["rejected"] == n["rejected"])
+    check("accounting identity (breaker counters = call log)",
+          "admitted + rejected = calls; admitted = successes + failures + ignored + stale",
+          f"{b['admitted']} + {b['rejected']} = {summary['calls']} (log {len(calls)}); "
+          f"{b['successes']} + {b['failures']} + {b['ignored']} + {b['stale']}", ident)
+
+    dl = summary.get("dead_letters")
+    if run["writes"] is not None:
+        check("writes lost (every SET key in Redis at the end)", 0,
+              f"{len(run['lost'])} of {run['writes']}" + (f", e.g. {run['lost'][:3]}" if run["lost"] else ""),
+              not run["lost"])
+        check("dead letters all replayed", "0 pending, 0 errors",
+              f"{dl['written']} written, {dl['replayed']} replayed, {dl['pending']} pending, "
+              f"{dl['errors']} errors", dl["pending"] == 0 and dl["errors"] == 0)
+    check(f"{sc['program']} exit status", 0, run["exit_status"], run["exit_status"] == 0)
+    check("no process left behind", "none", run["leftovers"] or "none", not run["leftovers"])
+    for e in run["errors"]:
+        check("run", "no error", e, False)
+
+    # The trace of every call the breaker saw an outcome of, for tools/cb-replay.
+    with open(out_dir / "trace.jsonl", "w") as f:
+        for c in sorted(admitted, key=lambda c: c["t_ns"]):
+            f.write(json.dumps({"t_ns": c["t_ns"], "outcome": "success" if c["outcome"] == "ok" else "failure",
+                                "duration_ns": c["latency_ns"]}) + "\n")
+    lat = summary["latency"]
+    return {
+        "scenario": sc["name"], "pass": all(c["pass"] for c in checks), "checks": checks,
+        "flags": summary["flags"], "faults": faults, "start_ns": start_ns, "errors": run["errors"],
+        "metrics": {
+            "calls": summary["calls"], "ok": n["ok"], "fail": n["fail"], "rejected": n["rejected"],
+            "opens": b["opens"], "timeout_ms": timeout_ms, "rejected_p99_us": p99_us, "timeout_ratio": ratio,
+            "ok_p99_us": lat["ok"]["p99_ns"] / 1e3, "fail_p99_us": lat["fail"]["p99_ns"] / 1e3,
+            "traffic_while_open": traffic, "traffic_allowed": allowed,
+            "writes": run["writes"], "lost_writes": None if run["lost"] is None else len(run["lost"]),
+            "dead_letters": dl, "wall_s": round(run["wall_s"], 1)},
+    }
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("scenarios", nargs="+", help="scenario TOML files")
+    ap.add_argument("--settings", choices=("fast", "full"), default="full")
+    ap.add_argument("--out", type=Path, default=OUT, help="results go to OUT/NAME/ (default chaos/out)")
+    ap.add_argument("--live", action="store_true", help="show the workload's live status line")
+    ap.add_argument("--demo", action="store_true", help="--live, then a report and a plot per scenario")
+    args = ap.parse_args(argv)
+    try:
+        scs = [scn.load(p, args.settings) for p in args.scenarios]
+    except scn.ScenarioError as e:
+        sys.exit(f"harness.py: {e}")
+    live = args.live or args.demo
+    ok = True
+    for sc in scs:
+        if live:
+            print(f"== {sc['name']}: {' '.join(sc['description'].split())}\n"
+                  f"   {sc['program']} {' '.join(sc['flags'])}", flush=True)
+        r = run_scenario(sc, args.out / sc["name"], live=live)
+        ok &= r["pass"]
+        for c in r["checks"]:
+            print(f"  {'ok  ' if c['pass'] else 'FAIL'} {c['check']}: {c['measured']} (want {c['expected']})")
+        print(f"{sc['name']}: {'pass' if r['pass'] else 'FAIL'}")
+        if args.demo:
+            import report  # matplotlib loads slowly: only when a report is wanted
+            out = args.out / sc["name"]
+            report.write_report([out], out / "report.md")
+            print(f"report: {out / 'report.md'}\ntimeline plot: {out / 'timeline.png'}\n"
+                  f"trace for tools/cb-replay: {out / 'trace.jsonl'}")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

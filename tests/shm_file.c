@@ -1,0 +1,492 @@
+/* Shared breakers in files (cb_shm_open): one breaker for every process that opens the
+   path, state that outlives them, creators racing, and every kind of bad file, which
+   must give CB_EMISMATCH, CB_ECORRUPT or CB_EIO and never a crash. Files live in a
+   temporary folder that the run removes. */
+#define CB_IMPLEMENTATION
+#include "cb.h"
+#include "t.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/time.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#define S CB_SUCCESS
+#define F CB_FAILURE
+
+static char t_dir[64];
+
+/* A fresh path in the run's folder. */
+static const char *t_path(const char *name)
+{
+    static char path[128];
+    if (!t_dir[0]) {
+        snprintf(t_dir, sizeof t_dir, "/tmp/cb-shm-test.XXXXXX");
+        if (!mkdtemp(t_dir)) {
+            perror("mkdtemp");
+            exit(2);
+        }
+    }
+    snprintf(path, sizeof path, "%s/%s", t_dir, name);
+    unlink(path);
+    return path;
+}
+
+__attribute__((destructor)) static void t_remove_dir(void)
+{
+    DIR *d = t_dir[0] ? opendir(t_dir) : NULL;
+    struct dirent *e;
+    char path[512];
+    while (d && (e = readdir(d)))
+        if (e->d_name[0] != '.') {
+            snprintf(path, sizeof path, "%s/%s", t_dir, e->d_name);
+            unlink(path);
+        }
+    if (d) {
+        closedir(d);
+        rmdir(t_dir);
+    }
+}
+
+static cb_breaker *t_open(const char *path, cb_config cfg, cb_err expect)
+{
+    cb_err e = CB_EINVAL;
+    cb_breaker *b = cb_shm_open(path, &cfg, &e);
+    if (e != expect)
+        fprintf(stderr, "%s: cb_shm_open(%s): %s, expected %s\n", t__current, path,
+                cb_strerror(e), cb_strerror(expect));
+    CHECK_EQ(e, expect);
+    CHECK((b != NULL) == (expect == CB_OK));
+    return b;
+}
+
+/* Runs fn(arg) in a child process; returns its exit status (fn's return value). */
+static int t_in_child(int (*fn)(const char *), const char *arg)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(fn(arg));
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static size_t t_file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (size_t)st.st_size : 0;
+}
+
+/* Rewrites len bytes at off of the file (a damaged or hand-edited file). */
+static void t_poke(const char *path, size_t off, const void *bytes, size_t len)
+{
+    int fd = open(path, O_WRONLY);
+    if (fd < 0 || pwrite(fd, bytes, len, (off_t)off) != (ssize_t)len)
+        perror(path), exit(2);
+    close(fd);
+}
+
+/* Maps the file to edit its block as a struct; t_unmap writes it back. */
+static cb__shared *t_map(const char *path)
+{
+    int fd = open(path, O_RDWR);
+    void *m = mmap(NULL, t_file_size(path), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED)
+        perror(path), exit(2);
+    return m;
+}
+static void t_unmap(const char *path, cb__shared *sh) { munmap(sh, t_file_size(path)); }
+
+/* Dates the file a minute back: no creator is at work on it. */
+static void t_age(const char *path)
+{
+    struct timeval old[2] = { { time(NULL) - 60, 0 }, { time(NULL) - 60, 0 } };
+    if (utimes(path, old) != 0)
+        perror(path), exit(2);
+}
+
+static const cb_config t_cfg = { .name = "shared", .window_calls = 10, .failure_rate = 0.5,
+                                 .open_ms = 60000 };
+
+static uint64_t t_now_ms(void) { return cb__mono_ns() / T_MS; }
+
+/* ---- one breaker for every process -------------------------------------------------- */
+
+static int trip_it(const char *path)
+{
+    cb_err e;
+    cb_config cfg = t_cfg;
+    cb_breaker *b = cb_shm_open(path, &cfg, &e);
+    if (!b)
+        return 10 + (int)e;
+    t_calls(b, S, 5);
+    t_calls(b, F, 5);   /* 5 of 10: failure_rate 0.5 holds */
+    int st = cb_get_state(b) == CB_OPEN ? 0 : 1;
+    cb_shm_close(b);
+    return st;
+}
+
+TEST(a_file_opened_by_two_processes_is_one_breaker)
+{
+    const char *path = t_path("one.cb");
+    cb_breaker *b = t_open(path, t_cfg, CB_OK);
+    REQUIRE(b);
+    CHECK_EQ(t_in_child(trip_it, path), 0);
+    CHECK_STATE(b, CB_OPEN);
+    CHECK_COUNTERS(b, 10, 0, 5, 5, 0, 0);
+    CHECK(!t_call(b, S));   /* this process is rejected too */
+    CHECK_EQ(t_stats(b).rejected, 1);
+    cb_shm_close(b);
+}
+
+TEST(state_counters_and_history_survive_every_process_exiting)
+{
+    const char *path = t_path("survive.cb");
+    CHECK_EQ(t_in_child(trip_it, path), 0);   /* creates, trips, exits */
+    cb_breaker *b = t_open(path, t_cfg, CB_OK);
+    REQUIRE(b);
+    cb_stats s = t_stats(b);
+    CHECK_EQ(s.state, CB_OPEN);
+    CHECK_EQ(s.generation, 1);
+    CHECK_EQ(s.opens, 1);
+    CHECK_COUNTERS(b, 10, 0, 5, 5, 0, 0);
+    cb_event ev[4];
+    REQUIRE(cb_history(b, ev, 4) == 1);
+    CHECK_EQ(ev[0].to, CB_OPEN);
+    CHECK_EQ(ev[0].reason, CB_REASON_FAILURE_RATE);
+    CHECK(cb_retry_after_ms(b) > 50000);
+    cb_shm_close(b);
+}
+
+static int count_one_call(const char *path)
+{
+    cb_err e;
+    cb_config cfg = t_cfg;
+    cb_breaker *b = cb_shm_open(path, &cfg, &e);
+    if (!b)
+        return 10 + (int)e;
+    int st = t_call(b, S) ? 0 : 1;
+    cb_shm_close(b);
+    return st;
+}
+
+TEST(counters_of_exited_processes_are_kept_and_their_stripes_reused)
+{
+    const char *path = t_path("stripes.cb");
+    for (int i = 0; i < 2 * CB_STRIPES; i++)   /* more processes than stripes, one by one */
+        CHECK_EQ(t_in_child(count_one_call, path), 0);
+    cb_breaker *b = t_open(path, t_cfg, CB_OK);
+    REQUIRE(b);
+    CHECK_COUNTERS(b, 2 * CB_STRIPES, 0, 2 * CB_STRIPES, 0, 0, 0);
+    cb_shm_close(b);
+}
+
+TEST(two_handles_in_one_process_share_and_close_independently)
+{
+    const char *path = t_path("handles.cb");
+    cb_breaker *a = t_open(path, t_cfg, CB_OK), *b = t_open(path, t_cfg, CB_OK);
+    REQUIRE(a && b);
+    CHECK(t_call(a, S));
+    cb_set_state(b, CB_FORCED_OPEN);
+    cb_shm_close(b);
+    CHECK_STATE(a, CB_FORCED_OPEN);
+    CHECK(!t_call(a, S));
+    CHECK_COUNTERS(a, 1, 1, 1, 0, 0, 0);
+    cb_free(a);   /* cb_free closes a shared handle too */
+}
+
+/* ---- creators racing ---------------------------------------------------------------- */
+
+#define RACERS 12
+
+TEST(processes_creating_one_file_at_once_all_get_the_same_breaker)
+{
+    for (int round = 0; round < 10; round++) {
+        char name[32];
+        snprintf(name, sizeof name, "race%d.cb", round);
+        const char *path = t_path(name);
+        int go[2];
+        pid_t kids[RACERS];
+        REQUIRE(pipe(go) == 0);
+        fflush(NULL);
+        for (int i = 0; i < RACERS; i++) {
+            if ((kids[i] = fork()) == 0) {
+                char c;
+                close(go[1]);
+                (void)!read(go[0], &c, 1);   /* returns when the parent closes its end */
+                _exit(count_one_call(path));
+            }
+        }
+        close(go[0]);
+        close(go[1]);   /* start them all */
+        int ok = 0;
+        for (int i = 0; i < RACERS; i++) {
+            int st;
+            waitpid(kids[i], &st, 0);
+            ok += WIFEXITED(st) && WEXITSTATUS(st) == 0;
+        }
+        CHECK_EQ(ok, RACERS);
+        cb_breaker *b = t_open(path, t_cfg, CB_OK);
+        REQUIRE(b);
+        CHECK_COUNTERS(b, RACERS, 0, RACERS, 0, 0, 0);
+        cb_shm_close(b);
+    }
+}
+
+/* ---- files that do not fit ---------------------------------------------------------- */
+
+TEST(another_config_is_a_mismatch_and_leaves_the_file_alone)
+{
+    const char *path = t_path("mismatch.cb");
+    cb_breaker *b = t_open(path, t_cfg, CB_OK);
+    REQUIRE(b);
+    cb_config other = t_cfg;
+    other.window_calls = 20;
+    t_open(path, other, CB_EMISMATCH);
+    other = t_cfg;
+    other.name = "other";
+    t_open(path, other, CB_EMISMATCH);
+    other = t_cfg;
+    other.window_calls = 0;
+    other.window_ms = 1000;   /* another window kind: another size too */
+    t_open(path, other, CB_EMISMATCH);
+    /* resolved configs compare: spelling a default out is the same config */
+    other = t_cfg;
+    other.minimum_calls = 10;
+    other.half_open_calls = 1;
+    cb_shm_close(t_open(path, other, CB_OK));
+    CHECK(t_call(b, S));
+    cb_shm_close(b);
+}
+
+TEST(another_layout_is_a_mismatch)
+{
+    const char *path = t_path("layout.cb");
+    cb_shm_close(t_open(path, t_cfg, CB_OK));
+    cb__shared *sh = t_map(path);
+    sh->version = CB__VERSION + 1;     /* a later cb.h, its checksum intact */
+    sh->checksum = cb__static_hash(sh);
+    t_unmap(path, sh);
+    t_open(path, t_cfg, CB_EMISMATCH);
+    sh = t_map(path);
+    sh->version = CB__VERSION;
+    sh->header_size += 64;             /* another CB_STRIPES or CB_HISTORY */
+    sh->checksum = cb__static_hash(sh);
+    t_unmap(path, sh);
+    t_open(path, t_cfg, CB_EMISMATCH);
+}
+
+TEST(a_damaged_header_is_corrupt)
+{
+    static const size_t offsets[] = { offsetof(cb__shared, magic), offsetof(cb__shared, total_size),
+                                      offsetof(cb__shared, fingerprint), offsetof(cb__shared, checksum),
+                                      offsetof(cb__shared, window_off), offsetof(cb__shared, cfg) + 70 };
+    for (size_t i = 0; i < sizeof offsets / sizeof offsets[0]; i++) {
+        const char *path = t_path("damaged.cb");
+        cb_shm_close(t_open(path, t_cfg, CB_OK));
+        unsigned char x = 0x5a;
+        t_poke(path, offsets[i], &x, 1);
+        t_open(path, t_cfg, CB_ECORRUPT);
+    }
+}
+
+TEST(a_state_word_out_of_range_is_corrupt)
+{
+    const char *path = t_path("state.cb");
+    cb_shm_close(t_open(path, t_cfg, CB_OK));
+    uint64_t w = cb__w_make((cb_state)7, 0, 0, 0, 3);
+    t_poke(path, offsetof(cb__shared, word), &w, sizeof w);
+    t_open(path, t_cfg, CB_ECORRUPT);
+}
+
+TEST(a_foreign_file_is_corrupt)
+{
+    const char *path = t_path("foreign.cb");
+    size_t n = 3 * sizeof(cb__shared);
+    unsigned char *junk = malloc(n);
+    uint64_t seed = 42, one = 1;
+    for (size_t i = 0; i < n; i++)
+        junk[i] = (unsigned char)(cb__splitmix(seed + i) >> 56);
+    int fd = open(path, O_WRONLY | O_CREAT, 0644);
+    REQUIRE(fd >= 0 && write(fd, junk, n) == (ssize_t)n);
+    close(fd);
+    t_poke(path, offsetof(cb__shared, ready), &one, sizeof one);   /* no waiting for it */
+    t_open(path, t_cfg, CB_ECORRUPT);
+    free(junk);
+}
+
+TEST(a_file_cut_short_of_its_window_is_corrupt)
+{
+    const char *path = t_path("short.cb");
+    cb_shm_close(t_open(path, t_cfg, CB_OK));
+    REQUIRE(truncate(path, sizeof(cb__shared) + 8) == 0);   /* header whole, window cut */
+    t_open(path, t_cfg, CB_ECORRUPT);
+}
+
+/* A file shorter than a header, or whose ready mark never came (its creator died
+   midway), is waited for about 2 s and then is corrupt: both cases in one test. */
+TEST(a_truncated_or_never_published_file_is_corrupt_after_a_bounded_wait)
+{
+    const char *path = t_path("truncated.cb");
+    cb_shm_close(t_open(path, t_cfg, CB_OK));
+    REQUIRE(truncate(path, 100) == 0);
+    uint64_t t0 = t_now_ms();
+    t_open(path, t_cfg, CB_ECORRUPT);
+    uint64_t waited = t_now_ms() - t0;
+    CHECK(waited >= 1900 && waited < 5000);
+
+    path = t_path("unpublished.cb");
+    cb_shm_close(t_open(path, t_cfg, CB_OK));
+    uint64_t zero = 0;
+    t_poke(path, offsetof(cb__shared, ready), &zero, sizeof zero);
+    t0 = t_now_ms();
+    t_open(path, t_cfg, CB_ECORRUPT);
+    waited = t_now_ms() - t0;
+    CHECK(waited >= 1900 && waited < 5000);
+}
+
+TEST(a_file_left_unfinished_long_ago_is_corrupt_at_once)
+{
+    const char *path = t_path("abandoned.cb");
+    cb_shm_close(t_open(path, t_cfg, CB_OK));
+    REQUIRE(truncate(path, 100) == 0);
+    t_age(path);
+    uint64_t t0 = t_now_ms();
+    t_open(path, t_cfg, CB_ECORRUPT);
+    CHECK(t_now_ms() - t0 < 500);
+}
+
+TEST(paths_that_cannot_hold_a_breaker_are_io_errors)
+{
+    t_path("x");   /* makes the folder */
+    char missing[160];
+    snprintf(missing, sizeof missing, "%s/no/such/dir.cb", t_dir);
+    t_open(missing, t_cfg, CB_EIO);
+    t_open(t_dir, t_cfg, CB_EIO);   /* a folder */
+}
+
+TEST(bad_arguments_are_invalid_and_create_nothing)
+{
+    const char *path = t_path("invalid.cb");
+    cb_config bad = t_cfg;
+    bad.failure_rate = 2;
+    t_open(path, bad, CB_EINVAL);
+    CHECK(access(path, F_OK) != 0);
+    cb_err e = CB_OK;
+    CHECK(cb_shm_open(NULL, &t_cfg, &e) == NULL);
+    CHECK_EQ(e, CB_EINVAL);
+    cb_shm_close(NULL);
+}
+
+/* Every dynamic field garbage, the state word aside: calls, stats, history and export
+   must stay within bounds (AddressSanitizer and UBSan run this test too). */
+TEST(garbage_in_the_dynamic_state_never_crashes)
+{
+    for (unsigned fill = 0; fill < 3; fill++) {
+        const char *path = t_path("garbage.cb");
+        cb_shm_close(t_open(path, t_cfg, CB_OK));
+        cb__shared *sh = t_map(path);
+        size_t from = offsetof(cb__shared, word), to = t_file_size(path);
+        for (size_t i = from; i < to; i++)
+            ((unsigned char *)sh)[i] = fill == 0 ? 0xff : (unsigned char)(cb__splitmix(fill * 977 + i) >> 56);
+        atomic_store(&sh->word, cb__w_make((cb_state)(fill * 2 % 6), 8191, 255, 255, 0xfffffff0u));
+        t_unmap(path, sh);
+        cb_breaker *b = t_open(path, t_cfg, CB_OK);
+        REQUIRE(b);
+        for (int i = 0; i < 200; i++)
+            t_call(b, i % 3 ? F : S);
+        cb_stats s = t_stats(b);
+        cb_event ev[CB_HISTORY];
+        CHECK(cb_history(b, ev, CB_HISTORY) <= CB_HISTORY);
+        char buf[8192];
+        CHECK(cb_format_json(b, buf, sizeof buf) > 0);
+        CHECK(cb_format_prometheus(&b, 1, buf, sizeof buf) > 0);
+        CHECK(s.window_calls <= 0xffffffffu);
+        cb_reset(b);
+        CHECK_STATE(b, CB_CLOSED);
+        cb_shm_close(b);
+    }
+}
+
+/* ---- cb_shm_attach: the config from the file ----------------------------------------- */
+
+static cb_breaker *t_attach(const char *path, cb_err expect)
+{
+    cb_err e = CB_EINVAL;
+    cb_breaker *b = cb_shm_attach(path, &e);
+    if (e != expect)
+        fprintf(stderr, "%s: cb_shm_attach(%s): %s, expected %s\n", t__current, path,
+                cb_strerror(e), cb_strerror(expect));
+    CHECK_EQ(e, expect);
+    CHECK((b != NULL) == (expect == CB_OK));
+    return b;
+}
+
+TEST(attach_takes_the_config_from_the_file_and_shares_the_breaker)
+{
+    const char *path = t_path("attach.cb");
+    cb_breaker *a = t_open(path, t_cfg, CB_OK), *b = t_attach(path, CB_OK);
+    REQUIRE(a && b);
+    cb_config ca, cb;
+    cb_config_get(a, &ca);
+    cb_config_get(b, &cb);
+    CHECK_STR(cb.name, "shared");
+    CHECK_EQ(cb.window_calls, 10);
+    CHECK(cb.failure_rate == 0.5);
+    CHECK_EQ(cb.minimum_calls, ca.minimum_calls);
+    CHECK_EQ(cb.seed, ca.seed);
+    CHECK(cb.on_event == NULL && cb.clock_ns == NULL);   /* hooks stay with their process */
+    t_calls(a, F, 5);
+    t_calls(b, S, 5);
+    CHECK_COUNTERS(a, 10, 0, 5, 5, 0, 0);
+    CHECK_STATE(b, CB_OPEN);
+    cb_shm_close(a);
+    cb_shm_close(b);
+}
+
+TEST(attach_never_creates_a_file)
+{
+    const char *path = t_path("absent.cb");
+    t_attach(path, CB_EIO);
+    CHECK(access(path, F_OK) != 0);
+    t_attach(t_dir, CB_EIO);
+    cb_err e = CB_OK;
+    CHECK(cb_shm_attach(NULL, &e) == NULL);
+    CHECK_EQ(e, CB_EINVAL);
+}
+
+TEST(attach_to_a_damaged_foreign_or_other_layout_file_fails_cleanly)
+{
+    const char *path = t_path("attach-bad.cb");
+    cb_shm_close(t_open(path, t_cfg, CB_OK));
+    unsigned char x = 'X';
+    t_poke(path, offsetof(cb__shared, cfg) + 1, &x, 1);   /* the name, under the checksum */
+    t_attach(path, CB_ECORRUPT);
+
+    path = t_path("attach-layout.cb");
+    cb_shm_close(t_open(path, t_cfg, CB_OK));
+    cb__shared *sh = t_map(path);
+    sh->version = CB__VERSION + 1;
+    sh->checksum = cb__static_hash(sh);
+    t_unmap(path, sh);
+    t_attach(path, CB_EMISMATCH);
+
+    path = t_path("attach-config.cb");   /* a config that passes the checksum, not the rules */
+    cb_shm_close(t_open(path, t_cfg, CB_OK));
+    sh = t_map(path);
+    sh->cfg.failure_rate = 7;
+    sh->checksum = cb__static_hash(sh);
+    t_unmap(path, sh);
+    t_attach(path, CB_ECORRUPT);
+
+    path = t_path("attach-text.cb");
+    int fd = open(path, O_WRONLY | O_CREAT, 0644);
+    REQUIRE(fd >= 0 && write(fd, "hello\n", 6) == 6);
+    close(fd);
+    t_age(path);
+    t_attach(path, CB_ECORRUPT);
+}

@@ -1,0 +1,93 @@
+# tests/stress.mk: invariant stress of cb.h, sanitizers, planted bugs, wraparound
+# (docs/verification-stress.md has the figures). Steps, in order:
+#   test-stress       2, 4, 8 threads x 10^6 calls, every rule set, fake and real clock,
+#                     plain and with yield injection (-DSTRESS_YIELD, tests/stress.h)
+#   test-tsan         stress and unit tests under ThreadSanitizer, gcc and clang
+#   test-asan-stress  stress under AddressSanitizer + UBSan (clang; tests.mk's test-asan
+#                     runs the unit tests so with gcc)
+#   test-valgrind     unit tests under valgrind memcheck
+#   test-planted      CB_TEST_PLANT_BUG=1, 2, 3: the stress test must catch each with yield
+#                     injection; without, whether it does is reported
+#   test-wrap         generation tags through their wraps (2^16, 2^22, 2^29, 2^32) and
+#                     counters through 2^64, under ASan + UBSan
+# Every run is bounded by `timeout`; sanitizer runs are smaller than the plain ones.
+
+STRESS_SRC    := tests/stress_invariants.c tests/stress.h cb.h
+STRESS_RUN    := timeout 300
+STRESS_TSAN   := -O1 -g -fsanitize=thread
+STRESS_ASAN   := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all
+export TSAN_OPTIONS  := halt_on_error=1 second_deadlock_stack=1
+export ASAN_OPTIONS  := halt_on_error=1 detect_leaks=1
+export UBSAN_OPTIONS := halt_on_error=1 print_stacktrace=1
+
+# Flavours of the stress program: compiler and flags, built as $(BUILD)/stress/<flavour>/.
+STRESS_plain      := $(CC) $(CFLAGS)
+STRESS_yield      := $(CC) $(CFLAGS) -DSTRESS_YIELD
+STRESS_tsan-gcc   := gcc $(STRESS_TSAN) -DSTRESS_YIELD
+STRESS_tsan-clang := clang $(STRESS_TSAN) -DSTRESS_YIELD
+STRESS_asan       := clang $(STRESS_ASAN) -DSTRESS_YIELD
+$(foreach n,1 2 3,$(eval STRESS_bug$(n) := $(CC) $(CFLAGS) -DCB_TEST_PLANT_BUG=$(n)))
+$(foreach n,1 2 3,$(eval STRESS_bug$(n)-yield := $(CC) $(CFLAGS) -DCB_TEST_PLANT_BUG=$(n) -DSTRESS_YIELD))
+stress_bin = $(BUILD)/stress/$(1)/stress_invariants
+
+STRESS_TSAN_UNIT := $(foreach c,gcc clang,$(TESTS_AREAS:%=$(BUILD)/tsan-$(c)/tests/test_%))
+
+ALL        += $(call stress_bin,plain) $(call stress_bin,yield)
+TEST_STEPS += test-stress test-tsan test-asan-stress test-valgrind test-planted test-wrap
+TEST_DEPS  += clang valgrind
+
+.PHONY: test-stress test-tsan test-asan-stress test-valgrind test-planted test-wrap
+
+$(BUILD)/stress/%/stress_invariants: $(STRESS_SRC)
+	@mkdir -p $(@D)
+	$(STRESS_$*) $(WARN) -I. -o $@ tests/stress_invariants.c $(TESTS_LIBS)
+
+$(BUILD)/tsan-gcc/tests/test_%: tests/test_%.c $(TESTS_SRC) | tests-deps
+	@mkdir -p $(@D)
+	gcc $(WARN) $(STRESS_TSAN) -I. -o $@ $< tests/t_other.c $(TESTS_LD_$*) $(TESTS_LIBS)
+
+$(BUILD)/tsan-clang/tests/test_%: tests/test_%.c $(TESTS_SRC) | tests-deps
+	@mkdir -p $(@D)
+	clang $(WARN) $(STRESS_TSAN) -I. -o $@ $< tests/t_other.c $(TESTS_LD_$*) $(TESTS_LIBS)
+
+# $(1): command prefix, $(2): programs; runs every one, fails if any did.
+stress_each = fail=0; for t in $(2); do echo "-- $(strip $(1) $$t)"; $(1) $$t || fail=1; done; \
+    exit $$fail
+
+# $(1): program, $(2): threads, $(3): calls per thread; every scenario on both clocks.
+stress_all = for t in $(2); do for c in fake real; do \
+    $(STRESS_RUN) $(1) all $$t $(3) $$c || exit 1; done; done
+
+test-stress: $(call stress_bin,plain) $(call stress_bin,yield)
+	@$(call stress_all,$(call stress_bin,plain),2 4 8,1000000)
+	@$(call stress_all,$(call stress_bin,yield),2 4 8,1000000)
+
+test-tsan: $(call stress_bin,tsan-gcc) $(call stress_bin,tsan-clang) $(STRESS_TSAN_UNIT)
+	@$(call stress_all,$(call stress_bin,tsan-gcc),2 8,20000)
+	@$(call stress_all,$(call stress_bin,tsan-clang),2 8,20000)
+	@$(call stress_each,$(STRESS_RUN),$(STRESS_TSAN_UNIT))
+
+test-asan-stress: $(call stress_bin,asan)
+	@$(call stress_all,$(call stress_bin,asan),2 8,100000)
+
+test-valgrind: $(TESTS_BIN)
+	@$(NEED) valgrind
+	@$(call stress_each,$(STRESS_RUN) valgrind -q --error-exitcode=1 --leak-check=full \
+	    --errors-for-leak-kinds=definite,$(TESTS_BIN))
+
+# Bug 2 lives in the count window; 1 (half-open permits) and 3 (transitions) anywhere.
+stress_scenario = $(if $(filter 2,$(1)),count,consecutive)
+test-planted: $(foreach n,1 2 3,$(call stress_bin,bug$(n)) $(call stress_bin,bug$(n)-yield))
+	@set -e; $(foreach n,1 2 3,for c in fake real; do \
+	    echo "-- CB_TEST_PLANT_BUG=$(n), $$c clock, yield injection"; \
+	    tests/stress_expect.sh must $(STRESS_RUN) $(call stress_bin,bug$(n)-yield) \
+	        $(call stress_scenario,$(n)) 8 1000000 $$c; \
+	    echo "-- CB_TEST_PLANT_BUG=$(n), $$c clock, no yield injection"; \
+	    tests/stress_expect.sh may $(STRESS_RUN) $(call stress_bin,bug$(n)) \
+	        $(call stress_scenario,$(n)) 8 1000000 $$c; done;)
+
+# Each start is 256 below a wrap of a generation tag; every thread's counters start 4096
+# below 2^64.
+test-wrap: $(call stress_bin,asan)
+	@for g in 0xff00 0x3fff00 0x1fffff00 0xffffff00; do \
+	    $(STRESS_RUN) $(call stress_bin,asan) all 8 300000 fake $$g 0xfffffffffffff000 || exit 1; done

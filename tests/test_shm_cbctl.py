@@ -1,0 +1,453 @@
+"""cbctl against real shared breaker files: every command, its errors, and `cbctl serve`
+scraped over 127.0.0.1 while worker processes drive (and are SIGKILLed on) the breakers.
+
+Run by `make test-cbctl`, which sets CBCTL and SHM_DRIVE to the built programs."""
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+CBCTL = os.environ.get("CBCTL", "build/tools/cbctl")
+DRIVE = os.environ.get("SHM_DRIVE", "build/shm/shm_drive")
+TIMEOUT = 20
+
+# A breaker with a window, so that it has a failure rate: opens at 50% of >= 10 calls.
+REDIS = ["--name=redis", "--window-calls=20", "--failure-rate=0.5", "--open-ms=300",
+         "--probe-timeout-ms=300"]
+DB = ["--name=db", "--consecutive-failures=3", "--open-ms=60000"]
+
+
+def cbctl(*args, check=None):
+    """Runs cbctl; check=N asserts the exit status."""
+    p = subprocess.run([CBCTL, *map(str, args)], capture_output=True, text=True, timeout=TIMEOUT)
+    if check is not None:
+        assert p.returncode == check, f"cbctl {args}: exit {p.returncode}\n{p.stdout}{p.stderr}"
+    return p
+
+
+def drive(path, flags, *steps):
+    p = subprocess.run([DRIVE, str(path), *flags, *steps], capture_output=True, text=True,
+                       timeout=TIMEOUT)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def create(path, flags):
+    cbctl("create", path, *flags, check=0)
+    return path
+
+
+def state_of(path):
+    return json.loads(cbctl("metrics", "--json", path, check=0).stdout)[0]
+
+
+def promtool_ok(text):
+    p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                       text=True, timeout=TIMEOUT)
+    assert p.returncode == 0 and not p.stdout.strip() and not p.stderr.strip(), p.stdout + p.stderr
+
+
+@pytest.fixture
+def files(tmp_path):
+    return create(tmp_path / "redis.cb", REDIS), create(tmp_path / "db.cb", DB)
+
+
+# ---- help and command lines ----------------------------------------------------------
+
+COMMANDS = ["ls", "show", "watch", "set", "reset", "metrics", "serve", "create"]
+
+
+def test_help_names_every_command_and_each_command_has_its_own():
+    out = cbctl("--help", check=0).stdout
+    for c in COMMANDS:
+        assert re.search(rf"^  {c} ", out, re.M), c
+        assert cbctl(c, "--help", check=0).stdout.startswith(f"usage: cbctl {c}")
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "usage: cbctl COMMAND"),
+    (["frobnicate"], "unknown command 'frobnicate'"),
+    (["show"], "name at least one FILE"),
+    (["show", "--bogus", "x"], "unknown option '--bogus'"),
+    (["set", "x"], "takes FILE and STATE"),
+    (["reset"], "takes exactly one FILE"),
+    (["ls"], "takes exactly one DIR"),
+    (["ls", "a", "b"], "takes exactly one DIR"),
+    (["metrics", "x"], "choose one of --json and --prometheus"),
+    (["metrics", "--json", "--prometheus", "x"], "choose one of --json and --prometheus"),
+    (["metrics", "--json=yes", "x"], "--json takes no value"),
+    (["watch", "--interval-ms=5", "x"], "--interval-ms: bad value '5'"),
+    (["watch", "--count=0", "x"], "--count: bad value '0'"),
+    (["watch", "--count"], "--count needs a value"),
+    (["serve", "x"], "--listen HOST:PORT is required"),
+    (["serve", "--listen", "localhost:80", "x"], "not a numeric IPv4 or IPv6 address"),
+    (["serve", "--listen", "127.0.0.1", "x"], "want HOST:PORT"),
+    (["serve", "--listen", "127.0.0.1:70000", "x"], "--listen port: bad value '70000'"),
+    (["serve", "--listen", "127.0.0.1:0", "--warn-failure-rate=1.5", "x"], "--warn-failure-rate"),
+    (["create", "x", "--open-ms=soon"], "--open-ms: bad value 'soon'"),
+    (["create", "x", "--failure-rate=2"], "cb_config.failure_rate = 2"),
+    (["create", "x", "--window-calls=10", "--window-ms=100"], "set one window, not both"),
+])
+def test_a_bad_command_line_is_exit_2_with_a_message_naming_the_problem(args, message):
+    p = cbctl(*args, check=2)
+    assert message in p.stderr
+    assert "--help" in p.stderr
+    assert p.stdout == ""
+
+
+# ---- files that cannot be used ------------------------------------------------------
+
+def layout():
+    """Where the fields of a breaker file lie (offsets differ between builds)."""
+    out = subprocess.run([DRIVE, "--layout"], capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def damaged(tmp_path, name, edit):
+    """A copy of a real breaker file, edited by edit(bytearray, layout)."""
+    good = create(tmp_path / f"good-{name}", REDIS)
+    data = bytearray(good.read_bytes())
+    edit(data, layout())
+    bad = tmp_path / name
+    bad.write_bytes(bytes(data))
+    old = time.time() - 60      # not a file being created right now: no wait for its creator
+    os.utime(bad, (old, old))
+    return bad
+
+
+def flip_name(data, at):
+    data[at["cfg"] + 2] ^= 0x20     # the stored name, under the header checksum
+
+
+def zero_ready(data, at):
+    data[at["ready"]:at["ready"] + 8] = bytes(8)
+
+
+def cut_window(data, at):
+    del data[at["header"] + 8:]     # the header whole, the window storage cut
+
+
+def fifo(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    return tmp_path / "pipe"
+
+
+def text_file(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello\n")
+    return tmp_path / "notes.txt"
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda t: t / "missing.cb", "No such file or directory"),
+    (lambda t: t, "not a regular file"),
+    (fifo, "not a regular file"),
+    (text_file, "not a breaker file"),
+    (lambda t: damaged(t, "short.cb", lambda d, at: d.__delitem__(slice(100, None))), "truncated"),
+    (lambda t: damaged(t, "flipped.cb", flip_name), "shared breaker file is truncated or damaged"),
+    (lambda t: damaged(t, "unready.cb", zero_ready), "shared breaker file is truncated or damaged"),
+    (lambda t: damaged(t, "unborn.cb", lambda d, at: d.__setitem__(slice(0, 8), bytes(8))),
+     "never initialised: its creator died"),
+    (lambda t: damaged(t, "cut.cb", cut_window), "truncated or damaged"),
+])
+@pytest.mark.parametrize("command", [["show", "{f}"], ["metrics", "--json", "{f}"],
+                                     ["set", "{f}", "open"], ["reset", "{f}"],
+                                     ["watch", "--count=1", "{f}"]])
+def test_a_file_that_cannot_be_used_is_exit_1_naming_file_and_reason(tmp_path, make, message,
+                                                                     command):
+    path = str(make(tmp_path))
+    p = cbctl(*[a.format(f=path) for a in command], check=1)
+    assert f"{path}: " in p.stderr and message in p.stderr, p.stderr
+    assert not (tmp_path / "missing.cb").exists(), "cbctl must never create a file"
+
+
+def test_create_on_a_file_of_another_config_shows_both_configs(tmp_path, files):
+    redis, _ = files
+    p = cbctl("create", redis, "--name=redis", "--window-calls=50", check=1)
+    assert "another layout or config" in p.stderr
+    assert "the file holds: --name=redis --window-calls=20" in p.stderr
+    assert re.search(r"asked for:      --name=redis .*--window-calls=50 ", p.stderr)
+
+
+def test_create_in_a_missing_folder_says_why(tmp_path):
+    p = cbctl("create", tmp_path / "no" / "x.cb", check=1)
+    assert "input/output error: No such file or directory" in p.stderr
+
+
+def test_metrics_refuses_two_files_with_one_breaker_name(tmp_path, files):
+    redis, _ = files
+    twin = create(tmp_path / "twin.cb", REDIS)
+    p = cbctl("metrics", "--prometheus", redis, twin, check=1)
+    assert "both hold a breaker named 'redis'" in p.stderr
+
+
+# ---- commands -----------------------------------------------------------------------
+
+def test_show_prints_state_counters_window_config_and_history(files):
+    redis, db = files
+    drive(redis, REDIS, "s=6", "f=4", "i=1")
+    out = cbctl("show", redis, db, check=0).stdout
+    assert f"redis  {redis}" in out and f"db  {db}" in out
+    assert "state     closed, generation 0" in out
+    assert "11 admitted, 0 rejected, 0 in flight" in out
+    assert "6 successes, 4 failures, 1 ignored, 0 slow, 0 stale" in out
+    assert "window    last 20 calls: 10 calls, failure rate 40.0% (4/10)" in out
+    assert "config    --name=redis --window-calls=20 --minimum-calls=10 --failure-rate=0.5" in out
+    assert "window    none (consecutive failures only)" in out
+    drive(redis, REDIS, "f=2")
+    out = cbctl("show", redis, check=0).stdout
+    assert re.search(r"state     open, generation 1, for \d+ ms, retry after \d+ ms", out)
+    assert re.search(r"gen 1 .* ago  closed -> open \(failure_rate\), open 300 ms", out)
+
+
+def test_set_moves_to_every_state_and_reset_closes(files):
+    redis, _ = files
+    gen = 0
+    for name, state in [("open", "open"), ("half-open", "half_open"), ("forced_open", "forced_open"),
+                        ("disabled", "disabled"), ("metrics-only", "metrics_only"),
+                        ("closed", "closed")]:
+        before = state_of(redis)["state"]
+        gen += 1
+        assert cbctl("set", redis, name, check=0).stdout == \
+            f"redis: {before} -> {state} (generation {gen})\n"
+        assert state_of(redis)["state"] == state
+    drive(redis, REDIS, "s=1")
+    cbctl("set", redis, "forced-open", check=0)
+    assert cbctl("reset", redis, check=0).stdout == "redis: forced_open -> closed (generation 8)\n"
+    s = state_of(redis)
+    assert (s["state"], s["generation"], s["admitted"]) == ("closed", 8, 1)   # counters kept
+    p = cbctl("set", redis, "ajar", check=2)
+    assert "unknown state 'ajar'" in p.stderr
+
+
+def test_a_state_set_by_cbctl_is_seen_by_the_processes_using_the_breaker(files):
+    redis, _ = files
+    cbctl("set", redis, "forced-open", check=0)
+    assert drive(redis, REDIS, "s=5") == "admitted 0 rejected 5\n"
+    cbctl("reset", redis, check=0)
+    assert drive(redis, REDIS, "s=5") == "admitted 5 rejected 0\n"
+
+
+def test_ls_lists_breaker_files_skips_others_and_reports_damaged_ones(tmp_path, files):
+    (tmp_path / "notes.txt").write_text("not a breaker\n")
+    (tmp_path / "sub").mkdir()
+    drive(files[0], REDIS, "s=3", "f=1")
+    out = cbctl("ls", tmp_path, check=0).stdout.splitlines()
+    assert out[0].split() == ["FILE", "NAME", "STATE", "GEN", "FAILURE", "RATE"]
+    assert [line.split()[:4] for line in out[1:]] == [["db.cb", "db", "closed", "0"],
+                                                      ["redis.cb", "redis", "closed", "0"]]
+    assert out[2].endswith("25.0% (1/4)") and out[1].endswith(" -")
+    damaged(tmp_path, "zz.cb", flip_name)
+    p = cbctl("ls", tmp_path, check=1)
+    assert re.search(r"^zz\.cb +\? +error: shared breaker file is truncated or damaged", p.stdout, re.M)
+    assert "good-zz.cb" in p.stdout
+
+
+def test_ls_of_an_empty_or_missing_folder(tmp_path):
+    assert "(no breaker files in" in cbctl("ls", tmp_path, check=0).stdout
+    p = cbctl("ls", tmp_path / "nope", check=1)
+    assert "No such file or directory" in p.stderr
+
+
+def test_metrics_json_has_every_stats_field_and_the_file(files):
+    redis, db = files
+    drive(redis, REDIS, "s=2", "f=1")
+    out = json.loads(cbctl("metrics", "--json", redis, db, check=0).stdout)
+    assert [o["name"] for o in out] == ["redis", "db"]
+    assert out[0]["file"] == str(redis)
+    for field in ["state", "generation", "admitted", "rejected", "successes", "failures",
+                  "ignored", "slow", "stale", "opens", "consecutive_failures", "window_calls",
+                  "window_failures", "window_slow", "in_flight", "state_since_ns",
+                  "last_failure_ns", "open_until_ns", "retry_after_ms"]:
+        assert field in out[0], field
+    assert (out[0]["admitted"], out[0]["successes"], out[0]["failures"]) == (3, 2, 1)
+
+
+def test_metrics_prometheus_passes_promtool(files):
+    redis, db = files
+    drive(redis, REDIS, "s=5", "f=5")
+    text = cbctl("metrics", "--prometheus", redis, db, check=0).stdout
+    assert 'cb_state{name="redis",state="open"} 1' in text
+    assert 'cb_admitted_total{name="redis"} 10' in text
+    promtool_ok(text)
+
+
+def test_watch_refreshes_count_times_and_stops_on_interrupt(files):
+    redis, _ = files
+    out = cbctl("watch", "--count=3", "--interval-ms=10", redis, check=0).stdout
+    assert out.count("cbctl watch: every 10 ms") == 3 and out.count("redis  ") == 3
+    assert "\033[" not in out    # not a terminal: frames follow each other
+    p = subprocess.Popen([CBCTL, "watch", "--interval-ms=50", str(redis)], stdout=subprocess.PIPE,
+                         text=True)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=TIMEOUT)
+    assert p.returncode == 0 and out.count("cbctl watch") >= 2
+
+
+# ---- serve --------------------------------------------------------------------------
+
+class Server:
+    def __init__(self, *args):
+        self.proc = subprocess.Popen([CBCTL, "serve", "--listen", "127.0.0.1:0", *map(str, args)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        m = re.search(r"on http://127\.0\.0\.1:(\d+) ", line)
+        if not m:
+            self.proc.kill()
+            raise AssertionError(f"serve did not start: {line}{self.proc.stderr.read()}")
+        self.base = f"http://127.0.0.1:{m.group(1)}"
+
+    def get(self, path, method="GET"):
+        req = urllib.request.Request(self.base + path, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status, r.headers, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read().decode()
+
+    def health(self):
+        code, _, body = self.get("/health")
+        doc = json.loads(body)
+        return code, doc["status"], {b["name"]: b["health"] for b in doc["breakers"]}
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=TIMEOUT)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def server(files):
+    s = Server("--critical=db", "--warn-failure-rate=0.3", *files)
+    yield s
+    if s.proc.poll() is None:
+        assert s.stop() == 0
+
+
+def test_metrics_endpoint_serves_the_exposition_and_it_passes_promtool(server, files):
+    drive(files[0], REDIS, "s=7", "f=3")
+    code, headers, text = server.get("/metrics")
+    assert code == 200
+    assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert 'cb_successes_total{name="redis"} 7' in text and 'cb_state{name="db",' in text
+    promtool_ok(text)
+
+
+def test_health_rollup_follows_the_breakers(server, files):
+    redis, db = files
+    assert server.health() == (200, "HEALTHY", {"redis": "HEALTHY", "db": "HEALTHY"})
+    drive(redis, REDIS, "s=7", "f=3")          # 30%: at the warning level, below the trip
+    assert server.health() == (200, "DEGRADED", {"redis": "DEGRADED", "db": "HEALTHY"})
+    drive(redis, REDIS, "f=4")                 # 7 of 14 failed: open
+    assert server.health() == (200, "UNHEALTHY", {"redis": "UNHEALTHY", "db": "HEALTHY"})
+    cbctl("set", redis, "half-open", check=0)
+    assert server.health() == (200, "DEGRADED", {"redis": "DEGRADED", "db": "HEALTHY"})
+    drive(db, DB, "f=3")                       # the critical one opens: 503
+    assert server.health() == (503, "CRITICAL", {"redis": "DEGRADED", "db": "CRITICAL"})
+    cbctl("set", db, "half-open", check=0)     # critical but half-open is only degraded
+    assert server.health()[:2] == (200, "DEGRADED")
+    cbctl("set", db, "forced-open", check=0)
+    assert server.health()[:2] == (503, "CRITICAL")
+    cbctl("reset", db, check=0)
+    cbctl("reset", redis, check=0)
+    assert server.health() == (200, "HEALTHY", {"redis": "HEALTHY", "db": "HEALTHY"})
+
+
+def test_health_document_describes_each_breaker(server, files):
+    drive(files[0], REDIS, "s=9", "f=1")
+    code, headers, body = server.get("/health")
+    assert headers["Content-Type"] == "application/json"
+    doc = json.loads(body)
+    assert doc["warn_failure_rate"] == 0.3
+    redis, db = doc["breakers"]
+    assert redis == {"name": "redis", "file": str(files[0]), "state": "closed", "health": "HEALTHY",
+                     "critical": False, "failure_rate": 0.1, "window_calls": 10,
+                     "retry_after_ms": 0}
+    assert db["critical"] is True and db["failure_rate"] is None   # no window: no rate
+
+
+def test_other_paths_and_methods(server):
+    assert server.get("/")[0] == 404
+    code, headers, _ = server.get("/metrics", method="POST")
+    assert code == 405 and headers["Allow"] == "GET, HEAD"
+    code, _, body = server.get("/health", method="HEAD")
+    assert code == 200 and body == ""
+
+
+def test_a_killed_probe_holder_degrades_health_until_the_probe_timeout_then_it_recovers(server,
+                                                                                        files):
+    redis, _ = files
+    drive(redis, REDIS, "f=10")
+    assert server.health()[1] == "UNHEALTHY"
+    time.sleep(0.35)                           # open_ms = 300: the next call probes
+    holder = subprocess.Popen([DRIVE, str(redis), *REDIS, "hold"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"
+    killed = time.monotonic()
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=TIMEOUT)
+    holder.stdout.close()
+    assert server.health()[1] == "DEGRADED"    # half-open, its only permit held by the dead
+    assert drive(redis, REDIS, "s=1") == "admitted 0 rejected 1\n"
+    deadline = killed + 5
+    while state_of(redis)["state"] != "closed" and time.monotonic() < deadline:
+        drive(redis, REDIS, "s=1")             # rejected until the probe timeout, then probes
+        time.sleep(0.01)
+    recovered = time.monotonic() - killed
+    assert state_of(redis)["state"] == "closed"
+    assert recovered < 0.3 + 0.3 + 0.5         # probe_timeout_ms + open_ms, process starts aside
+    assert server.health()[1] == "HEALTHY"
+
+
+def test_scrapes_stay_valid_and_monotonic_while_workers_hammer_and_die(server, files):
+    redis, _ = files
+    workers = [subprocess.Popen([DRIVE, str(redis), *REDIS, "s=500000", "f=50000", "s=500000"],
+                                stdout=subprocess.DEVNULL) for _ in range(3)]
+    last = 0
+    for i in range(20):
+        code, _, text = server.get("/metrics")
+        assert code == 200
+        admitted = int(re.search(r'^cb_admitted_total\{name="redis"\} (\d+)$', text, re.M).group(1))
+        rejected = int(re.search(r'^cb_rejected_total\{name="redis"\} (\d+)$', text, re.M).group(1))
+        assert admitted + rejected >= last
+        last = admitted + rejected
+        if i == 5:
+            workers[0].kill()                  # SIGKILL in the middle of its calls
+        if i % 5 == 0:
+            promtool_ok(text)
+        time.sleep(0.02)
+    for w in workers:
+        w.wait(timeout=TIMEOUT)
+    assert server.health()[0] in (200, 503)
+
+
+@pytest.mark.parametrize("args, status, message", [
+    (["--critical=nosuch"], 2, "--critical=nosuch: no breaker of that name"),
+    (["--listen=127.0.0.1:{busy}"], 1, "cannot listen on 127.0.0.1:"),
+])
+def test_serve_startup_errors(server, files, args, status, message):
+    busy = server.base.rsplit(":", 1)[1]
+    argv = [a.format(busy=busy) for a in args]
+    listen = [] if any(a.startswith("--listen") for a in argv) else ["--listen", "127.0.0.1:0"]
+    p = cbctl("serve", *listen, *argv, *files, check=status)
+    assert message in p.stderr
+
+
+def test_serve_stops_cleanly_on_sigint(files):
+    s = Server(*files)
+    s.proc.send_signal(signal.SIGINT)
+    assert s.proc.wait(timeout=TIMEOUT) == 0
+    s.proc.stdout.close()
+    s.proc.stderr.close()
+
+
+def test_serve_on_a_missing_file_is_exit_1(tmp_path):
+    p = cbctl("serve", "--listen", "127.0.0.1:0", tmp_path / "gone.cb", check=1)
+    assert "gone.cb: No such file or directory" in p.stderr

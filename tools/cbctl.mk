@@ -1,0 +1,90 @@
+# tools/cbctl.mk: cbctl and the shared-memory tests (issue 6). Included by the Makefile.
+#   test-shm       tests/shm_file.c (plain and ASan+UBSan), then tests/shm_cross.c: the
+#                  cross-process accounting run and >= 100 kill -9 of a probe holder
+#   test-cbctl     tests/test_shm_cbctl.py: every cbctl command and its errors, cbctl serve
+#                  scraped over 127.0.0.1, promtool check metrics on the exposition
+#   test-fuzz-shm  tests/fuzz/fuzz_shm.c: the committed corpus replayed, then fuzzed for
+#                  FUZZ_SHM_SECONDS (default 15) on a scratch copy of it
+# Also: fuzz-shm (a longer fuzz run, FUZZ_SHM_SECONDS=600 by default there) and
+# fuzz-shm-corpus (rewrites tests/fuzz/corpus/shm/ after a layout change).
+
+CBCTL_BIN   := $(BUILD)/tools/cbctl
+SHM_BUILD   := $(BUILD)/shm
+SHM_TESTS   := $(SHM_BUILD)/shm_file $(SHM_BUILD)/asan/shm_file $(SHM_BUILD)/shm_cross
+SHM_DRIVE   := $(SHM_BUILD)/shm_drive
+FUZZ_SHM    := $(BUILD)/fuzz/fuzz_shm
+FUZZ_SHM_CORPUS := tests/fuzz/corpus/shm
+FUZZ_SHM_SECONDS ?= 15
+SHM_SAN     := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all
+# libFuzzer's runtime is a Recommends of clang in Debian 12, so it is named here.
+FUZZ_SHM_DEPS := clang libclang-rt-14-dev
+
+ALL        += $(CBCTL_BIN)
+TEST_STEPS += test-shm test-cbctl test-fuzz-shm
+TEST_DEPS  += libmicrohttpd-dev libcjson-dev prometheus python3-pytest $(FUZZ_SHM_DEPS)
+
+.PHONY: deps-cbctl test-shm test-cbctl test-fuzz-shm fuzz-shm fuzz-shm-corpus
+
+deps-cbctl:
+	@$(NEED) libmicrohttpd-dev libcjson-dev
+
+$(CBCTL_BIN): tools/cbctl.c cb.h chaos/cbflags.h | deps-cbctl
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(CFLAGS) -I. -o $@ $< -lmicrohttpd -lcjson $(LDLIBS)
+
+$(SHM_BUILD)/shm_file: tests/shm_file.c tests/t_other.c tests/t.h cb.h
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(CFLAGS) -I. -o $@ $< tests/t_other.c $(LDLIBS)
+
+$(SHM_BUILD)/asan/shm_file: tests/shm_file.c tests/t_other.c tests/t.h cb.h
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(SHM_SAN) -I. -o $@ $< tests/t_other.c $(LDLIBS)
+
+$(SHM_BUILD)/shm_cross: tests/shm_cross.c tests/t.h cb.h
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
+
+$(SHM_DRIVE): tests/shm_drive.c cb.h chaos/cbflags.h
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
+
+test-shm: $(SHM_TESTS)
+	@fail=0; for t in $^; do echo "-- $$t"; $$t || fail=1; done; exit $$fail
+
+test-cbctl: $(CBCTL_BIN) $(SHM_DRIVE)
+	@$(NEED) python3-pytest prometheus
+	CBCTL=$(CBCTL_BIN) SHM_DRIVE=$(SHM_DRIVE) $(PYTHON) -m pytest -q -p no:cacheprovider \
+	    tests/test_shm_cbctl.py
+
+$(FUZZ_SHM): tests/fuzz/fuzz_shm.c cb.h
+	@$(NEED) $(FUZZ_SHM_DEPS)
+	@mkdir -p $(@D)
+	clang $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    -o $@ $< $(LDLIBS)
+
+# $(call fuzz_shm_quiet,ARGS): run the fuzzer with its output in $(BUILD)/fuzz/shm.log;
+# print the summary, or on failure the end of the log (crash files: $(BUILD)/fuzz/shm-*).
+fuzz_shm_quiet = if $(FUZZ_SHM) -artifact_prefix=$(BUILD)/fuzz/shm- $(1) > $(BUILD)/fuzz/shm.log 2>&1; \
+    then grep -E 'DONE' $(BUILD)/fuzz/shm.log; \
+    else tail -n 80 $(BUILD)/fuzz/shm.log; echo "fuzz_shm: FAILED, log in $(BUILD)/fuzz/shm.log"; exit 1; fi
+
+# Fuzzes a scratch copy of the corpus: the committed one changes only by fuzz-shm-corpus.
+fuzz_shm_run = rm -rf $(BUILD)/fuzz/shm-work && mkdir -p $(BUILD)/fuzz/shm-work && \
+    cp $(FUZZ_SHM_CORPUS)/* $(BUILD)/fuzz/shm-work/ && \
+    $(call fuzz_shm_quiet,-max_total_time=$(1) -max_len=16384 -timeout=10 $(BUILD)/fuzz/shm-work)
+
+test-fuzz-shm: $(FUZZ_SHM)
+	@$(call fuzz_shm_quiet,-runs=0 $(FUZZ_SHM_CORPUS))
+	@$(call fuzz_shm_run,$(FUZZ_SHM_SECONDS))
+
+fuzz-shm: FUZZ_SHM_SECONDS = 600
+fuzz-shm: $(FUZZ_SHM)
+	@$(call fuzz_shm_run,$(FUZZ_SHM_SECONDS))
+
+$(BUILD)/fuzz/fuzz_shm_corpus: tests/fuzz/fuzz_shm.c cb.h
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(CFLAGS) -DFUZZ_SHM_MAKE_CORPUS -o $@ $< $(LDLIBS)
+
+fuzz-shm-corpus: $(BUILD)/fuzz/fuzz_shm_corpus
+	rm -rf $(FUZZ_SHM_CORPUS) && mkdir -p $(FUZZ_SHM_CORPUS)
+	$< $(FUZZ_SHM_CORPUS)
