@@ -25,7 +25,7 @@
        CB_CACHELINE         cache line size used to pad hot fields apart (default 64)
        CB_YIELD_POINT()     called between each load and the CAS/store that depends on it;
                             empty by default, tests define it to widen race windows
-       CB_NO_SHM            leave out cb_shm_open/cb_shm_close (no mmap, no file I/O)
+       CB_NO_SHM            no shared memory: cb_shm_* return CB_EIO (no mmap, no file I/O)
        CB_TEST_HOOKS        tests only: cb__test_set_generation, cb__test_set_counters
        CB_TEST_PLANT_BUG=N  tests only: plant a known atomicity bug (1: half-open permit
                             by load+store, 2: count-window exchange by load+store,
@@ -298,9 +298,6 @@ CB_API void cb__test_set_counters(cb_breaker *b, uint64_t value);
 CB_API void cb__test_preset(cb_breaker *b, uint32_t generation, uint64_t counters);
 #endif
 
-#ifdef __cplusplus
-}
-#endif
 
 /* ---------------------------------------------------------------------------------
    2. State word and fast path
@@ -435,6 +432,10 @@ static inline bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
     return cb__record_slow(b, t, o);
 }
 
+#ifdef __cplusplus
+}
+#endif
+
 #endif /* CB_H_INCLUDED */
 
 /* ---------------------------------------------------------------------------------
@@ -528,8 +529,7 @@ struct cb__shared {
     _Atomic(uint64_t) last_failure_ns;
     /* windows */
     _Alignas(CB_CACHELINE) _Atomic(uint64_t) win_head;     /* count window: next position */
-    _Atomic(uint64_t) win_calls;         /* count window: gen:32 | calls:32 */
-    _Atomic(uint64_t) win_bad;           /* count window: gen:22 | failures:21 | slow:21 */
+    _Atomic(uint64_t) win_count[3];      /* count window: gen:32 | calls, failures, slow:32 */
     _Atomic(uint64_t) win_epoch;         /* time window: newest bucket epoch seen */
     /* bulkhead */
     _Alignas(CB_CACHELINE) _Atomic(uint64_t) in_flight;
@@ -1279,90 +1279,76 @@ static bool cb__transition(cb_breaker *b, uint64_t *w, uint64_t to, cb_reason wh
 
 /* ---- windows --------------------------------------------------------------------- */
 
-/* Consecutive failures: gen:32 | run:32, the run of the CLOSED period `gen`.
-   Returns the run after this outcome (0 for a writer from an older period). */
-static uint32_t cb__consec_update(cb__shared *sh, uint32_t gen, bool failure)
+/* Words tagged with the generation of a CLOSED period (gen:32 | value:32) are restarted
+   by a writer that finds another period's tag, but only while the writer's own period is
+   still the current one: a late writer must not restart a newer period's word. Tags are
+   compared for equality only, so no distance between periods is ever misread. */
+static bool cb__period_current(const cb__shared *sh, uint32_t gen)
 {
-    uint64_t cur = atomic_load_explicit(&sh->consec, memory_order_relaxed);
+    /* relaxed: advisory; if the period ends right after, the word restarted here carries
+       this (old) tag and the next period's writers restart it again */
+    return cb__w_gen(atomic_load_explicit(&sh->word, memory_order_relaxed)) == gen;
+}
+
+/* Add delta to the value of the tagged word for period gen; the new value, or 0 when the
+   writer is late. A value below zero (deltas landing out of order) is kept as such. */
+static int32_t cb__tagged_add(cb__shared *sh, _Atomic(uint64_t) *word, uint32_t gen, int32_t delta)
+{
+    uint64_t cur = atomic_load_explicit(word, memory_order_relaxed);
     for (;;) {
-        uint32_t tag = (uint32_t)(cur >> 32), run = (uint32_t)cur;
-        if (tag != gen) {
-            if ((int32_t)(gen - tag) < 0)
-                return 0;   /* a newer period owns the word: this outcome is late */
-            run = 0;
-        }
-        uint32_t next = failure ? (run < UINT32_MAX ? run + 1 : run) : 0;
-        if (!failure && (uint32_t)cur == 0)
-            return 0;       /* nothing to cut: write nothing */
+        int32_t v = (uint32_t)(cur >> 32) == gen ? (int32_t)(uint32_t)cur : 0;
+        if ((uint32_t)(cur >> 32) != gen && !cb__period_current(sh, gen))
+            return 0;
+        int32_t next = delta > 0 && v == INT32_MAX ? v : v + delta;
+        if (next == v && (uint32_t)(cur >> 32) == gen)
+            return v;   /* nothing to write */
         CB_YIELD_POINT();
-        /* relaxed: the run is a self-contained value; the trip itself is the state CAS */
-        if (atomic_compare_exchange_weak_explicit(&sh->consec, &cur, (uint64_t)gen << 32 | next,
+        /* relaxed: a self-tagged figure; the trip it may lead to is the state CAS */
+        if (atomic_compare_exchange_weak_explicit(word, &cur, (uint64_t)gen << 32 | (uint32_t)next,
                                                   memory_order_relaxed, memory_order_relaxed))
             return next;
     }
 }
 
+static uint32_t cb__tagged_get(const _Atomic(uint64_t) *word, uint32_t gen)
+{
+    uint64_t v = atomic_load_explicit(word, memory_order_relaxed);   /* relaxed: tagged */
+    return (uint32_t)(v >> 32) == gen && (int32_t)(uint32_t)v > 0 ? (uint32_t)v : 0;
+}
+
+/* Consecutive failures (sh->consec, tagged): the run after this outcome. */
+static uint32_t cb__consec_update(cb__shared *sh, uint32_t gen, bool failure)
+{
+    if (failure)
+        return (uint32_t)cb__tagged_add(sh, &sh->consec, gen, 1);
+    /* a success cuts the run to 0 under this period's tag; no write when it is 0 already */
+    uint64_t cur = atomic_load_explicit(&sh->consec, memory_order_relaxed);
+    while ((uint32_t)cur != 0) {
+        if ((uint32_t)(cur >> 32) != gen && !cb__period_current(sh, gen))
+            break;
+        CB_YIELD_POINT();
+        /* relaxed: as in cb__tagged_add */
+        if (atomic_compare_exchange_weak_explicit(&sh->consec, &cur, (uint64_t)gen << 32,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            break;
+    }
+    return 0;
+}
+
 typedef struct cb__figures { uint32_t calls, failures, slow; } cb__figures;
 
-/* Count window entries: gen:29 | valid:1 | slow:1 | failure:1. Counts: win_calls is
-   gen:32 | calls:32, win_bad is gen:22 | failures:21 | slow:21 (fields may be briefly
-   negative, in 21-bit two's complement, when deltas land out of order). Every entry and
-   delta carries the generation of its CLOSED period, so an outcome that arrives after the
-   period ended changes nothing the next period counts. */
+/* Count window entries: gen:29 | valid:1 | slow:1 | failure:1, and three tagged count
+   words (calls, failures, slow). Entries and counts carry the generation of their CLOSED
+   period, so a fresh period needs no reset and a late outcome changes nothing the next
+   period counts. (An entry left untouched for exactly a multiple of 2^29 transitions would
+   be taken for current: documented in docs/design.md.) */
 #define CB__RING_GEN(g) ((uint32_t)(g) & 0x1fffffffu)
-#define CB__F21 0x1fffffu
-
-static uint32_t cb__f21(uint64_t v, unsigned shift)   /* a 21-bit field, negatives as 0 */
-{
-    uint32_t f = (uint32_t)(v >> shift) & CB__F21;
-    return f > CB__WINDOW_MAX ? 0 : f;
-}
 
 static void cb__ring_figures(const cb__shared *sh, uint32_t gen, cb__figures *f)
 {
-    /* relaxed: the words are self-tagged figures; no other data hangs on them */
-    uint64_t calls = atomic_load_explicit(&sh->win_calls, memory_order_relaxed);
-    uint64_t bad = atomic_load_explicit(&sh->win_bad, memory_order_relaxed);
-    f->calls = (uint32_t)(calls >> 32) == gen ? (uint32_t)calls : 0;
-    bool mine = (uint32_t)(bad >> 42) == (gen & 0x3fffffu);
-    f->failures = mine ? cb__f21(bad, 21) : 0;
-    f->slow = mine ? cb__f21(bad, 0) : 0;
-}
-
-static void cb__ring_count(cb__shared *sh, uint32_t gen, int dcalls, int dfail, int dslow)
-{
-    if (dcalls) {
-        uint64_t cur = atomic_load_explicit(&sh->win_calls, memory_order_relaxed);
-        for (;;) {
-            uint32_t tag = (uint32_t)(cur >> 32);
-            if (tag != gen && (int32_t)(gen - tag) < 0)
-                break;   /* a newer period: drop */
-            uint64_t next = tag == gen ? cur + 1 : (uint64_t)gen << 32 | 1;
-            CB_YIELD_POINT();
-            /* relaxed: self-tagged figure */
-            if (atomic_compare_exchange_weak_explicit(&sh->win_calls, &cur, next,
-                                                      memory_order_relaxed, memory_order_relaxed))
-                break;
-        }
-    }
-    if (dfail || dslow) {
-        uint32_t tag22 = gen & 0x3fffffu;
-        uint64_t cur = atomic_load_explicit(&sh->win_bad, memory_order_relaxed);
-        for (;;) {
-            uint32_t tag = (uint32_t)(cur >> 42);
-            if (tag != tag22 && (int32_t)((gen - tag) << 10) < 0)
-                break;   /* a newer period (22-bit tags compared modulo 2^22) */
-            uint64_t f = tag == tag22 ? (cur >> 21) & CB__F21 : 0;
-            uint64_t s = tag == tag22 ? cur & CB__F21 : 0;
-            f = (f + (uint64_t)(int64_t)dfail) & CB__F21;
-            s = (s + (uint64_t)(int64_t)dslow) & CB__F21;
-            CB_YIELD_POINT();
-            if (atomic_compare_exchange_weak_explicit(&sh->win_bad, &cur,
-                                                      (uint64_t)tag22 << 42 | f << 21 | s,
-                                                      memory_order_relaxed, memory_order_relaxed))
-                break;
-        }
-    }
+    f->calls = cb__tagged_get(&sh->win_count[0], gen);
+    f->failures = cb__tagged_get(&sh->win_count[1], gen);
+    f->slow = cb__tagged_get(&sh->win_count[2], gen);
 }
 
 /* Put one outcome in the count window; true if the figures changed. */
@@ -1389,11 +1375,13 @@ static bool cb__ring_add(cb__shared *sh, uint32_t gen, bool fail, bool slow, cb_
         old = atomic_exchange_explicit(slot, entry, memory_order_relaxed);
 #endif
         bool counted = (old & 4u) && (old >> 3) == CB__RING_GEN(gen);
-        int dcalls = counted ? 0 : 1;
-        int dfail = (int)fail - (counted ? (int)(old & 1u) : 0);
-        int dslow = (int)slow - (counted ? (int)((old >> 1) & 1u) : 0);
-        cb__ring_count(sh, gen, dcalls, dfail, dslow);
-        changed = dcalls || dfail || dslow;
+        int32_t delta[3] = { counted ? 0 : 1, (int32_t)fail - (counted ? (int32_t)(old & 1u) : 0),
+                             (int32_t)slow - (counted ? (int32_t)((old >> 1) & 1u) : 0) };
+        for (int i = 0; i < 3; i++)
+            if (delta[i]) {
+                cb__tagged_add(sh, &sh->win_count[i], gen, delta[i]);
+                changed = true;
+            }
     }
     cb__ring_figures(sh, gen, f);
     return changed;
@@ -1471,11 +1459,11 @@ static void cb__window_figures(const cb_breaker *b, uint64_t w, cb__figures *f)
 static int cb__window_rule(const cb__cfg *c, const cb__figures *f)
 {
     bool enough = f->calls >= c->minimum_calls && f->calls > 0;
-    if (c->failure_rate > 0 && enough && (double)f->failures >= c->failure_rate * f->calls)
+    if (c->failure_rate > 0 && enough && (double)f->failures / f->calls >= c->failure_rate)
         return CB_REASON_FAILURE_RATE;
     if (c->failures_in_window && f->failures >= c->failures_in_window)
         return CB_REASON_FAILURE_COUNT;
-    if (c->slow_call_rate > 0 && enough && (double)f->slow >= c->slow_call_rate * f->calls)
+    if (c->slow_call_rate > 0 && enough && (double)f->slow / f->calls >= c->slow_call_rate)
         return CB_REASON_SLOW_CALL_RATE;
     return -1;
 }
@@ -1754,7 +1742,15 @@ CB_API uint64_t cb_retry_after_ms(const cb_breaker *b)
         return 0;
     if (!cb__time_of(b->cb__sh, cb__w_gen(w), &ms))   /* just opened: the whole period */
         return cb__period_ms(&b->cb__sh->cfg, cb__w_k(w), cb__w_gen(w));
-    uint64_t until = cb__ms_to_ns(ms), now = cb__now(b);
+    uint64_t until = cb__ms_to_ns(ms), now = cb__now(b), since;
+    cb_event ev;
+    if (cb__history_read(b, &b->cb__sh->hist[cb__w_gen(w) % CB_HISTORY], &ev) &&
+        (uint32_t)ev.generation == cb__w_gen(w))
+        since = ev.at_ns;
+    else
+        since = until - cb__ms_to_ns(cb__period_ms(&b->cb__sh->cfg, cb__w_k(w), cb__w_gen(w)));
+    if (now < since)
+        now = since;   /* a clock gone back is not moving */
     return until > now ? cb__ceil_ms(until - now) : 0;
 }
 
@@ -1776,8 +1772,7 @@ CB_API void cb_stats_get(const cb_breaker *b, cb_stats *s)
     s->slow = n[CB__N_SLOW];
     s->stale = n[CB__N_STALE];
     s->opens = atomic_load_explicit(&sh->opens, memory_order_relaxed);
-    uint64_t run = atomic_load_explicit(&sh->consec, memory_order_relaxed);
-    s->consecutive_failures = (uint32_t)(run >> 32) == gen ? (uint32_t)run : 0;
+    s->consecutive_failures = cb__tagged_get(&sh->consec, gen);
     cb__figures f;
     cb__window_figures(b, w, &f);
     s->window_calls = f.calls;
@@ -1936,11 +1931,13 @@ CB_API cb_err cb_registry_add(cb_registry *r, cb_breaker *b)
         if (used >= r->cap)
             return CB_ENOMEM;
         CB_YIELD_POINT();
-        /* relaxed: reserving an index; the slot's release store publishes the breaker */
+        /* relaxed: reserving an index; the slot's release CAS publishes the breaker */
         if (atomic_compare_exchange_weak_explicit(&r->used, &used, used + 1, memory_order_relaxed,
                                                   memory_order_relaxed)) {
-            atomic_store_explicit(&r->slots[used], b, memory_order_release);
-            return CB_OK;
+            cb_breaker *none = NULL;   /* a reuser may have filled it since: then look again */
+            if (atomic_compare_exchange_strong_explicit(&r->slots[used], &none, b,
+                                                        memory_order_release, memory_order_relaxed))
+                return CB_OK;
         }
     }
 }

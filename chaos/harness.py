@@ -158,6 +158,8 @@ def run_scenario(sc, out_dir, live=False):
             if (tmp / name).exists():
                 shutil.copy(tmp / name, out_dir / Path(name).name)
     run["wall_s"] = time.monotonic() - wall0
+    err = out_dir / "client.stderr"
+    run["stderr"] = err.read_text(errors="replace").strip()[-300:] if err.exists() else ""
     try:
         result = analyze(sc, out_dir, run)
     except (OSError, ValueError, KeyError, StopIteration) as e:
@@ -293,7 +295,8 @@ def analyze(sc, out_dir, run):
         check("dead letters all replayed", "0 pending, 0 errors",
               f"{dl['written']} written, {dl['replayed']} replayed, {dl['pending']} pending, "
               f"{dl['errors']} errors", dl["pending"] == 0 and dl["errors"] == 0)
-    check(f"{sc['program']} exit status", 0, run["exit_status"], run["exit_status"] == 0)
+    check(f"{sc['program']} exit status", 0, f"{run['exit_status']} {run['stderr']}".strip(),
+          run["exit_status"] == 0)
     check("no process left behind", "none", run["leftovers"] or "none", not run["leftovers"])
     for e in run["errors"]:
         check("run", "no error", e, False)

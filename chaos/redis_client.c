@@ -47,6 +47,9 @@ static const wl_opt opts[] = {
 
 static cb_breaker *B;
 
+/* Keys go into JSON and dead-letter lines unescaped: the prefix is limited to these. */
+#define KEY_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789:_.-"
+
 /* ---- one connection per thread, (re)connected inside an admitted call ---- */
 
 typedef struct conn {
@@ -325,13 +328,17 @@ int main(int argc, char **argv) {
                            opts, sizeof opts / sizeof opts[0], &cfg);
     if (rc >= 0)
         return rc;
-    const char *bad = !opt.threads || opt.threads > 256     ? "--threads: want 1..256"
-                      : opt.port < 1 || opt.port > 65535        ? "--port: want 1..65535"
-                      : !opt.timeout_ms                         ? "--timeout-ms: want > 0"
-                      : opt.write_ratio < 0 || opt.write_ratio > 1 ? "--write-ratio: want 0..1"
-                      : strlen(opt.key_prefix) > 64 || strpbrk(opt.key_prefix, " \t\r\n")
-                          ? "--key-prefix: want at most 64 bytes, no spaces"
-                          : NULL;
+    const char *bad = NULL;
+    if (!opt.threads || opt.threads > 256)
+        bad = "--threads: want 1..256";
+    else if (opt.port < 1 || opt.port > 65535)
+        bad = "--port: want 1..65535";
+    else if (!opt.timeout_ms)
+        bad = "--timeout-ms: want > 0";
+    else if (opt.write_ratio < 0 || opt.write_ratio > 1)
+        bad = "--write-ratio: want 0..1";
+    else if (strlen(opt.key_prefix) > 64 || opt.key_prefix[strspn(opt.key_prefix, KEY_CHARS)])
+        bad = "--key-prefix: want at most 64 of A-Z a-z 0-9 : _ . -";
     if (bad) {
         fprintf(stderr, "redis_client: %s\n", bad);
         return 2;

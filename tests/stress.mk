@@ -86,6 +86,15 @@ test-planted: $(foreach n,1 2 3,$(call stress_bin,bug$(n)) $(call stress_bin,bug
 	    tests/stress_expect.sh may $(STRESS_RUN) $(call stress_bin,bug$(n)) \
 	        $(call stress_scenario,$(n)) 8 1000000 $$c; done;)
 
+# Not steps of `make test`: the proofs behind docs/verification-stress.md. Every check
+# kills a mutant of cb.h; each planted bug is caught this fast (TRIALS runs per row).
+.PHONY: stress-mutants stress-figures
+stress-mutants:
+	$(PYTHON) tests/stress_mutants.py $(BUILD)/stress/mutants $(CC)
+
+stress-figures: $(foreach f,plain yield $(foreach n,1 2 3,bug$(n) bug$(n)-yield),$(call stress_bin,$(f)))
+	tests/stress_figures.sh $(or $(TRIALS),10) $(BUILD)
+
 # Each start is 256 below a wrap of a generation tag; every thread's counters start 4096
 # below 2^64.
 test-wrap: $(call stress_bin,asan)
