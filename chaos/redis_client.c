@@ -162,14 +162,18 @@ static bool dl_open(const char *path) {
         fprintf(stderr, "redis_client: --dead-letter=%s: %s\n", path, strerror(errno));
         return false;
     }
-    char buf[32] = "";
+    char buf[32] = "", *end;
     ssize_t n = pread(dl.done_fd, buf, sizeof buf - 1, 0);
-    dl.done = n > 0 ? (off_t)strtoll(buf, NULL, 10) : 0;
+    dl.done = n > 0 ? (off_t)strtoll(buf, &end, 10) : 0;
     struct stat st;
     fstat(dl.fd, &st);
+    if (n > 0 && (end == buf || (*end && *end != '\n'))) {
+        fprintf(stderr, "redis_client: %s: want the replayed offset, a number\n", done_path);
+        return false;
+    }
     if (dl.done < 0 || dl.done > st.st_size) {
-        fprintf(stderr, "redis_client: %s: replayed offset %lld is outside the file\n", done_path,
-                (long long)dl.done);
+        fprintf(stderr, "redis_client: %s: replayed offset %lld is outside %s\n", done_path,
+                (long long)dl.done, path);
         return false;
     }
     atomic_store(&dl.pending, dl.done < st.st_size);
@@ -204,6 +208,7 @@ static int dl_replay(worker *w, int max) {
     if (dl.fd < 0 || !atomic_load(&dl.pending) || pthread_mutex_trylock(&dl.replay) != 0)
         return 0;
     int done = 0;
+    off_t from = dl.done;
     char buf[65536];
     while (done < max) {
         atomic_store(&dl.pending, false);
@@ -216,7 +221,8 @@ static int dl_replay(worker *w, int max) {
         while (done < max && (nl = strchr(line, '\n'))) {
             *nl = '\0';
             char key[256], val[256];
-            if (sscanf(line, "SET %255s %255s", key, val) != 2) {
+            if (sscanf(line, "SET %255s %255s", key, val) != 2) { /* not ours: skip, count */
+                atomic_fetch_add(&dl.errors, 1);
                 wl_log("{\"t_ns\":%" PRIu64 ",\"event\":\"dead_letter_error\",\"error\":\"bad line at offset %lld\"}",
                        wl_now_ns(), (long long)dl.done);
             } else if (protected_call(w, "replay", "SET", key, val) != WL_OK) {
@@ -229,8 +235,9 @@ static int dl_replay(worker *w, int max) {
             dl.done += nl + 1 - line;
             line = nl + 1;
         }
-        if (done)
+        if (dl.done != from)
             dl_save_done();
+        from = dl.done;
         if (stop || line == buf) /* stopped, or a partial line still being written */
             break;
     }
