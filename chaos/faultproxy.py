@@ -182,7 +182,11 @@ class Proxy:
 
     async def ticker(self):
         while True:
-            await self.apply()
+            try:
+                await self.apply()
+            except OSError as e:  # e.g. the port was taken while refusing: say so, retry
+                self.applied = None
+                self.log(event="error", error=str(e))
             await asyncio.sleep(0.005)
 
     async def set_mode(self, m):
@@ -207,7 +211,7 @@ class Conn:
     def __init__(self, proxy, cid, reader, writer):
         self.proxy, self.id = proxy, cid
         self.reader, self.writer = reader, writer
-        self.up_reader = self.up_writer = None
+        self.up_reader = self.up_writer = self.up_task = None
         self.poisoned = False  # bytes were dropped: the stream cannot be resumed
         self.closed = False
         self.buf = bytearray()
@@ -217,6 +221,8 @@ class Conn:
             return
         self.closed = True
         self.proxy.conns.pop(self.id, None)
+        if self.up_task is not None and self.up_task is not asyncio.current_task():
+            self.up_task.cancel()
         self.proxy.log(event="conn", conn=self.id, action="reset" if reset else "close")
         for w in (self.writer, self.up_writer):
             if w is None:
@@ -269,7 +275,7 @@ class Conn:
                 except OSError:
                     self.close(reset=True)  # the client sees the dependency down
                     return
-                asyncio.ensure_future(self.upstream_to_client())
+                self.up_task = asyncio.ensure_future(self.upstream_to_client())  # kept: asyncio holds tasks weakly
             await self.send(self.up_writer, data, mode)
 
     async def upstream_to_client(self):
@@ -304,7 +310,7 @@ async def control(proxy, reader, writer):
                 else:
                     await proxy.set_mode(req)
                     reply = {"ok": True}
-            except ValueError as e:  # bad JSON or a bad mode
+            except (ValueError, OSError) as e:  # bad JSON, a bad mode, or it cannot listen
                 reply = {"ok": False, "error": str(e)}
             writer.write((json.dumps(reply) + "\n").encode())
             await writer.drain()
@@ -336,11 +342,14 @@ async def serve(args):
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    tick = asyncio.ensure_future(proxy.ticker())
+    ticker = asyncio.ensure_future(proxy.ticker())  # noqa: F841 (kept: asyncio holds tasks weakly)
     await stop.wait()
-    tick.cancel()
     for c in list(proxy.conns.values()):
         c.close()
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for t in tasks:  # pumps of hung connections, the ticker: end them before the loop closes
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     if log:
         log.close()
 

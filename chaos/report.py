@@ -92,6 +92,8 @@ def overview_row(r):
 def section(r, link):
     m = r.get("metrics", {})
     lines = [f"## {r['scenario']}: {'pass' if r['pass'] else 'FAIL'}", "", r.get("description", ""), ""]
+    if r.get("rerun"):
+        lines += [f"Note: {r['rerun']}.", ""]
     if "flags" in r:
         lines += [f"Breaker: `{r['flags']}`", ""]
     if m:

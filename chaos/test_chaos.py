@@ -26,6 +26,11 @@ def test_every_required_scenario_is_there():
 def test_scenario(path, chaos_bin):
     sc = scenario.load(path, SETTINGS)
     result = harness.run_scenario(sc, harness.OUT / sc["name"])
+    if result.get("stalled"):  # the harness itself ran late: measure again, and say so
+        first = [c["measured"] for c in result["checks"] if c["check"].startswith("harness kept")]
+        result = harness.run_scenario(sc, harness.OUT / sc["name"])
+        result["rerun"] = f"run again: the first run's harness was late ({first[0]})"
+        (harness.OUT / sc["name"] / "result.json").write_text(json.dumps(result, indent=1) + "\n")
     failed = [f"{c['check']}: measured {c['measured']}, want {c['expected']}"
               for c in result["checks"] if not c["pass"]]
     assert result["pass"], "\n".join(failed + result.get("errors", []))

@@ -188,6 +188,24 @@ def test_dead_letters_left_by_a_crashed_run_are_replayed_in_order(chaos_bin, red
     assert int((tmp_path / "dead-letters.done").read_text()) == dl.stat().st_size
 
 
+def test_damaged_dead_letters_are_reported_not_replayed_blindly(chaos_bin, redis_server, tmp_path):
+    dl, log = tmp_path / "dl", tmp_path / "client.jsonl"
+    dl.write_text("SET a v:a\ngarbage\nSET b v:b\n")
+    common = [f"--port={redis_server.port}", "--duration-ms=100", f"--dead-letter={dl}", f"--log={log}"]
+    (tmp_path / "dl.done").write_text("soon\n")
+    r = run_prog(chaos_bin, "redis_client", *common)
+    assert r.returncode == 2 and f"{dl}.done: want the replayed offset" in r.stderr
+    (tmp_path / "dl.done").write_text("999\n")
+    r = run_prog(chaos_bin, "redis_client", *common)
+    assert r.returncode == 2 and "replayed offset 999 is outside" in r.stderr
+    (tmp_path / "dl.done").write_text("0\n")
+    r = run_prog(chaos_bin, "redis_client", *common)
+    assert r.returncode == 1  # a letter could not be replayed: the run says so
+    s = harness.read_jsonl(log)[-1]["summary"]
+    assert s["dead_letters"] == {"written": 0, "replayed": 2, "pending": 0, "errors": 1}
+    assert redis_server.client().mget(["a", "b"]) == [b"v:a", b"v:b"]
+
+
 def test_redis_client_spills_writes_while_redis_is_away_and_replays_them(chaos_bin, tmp_path):
     """No Redis at all at first: every write is rejected or fails into the dead-letter
     file; the drain at the end replays them once Redis is there."""

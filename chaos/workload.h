@@ -55,7 +55,7 @@ static inline const char *wl_json_str(const char *s, char *buf, size_t cap) {
 
 /* ---- options: breaker flags (cbflags.h) plus a table of the program's own ---- */
 
-enum wl_opt_type { WL_U32, WL_DBL, WL_STR, WL_BOOL };
+enum wl_opt_type { WL_U32, WL_DBL, WL_STR };
 
 typedef struct wl_opt {
     const char *flag; /* without the leading "--" */
@@ -67,8 +67,8 @@ typedef struct wl_opt {
 static inline void wl_usage(FILE *f, const char *prog, const char *what, const wl_opt *opts, size_t n) {
     fprintf(f, "usage: %s [options] [breaker flags]\n%s\noptions:\n", prog, what);
     for (size_t i = 0; i < n; i++)
-        fprintf(f, "  --%s%-*s %s\n", opts[i].flag, (int)(20 - strlen(opts[i].flag)),
-                opts[i].type == WL_BOOL ? "" : "=V", opts[i].help);
+        fprintf(f, "  --%s%-*s %s\n", opts[i].flag, (int)(20 - strlen(opts[i].flag)), "=V",
+                opts[i].help);
     fputs("  --dry-run              check the flags, print them resolved as JSON, run nothing\n", f);
     fputs(CBFLAGS_USAGE, f);
 }
@@ -110,14 +110,6 @@ static inline int wl_parse_args(int argc, char **argv, const char *prog, const c
             fprintf(stderr, "%s: unknown flag '%s' (see --help)\n", prog, arg);
             return 2;
         }
-        if (o->type == WL_BOOL) {
-            if (eq) {
-                fprintf(stderr, "%s: --%s takes no value\n", prog, o->flag);
-                return 2;
-            }
-            *(bool *)o->ptr = true;
-            continue;
-        }
         const char *val = eq ? eq + 1 : NULL;
         uint64_t u;
         double d;
@@ -148,7 +140,6 @@ static inline int wl_print_resolved(const wl_opt *opts, size_t n, const cb_break
         switch (opts[i].type) {
         case WL_U32: printf("%" PRIu32, *(uint32_t *)opts[i].ptr); break;
         case WL_DBL: printf("%.17g", *(double *)opts[i].ptr); break;
-        case WL_BOOL: printf("%s", *(bool *)opts[i].ptr ? "true" : "false"); break;
         case WL_STR: {
             const char *v = *(const char **)opts[i].ptr;
             if (v)

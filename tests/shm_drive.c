@@ -18,6 +18,7 @@
 
 #include <unistd.h>
 
+static void usage(const char *why) __attribute__((noreturn));
 static void usage(const char *why)
 {
     fprintf(stderr, "shm_drive: %s\nusage: shm_drive FILE [breaker flags] s=N|f=N|i=N|hold...\n", why);

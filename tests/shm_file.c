@@ -490,3 +490,52 @@ TEST(attach_to_a_damaged_foreign_or_other_layout_file_fails_cleanly)
     t_age(path);
     t_attach(path, CB_ECORRUPT);
 }
+
+/* ---- the format -------------------------------------------------------------------- */
+
+/* tests/shm_golden.cb was written by `make shm-golden` (cbctl and tests/shm_drive.c):
+   opened, forced open, reset, then 6 successes, 1 ignored, 4 failures. Every figure must
+   read back: a change of the format that keeps CB__VERSION would misread it (fields
+   moved or re-encoded), and one that bumps it must come with a new golden file. */
+TEST(a_file_written_in_this_format_reads_back_field_by_field)
+{
+    const char *path = t_path("golden.cb");
+    FILE *in = fopen("tests/shm_golden.cb", "rb"), *out = fopen(path, "wb");
+    char buf[4096];
+    size_t n;
+    REQUIRE(in && out);
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        REQUIRE(fwrite(buf, 1, n, out) == n);
+    fclose(in);
+    fclose(out);
+    cb_err e;
+    cb_breaker *b = cb_shm_attach(path, &e);
+    if (!b)
+        fprintf(stderr, "%s: %s: if the format changed on purpose, bump CB__VERSION and run "
+                "make shm-golden\n", t__current, cb_strerror(e));
+    REQUIRE(b);
+    cb_stats s = t_stats(b);
+    CHECK_STR(cb_name(b), "golden");
+    CHECK_EQ(s.state, CB_CLOSED);
+    CHECK_EQ(s.generation, 2);
+    CHECK_COUNTERS(b, 11, 0, 6, 4, 1, 0);
+    CHECK_EQ(s.opens, 1);
+    CHECK_EQ(s.consecutive_failures, 4);
+    CHECK_EQ(s.window_calls, 10);
+    CHECK_EQ(s.window_failures, 4);
+    CHECK_EQ(s.window_slow, 0);
+    CHECK_EQ(s.in_flight, 0);
+    CHECK(s.last_failure_ns >= s.state_since_ns && s.state_since_ns > 0);
+    cb_event ev[4];
+    REQUIRE(cb_history(b, ev, 4) == 2);
+    CHECK_EQ(ev[0].to, CB_OPEN);
+    CHECK_EQ(ev[0].open_ms, 1000);
+    CHECK_EQ(ev[1].to, CB_CLOSED);
+    CHECK_EQ(ev[1].reason, CB_REASON_MANUAL);
+    cb_config c;
+    cb_config_get(b, &c);
+    CHECK_EQ(c.window_calls, 20);
+    CHECK_EQ(c.minimum_calls, 10);
+    CHECK(c.failure_rate == 0.9);
+    cb_shm_close(b);
+}

@@ -13,12 +13,10 @@
 # Every run is bounded by `timeout`; sanitizer runs are smaller than the plain ones.
 
 STRESS_SRC    := tests/stress_invariants.c tests/stress.h cb.h
-STRESS_RUN    := timeout 300
 STRESS_TSAN   := -O1 -g -fsanitize=thread
 STRESS_ASAN   := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all
-export TSAN_OPTIONS  := halt_on_error=1 second_deadlock_stack=1
-export ASAN_OPTIONS  := halt_on_error=1 detect_leaks=1
-export UBSAN_OPTIONS := halt_on_error=1 print_stacktrace=1
+STRESS_RUN    := env TSAN_OPTIONS='halt_on_error=1 second_deadlock_stack=1' \
+                 UBSAN_OPTIONS='halt_on_error=1 print_stacktrace=1' timeout 300
 
 # Flavours of the stress program: compiler and flags, built as $(BUILD)/stress/<flavour>/.
 STRESS_plain      := $(CC) $(CFLAGS)
@@ -63,12 +61,12 @@ test-stress: $(call stress_bin,plain) $(call stress_bin,yield)
 	@$(call stress_all,$(call stress_bin,yield),2 4 8,1000000)
 
 test-tsan: $(call stress_bin,tsan-gcc) $(call stress_bin,tsan-clang) $(STRESS_TSAN_UNIT)
-	@$(call stress_all,$(call stress_bin,tsan-gcc),2 8,20000)
-	@$(call stress_all,$(call stress_bin,tsan-clang),2 8,20000)
+	@$(call stress_all,$(call stress_bin,tsan-gcc),2 8,50000)
+	@$(call stress_all,$(call stress_bin,tsan-clang),2 8,50000)
 	@$(call stress_each,$(STRESS_RUN),$(STRESS_TSAN_UNIT))
 
 test-asan-stress: $(call stress_bin,asan)
-	@$(call stress_all,$(call stress_bin,asan),2 8,100000)
+	@$(call stress_all,$(call stress_bin,asan),2 8,300000)
 
 test-valgrind: $(TESTS_BIN)
 	@$(NEED) valgrind

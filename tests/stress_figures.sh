@@ -8,9 +8,9 @@ trials=$1
 bin=$2/stress
 printf '%-10s %-6s %-5s %-12s %7s %12s %12s %9s %9s\n' bug yield clock scenario caught \
     'med calls' 'max calls' 'med ms' 'max ms'
-for bug in 1 2 3 0; do
-    scenario=consecutive
-    [ $bug = 2 ] && scenario=count
+for row in 1:consecutive 2:count 3:consecutive 0:consecutive 0:count; do
+    bug=${row%%:*}
+    scenario=${row#*:}
     for yield in yes no; do
         if [ $bug = 0 ]; then flavour=plain; else flavour=bug$bug; fi
         [ $yield = yes ] && flavour=$([ $bug = 0 ] && echo yield || echo bug$bug-yield)

@@ -13,8 +13,8 @@ import urllib.request
 
 import pytest
 
-CBCTL = os.environ.get("CBCTL", "build/tools/cbctl")
-DRIVE = os.environ.get("SHM_DRIVE", "build/shm/shm_drive")
+CBCTL = os.path.abspath(os.environ.get("CBCTL", "build/tools/cbctl"))
+DRIVE = os.path.abspath(os.environ.get("SHM_DRIVE", "build/shm/shm_drive"))
 TIMEOUT = 20
 
 # A breaker with a window, so that it has a failure rate: opens at 50% of >= 10 calls.
@@ -94,11 +94,13 @@ def test_help_names_every_command_and_each_command_has_its_own():
     (["create", "x", "--failure-rate=2"], "cb_config.failure_rate = 2"),
     (["create", "x", "--window-calls=10", "--window-ms=100"], "set one window, not both"),
 ])
-def test_a_bad_command_line_is_exit_2_with_a_message_naming_the_problem(args, message):
+def test_a_bad_command_line_is_exit_2_with_a_message_naming_the_problem(args, message, tmp_path,
+                                                                      monkeypatch):
+    monkeypatch.chdir(tmp_path)     # relative FILE operands land here, should one be created
     p = cbctl(*args, check=2)
     assert message in p.stderr
     assert "--help" in p.stderr
-    assert p.stdout == ""
+    assert p.stdout == "" and os.listdir(tmp_path) == []
 
 
 # ---- files that cannot be used ------------------------------------------------------
@@ -257,7 +259,9 @@ def test_ls_of_an_empty_or_missing_folder(tmp_path):
 def test_metrics_json_has_every_stats_field_and_the_file(files):
     redis, db = files
     drive(redis, REDIS, "s=2", "f=1")
-    out = json.loads(cbctl("metrics", "--json", redis, db, check=0).stdout)
+    text = cbctl("metrics", "--json", redis, db, check=0).stdout
+    assert re.search(r'"state_since_ns":\d+,', text)     # integers as written, not as doubles
+    out = json.loads(text)
     assert [o["name"] for o in out] == ["redis", "db"]
     assert out[0]["file"] == str(redis)
     for field in ["state", "generation", "admitted", "rejected", "successes", "failures",

@@ -10,9 +10,9 @@
        cbctl create FILE [breaker flags]
 
    Every command but create opens the files with cb_shm_attach, which takes the config
-   from the file, so cbctl needs no config and never creates a file. Exit status: 0 ok, 1 a file could not be
-   used (missing, another config or layout, damaged) or another runtime error, 2 a bad
-   command line. Details: docs/cbctl.md. */
+   from the file, so cbctl needs no config and never creates a file. Exit status: 0 ok,
+   1 a file could not be used (missing, another config or layout, damaged) or another
+   runtime error, 2 a bad command line. Details: docs/cbctl.md. */
 #define _POSIX_C_SOURCE 200809L
 #define CB_IMPLEMENTATION
 #include "cb.h"
@@ -113,6 +113,21 @@ static int operands(int argc, char **argv, opt_fn known, void *ctx, const char *
 
 /* ---- opening breaker files --------------------------------------------------------- */
 
+/* Stats path and reads its first 8 bytes (the magic number of a breaker file) without
+   blocking on a FIFO: how many bytes came (0 for anything but a regular file), or -1
+   with errno set. */
+static ssize_t peek(const char *path, struct stat *st, uint64_t *magic)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return -1;
+    ssize_t got = fstat(fd, st) != 0 ? -1 : S_ISREG(st->st_mode) ? pread(fd, magic, sizeof *magic, 0) : 0;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return got;
+}
+
 /* Opens the breaker file at path with the config stored in it (cb_shm_attach never
    creates a file); NULL and the reason in why on failure. */
 static cb_breaker *attach(const char *path, char *why, size_t len)
@@ -120,17 +135,12 @@ static cb_breaker *attach(const char *path, char *why, size_t len)
     struct stat st;
     uint64_t magic = 0;
     cb_err e;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);   /* a FIFO must not block */
-    if (fd < 0 || fstat(fd, &st) != 0) {
+    ssize_t got = peek(path, &st, &magic);
+    if (got < 0) {
         snprintf(why, len, "%s", strerror(errno));
-        if (fd >= 0)
-            close(fd);
         return NULL;
     }
-    bool regular = S_ISREG(st.st_mode);
-    ssize_t got = regular ? pread(fd, &magic, sizeof magic, 0) : 0;
-    close(fd);
-    if (!regular) {
+    if (!S_ISREG(st.st_mode)) {   /* a FIFO or a device: no breaker, and opening may block */
         snprintf(why, len, "not a regular file");
         return NULL;
     }
@@ -330,13 +340,7 @@ static int cmd_ls(int argc, char **argv)
         uint64_t magic = 0;
         struct stat st;
         snprintf(path, len, "%s/%s", dir[0], names[i]->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-        bool candidate = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-                         pread(fd, &magic, sizeof magic, 0) == (ssize_t)sizeof magic &&
-                         magic == CB__MAGIC;
-        if (fd >= 0)
-            close(fd);
-        if (candidate) {
+        if (peek(path, &st, &magic) == (ssize_t)sizeof magic && magic == CB__MAGIC) {
             cb_breaker *b = attach(path, why, sizeof why);
             shown++;
             if (b) {
@@ -520,17 +524,21 @@ static int cmd_create(int argc, char **argv)
 
 /* ---- metrics ----------------------------------------------------------------------- */
 
-/* One breaker as cb_format_json() writes it, plus the file it lives in. */
-static cJSON *breaker_json(const breaker *br)
+/* One breaker as cb_format_json() writes it, with "file" added. Spliced as text, not
+   parsed: cJSON keeps numbers as doubles, exact only up to 2^53 (ns past 104 days). */
+static char *breaker_json(const breaker *br)
 {
-    int len = cb_format_json(br->b, NULL, 0);
-    char *buf = xmalloc((size_t)len + 1);
-    cb_format_json(br->b, buf, (size_t)len + 1);
-    cJSON *o = cJSON_Parse(buf);
-    free(buf);
-    if (!o || !cJSON_AddStringToObject(o, "file", br->path))
-        die(EXIT_FILE, "cannot build JSON for %s", br->path);
-    return o;
+    cJSON *file = cJSON_CreateString(br->path);
+    char *quoted = file ? cJSON_PrintUnformatted(file) : NULL;
+    if (!quoted)
+        die(EXIT_FILE, "out of memory");
+    size_t len = (size_t)cb_format_json(br->b, NULL, 0), cap = len + strlen(quoted) + 16;
+    char *buf = xmalloc(cap);
+    cb_format_json(br->b, buf, len + 1);
+    snprintf(buf + len - 1, cap - len + 1, ",\"file\":%s}", quoted);   /* over the final '}' */
+    cJSON_free(quoted);
+    cJSON_Delete(file);
+    return buf;
 }
 
 static char *prometheus_text(const breaker *bs, int n)
@@ -579,13 +587,12 @@ static int cmd_metrics(int argc, char **argv)
     check_names_unique(bs, n);
     char *text;
     if (m.json) {
-        cJSON *all = cJSON_CreateArray();
-        for (int i = 0; i < n; i++)
-            cJSON_AddItemToArray(all, breaker_json(&bs[i]));
-        text = cJSON_PrintUnformatted(all);
-        cJSON_Delete(all);
-        printf("%s\n", text);
-        cJSON_free(text);
+        for (int i = 0; i < n; i++) {
+            text = breaker_json(&bs[i]);
+            printf("%s%s", i ? "," : "[", text);
+            free(text);
+        }
+        printf("]\n");
     } else {
         text = prometheus_text(bs, n);
         fputs(text, stdout);

@@ -1,16 +1,19 @@
 # tools/cbctl.mk: cbctl and the shared-memory tests (issue 6). Included by the Makefile.
-#   test-shm       tests/shm_file.c (plain and ASan+UBSan), then tests/shm_cross.c: the
-#                  cross-process accounting run and >= 100 kill -9 of a probe holder
+#   test-shm       tests/shm_file.c (plain and ASan+UBSan), tests/registry_threads.c
+#                  (plain and TSan), then tests/shm_cross.c: the cross-process
+#                  accounting run and >= 100 kill -9 of a probe holder
 #   test-cbctl     tests/test_shm_cbctl.py: every cbctl command and its errors, cbctl serve
 #                  scraped over 127.0.0.1, promtool check metrics on the exposition
 #   test-fuzz-shm  tests/fuzz/fuzz_shm.c: the committed corpus replayed, then fuzzed for
 #                  FUZZ_SHM_SECONDS (default 15) on a scratch copy of it
-# Also: fuzz-shm (a longer fuzz run, FUZZ_SHM_SECONDS=600 by default there) and
-# fuzz-shm-corpus (rewrites tests/fuzz/corpus/shm/ after a layout change).
+# Also: fuzz-shm (a longer fuzz run, FUZZ_SHM_SECONDS=600 by default there), and after a
+# change of the file format (with CB__VERSION bumped): fuzz-shm-corpus (rewrites
+# tests/fuzz/corpus/shm/) and shm-golden (rewrites tests/shm_golden.cb).
 
 CBCTL_BIN   := $(BUILD)/tools/cbctl
 SHM_BUILD   := $(BUILD)/shm
-SHM_TESTS   := $(SHM_BUILD)/shm_file $(SHM_BUILD)/asan/shm_file $(SHM_BUILD)/shm_cross
+SHM_TESTS   := $(SHM_BUILD)/shm_file $(SHM_BUILD)/asan/shm_file $(SHM_BUILD)/registry_threads \
+               $(SHM_BUILD)/tsan/registry_threads $(SHM_BUILD)/shm_cross
 SHM_DRIVE   := $(SHM_BUILD)/shm_drive
 FUZZ_SHM    := $(BUILD)/fuzz/fuzz_shm
 FUZZ_SHM_CORPUS := tests/fuzz/corpus/shm
@@ -23,7 +26,7 @@ ALL        += $(CBCTL_BIN)
 TEST_STEPS += test-shm test-cbctl test-fuzz-shm
 TEST_DEPS  += libmicrohttpd-dev libcjson-dev prometheus python3-pytest $(FUZZ_SHM_DEPS)
 
-.PHONY: deps-cbctl test-shm test-cbctl test-fuzz-shm fuzz-shm fuzz-shm-corpus
+.PHONY: deps-cbctl test-shm test-cbctl test-fuzz-shm fuzz-shm fuzz-shm-corpus shm-golden
 
 deps-cbctl:
 	@$(NEED) libmicrohttpd-dev libcjson-dev
@@ -40,6 +43,14 @@ $(SHM_BUILD)/asan/shm_file: tests/shm_file.c tests/t_other.c tests/t.h cb.h
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(SHM_SAN) -I. -o $@ $< tests/t_other.c $(LDLIBS)
 
+$(SHM_BUILD)/registry_threads: tests/registry_threads.c tests/t.h cb.h
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
+
+$(SHM_BUILD)/tsan/registry_threads: tests/registry_threads.c tests/t.h cb.h
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -O1 -g -fsanitize=thread -I. -o $@ $< $(LDLIBS)
+
 $(SHM_BUILD)/shm_cross: tests/shm_cross.c tests/t.h cb.h
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
@@ -49,7 +60,19 @@ $(SHM_DRIVE): tests/shm_drive.c cb.h chaos/cbflags.h
 	$(CC) $(WARN) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
 
 test-shm: $(SHM_TESTS)
-	@fail=0; for t in $^; do echo "-- $$t"; $$t || fail=1; done; exit $$fail
+	@fail=0; for t in $^; do echo "-- $$t"; \
+	    case $$t in */tsan/*) r=20000;; *) r=100000;; esac; REG_ROUNDS=$$r $$t || fail=1; \
+	done; exit $$fail
+
+# The breaker tests/shm_file.c reads back, field by field: a change of the format that
+# leaves CB__VERSION alone fails that test instead of misreading old files.
+SHM_GOLDEN_FLAGS := --name=golden --window-calls=20 --failure-rate=0.9 --open-ms=1000
+shm-golden: $(CBCTL_BIN) $(SHM_DRIVE)
+	rm -f tests/shm_golden.cb
+	$(CBCTL_BIN) create tests/shm_golden.cb $(SHM_GOLDEN_FLAGS)
+	$(CBCTL_BIN) set tests/shm_golden.cb open
+	$(CBCTL_BIN) reset tests/shm_golden.cb
+	$(SHM_DRIVE) tests/shm_golden.cb $(SHM_GOLDEN_FLAGS) s=6 i=1 f=4
 
 test-cbctl: $(CBCTL_BIN) $(SHM_DRIVE)
 	@$(NEED) python3-pytest prometheus
