@@ -334,6 +334,7 @@ static inline uint64_t cb__w_make(cb_state s, uint32_t k, uint32_t taken, uint32
 enum { CB__N_ADMITTED, CB__N_REJECTED, CB__N_SUCCESSES, CB__N_FAILURES, CB__N_IGNORED,
        CB__N_SLOW, CB__N_STALE,
        CB__N_UNCOUNTED,   /* records of DISABLED calls: only to tell calls in flight */
+       CB__N_PLACES_TAKEN, CB__N_PLACES_GIVEN,  /* bulkhead places, to settle a dead process's */
        CB__N_COUNT };
 
 /* One cache line: the owner token and the counters it alone writes. */
@@ -458,6 +459,7 @@ static inline bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
 #endif
 #ifndef CB_NO_SHM
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #endif
@@ -472,7 +474,7 @@ static inline bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
 #endif
 
 #define CB__MAGIC 0x3168726b61657262ull   /* "breakrh1" */
-#define CB__VERSION 1u
+#define CB__VERSION 2u
 #define CB__WINDOW_MAX (1u << 20)
 #define CB__BUCKETS_MAX 1024u
 #define CB__NAME_MAX 63u
@@ -533,6 +535,7 @@ struct cb__shared {
     _Atomic(uint64_t) win_epoch;         /* time window: newest bucket epoch seen */
     /* bulkhead */
     _Alignas(CB_CACHELINE) _Atomic(uint64_t) in_flight;
+    _Atomic(uint64_t) sweep_ms;         /* last look for a dead process's bulkhead places */
     cb__hist hist[CB_HISTORY];
     cb__stripe stripes[CB_STRIPES + 1]; /* the last one is the shared overflow stripe */
 };
@@ -1508,16 +1511,22 @@ static void cb__closed_outcome(cb_breaker *b, uint64_t w, bool fail, bool slow, 
 
 /* ---- allow and record: the slow paths -------------------------------------------- */
 
+static void cb__bulkhead_sweep(cb_breaker *b);
+
 static bool cb__bulkhead_take(cb_breaker *b)
 {
     if (!(b->cb__fast & CB__F_BULKHEAD))
         return true;
     /* relaxed: the count alone bounds admissions: a call is admitted only if it found
        fewer than max_concurrent before it, so at most that many hold a place */
-    uint64_t before = atomic_fetch_add_explicit(&b->cb__sh->in_flight, 1, memory_order_relaxed);
-    if (before < b->cb__sh->cfg.max_concurrent)
-        return true;
-    atomic_fetch_sub_explicit(&b->cb__sh->in_flight, 1, memory_order_relaxed);
+    for (int tries = 0; tries < 2; tries++) {
+        uint64_t before = atomic_fetch_add_explicit(&b->cb__sh->in_flight, 1, memory_order_relaxed);
+        if (before < b->cb__sh->cfg.max_concurrent)
+            return true;
+        atomic_fetch_sub_explicit(&b->cb__sh->in_flight, 1, memory_order_relaxed);
+        if (tries == 0)
+            cb__bulkhead_sweep(b);
+    }
     return false;
 }
 
@@ -1525,6 +1534,41 @@ static void cb__bulkhead_give(cb_breaker *b)
 {
     if (b->cb__fast & CB__F_BULKHEAD)
         atomic_fetch_sub_explicit(&b->cb__sh->in_flight, 1, memory_order_relaxed); /* see take */
+}
+
+/* A process killed while its calls held bulkhead places would keep them forever. Each
+   thread tallies the places it takes and gives in its own stripe (take: after the
+   fetch_add; give: before the fetch_sub, so a kill in between leaks a place rather than
+   freeing one twice); when the bulkhead is full, at most once a second, the stripes of
+   dead processes are settled and their places given back. */
+static void cb__bulkhead_sweep(cb_breaker *b)
+{
+    cb__shared *sh = b->cb__sh;
+    uint64_t now_ms = cb__mono_ns() / CB__MS;
+    uint64_t last = atomic_load_explicit(&sh->sweep_ms, memory_order_relaxed);
+    /* relaxed: only elects one sweeper a second; the stripe CAS below does the rest */
+    if (now_ms - last < 1000 ||
+        !atomic_compare_exchange_strong_explicit(&sh->sweep_ms, &last, now_ms,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return;
+    uint64_t me = cb__thread_token();
+    int64_t held = 0;
+    for (unsigned i = 0; i < CB_STRIPES; i++) {
+        cb__stripe *st = &sh->stripes[i];
+        uint64_t o = atomic_load_explicit(&st->owner, memory_order_relaxed);
+        /* acquire: the dead owner's tallies are complete (it is dead) and visible */
+        if (!cb__pid_dead(o) || !atomic_compare_exchange_strong_explicit(
+                                    &st->owner, &o, me, memory_order_acquire, memory_order_relaxed))
+            continue;
+        uint64_t taken = atomic_load_explicit(&st->n[CB__N_PLACES_TAKEN], memory_order_relaxed);
+        uint64_t given = atomic_load_explicit(&st->n[CB__N_PLACES_GIVEN], memory_order_relaxed);
+        held += (int64_t)(taken - given);
+        atomic_store_explicit(&st->n[CB__N_PLACES_GIVEN], taken, memory_order_relaxed);
+        /* release: the next owner continues from the settled tallies */
+        atomic_store_explicit(&st->owner, 0, memory_order_release);
+    }
+    if (held > 0)
+        atomic_fetch_sub_explicit(&sh->in_flight, (uint64_t)held, memory_order_relaxed);
 }
 
 static bool cb__reject(cb_breaker *b, cb_ticket *t)
@@ -1546,8 +1590,10 @@ static bool cb__admit(cb_breaker *b, cb_ticket *t, uint32_t gen, uint32_t flags,
         t->cb__flags |= CB__T_STAMPED;
         t->cb__start_ns = now;
     }
-    if (b->cb__fast & CB__F_BULKHEAD)
+    if (b->cb__fast & CB__F_BULKHEAD) {
         t->cb__flags |= CB__T_BULKHEAD;
+        cb__count(b, CB__N_PLACES_TAKEN);
+    }
     return true;
 }
 
@@ -1625,8 +1671,10 @@ CB_API bool cb__record_slow(cb_breaker *b, const cb_ticket *t, cb_outcome o)
     if (!t || !(t->cb__flags & CB__T_ADMITTED) || (unsigned)o > CB_IGNORED)
         return false;   /* a rejected call's ticket, or not a ticket at all */
     cb__shared *sh = b->cb__sh;
-    if (t->cb__flags & CB__T_BULKHEAD)
+    if (t->cb__flags & CB__T_BULKHEAD) {
+        cb__count(b, CB__N_PLACES_GIVEN);
         cb__bulkhead_give(b);
+    }
     uint64_t now = 0;
     bool have_now = false, slow = false;
     if ((t->cb__flags & CB__T_STAMPED) && o != CB_IGNORED) {
@@ -1857,7 +1905,9 @@ CB_API int cb_format_json(const cb_breaker *b, char *buf, size_t cap)
     return cb__done(&o);
 }
 
-CB_API int cb_format_prometheus(cb_breaker *const *bs, size_t n, char *buf, size_t cap)
+/* The exposition of the n breakers at(ctx, i) (NULL entries skipped), family by family. */
+static int cb__prometheus(cb_breaker *(*at)(void *ctx, size_t i), void *ctx, size_t n, char *buf,
+                          size_t cap)
 {
     static const struct { const char *name, *type, *help; } fam[] = {
         { "cb_state", "gauge", "1 for the state the breaker is in, 0 for the others" },
@@ -1884,8 +1934,11 @@ CB_API int cb_format_prometheus(cb_breaker *const *bs, size_t n, char *buf, size
         cb__put(&o, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help, fam[f].name, fam[f].type);
         for (size_t i = 0; i < n; i++) {
             cb_stats s;
-            cb_stats_get(bs[i], &s);
-            const char *nm = cb__escape(cb_name(bs[i]), name);
+            cb_breaker *bi = at(ctx, i);
+            if (!bi)
+                continue;
+            cb_stats_get(bi, &s);
+            const char *nm = cb__escape(cb_name(bi), name);
             uint64_t v[] = { 0, s.generation, s.admitted, s.rejected, s.successes, s.failures,
                              s.ignored, s.slow, s.stale, s.opens, s.consecutive_failures,
                              s.window_calls, s.window_failures, s.window_slow, s.in_flight, 0 };
@@ -1895,12 +1948,19 @@ CB_API int cb_format_prometheus(cb_breaker *const *bs, size_t n, char *buf, size
                             cb_state_name((cb_state)k), s.state == (cb_state)k);
             else if (f == last)
                 cb__put(&o, "%s{name=\"%s\"} %.3f\n", fam[f].name, nm,
-                        (double)cb_retry_after_ms(bs[i]) / 1000.0);
+                        (double)cb_retry_after_ms(bi) / 1000.0);
             else
                 cb__put(&o, "%s{name=\"%s\"} %llu\n", fam[f].name, nm, (cb__ull)v[f]);
         }
     }
     return cb__done(&o);
+}
+
+static cb_breaker *cb__array_at(void *ctx, size_t i) { return ((cb_breaker *const *)ctx)[i]; }
+
+CB_API int cb_format_prometheus(cb_breaker *const *bs, size_t n, char *buf, size_t cap)
+{
+    return cb__prometheus(cb__array_at, (void *)(uintptr_t)bs, n, buf, cap);
 }
 
 /* ---- registry -------------------------------------------------------------------- */
@@ -1996,11 +2056,15 @@ CB_API int cb_registry_json(cb_registry *r, char *buf, size_t cap)
     return cb__done(&o);
 }
 
+static cb_breaker *cb__registry_at(void *ctx, size_t i)
+{
+    return atomic_load_explicit(&((cb_registry *)ctx)->slots[i], memory_order_acquire);
+}
+
 CB_API int cb_registry_prometheus(cb_registry *r, char *buf, size_t cap)
 {
-    cb_breaker *list[256];
-    size_t n = cb_registry_list(r, list, 256);
-    return cb_format_prometheus(list, n < 256 ? n : 256, buf, cap);
+    size_t used = atomic_load_explicit(&r->used, memory_order_acquire);
+    return cb__prometheus(cb__registry_at, r, used < r->cap ? used : r->cap, buf, cap);
 }
 
 #ifdef CB_TEST_HOOKS
@@ -2030,7 +2094,9 @@ CB_API void cb__test_preset(cb_breaker *b, uint32_t generation, uint64_t counter
 /* ---- shared memory --------------------------------------------------------------- */
 #ifndef CB_NO_SHM
 
-#define CB__SHM_WAIT_MS 2000   /* how long an attacher waits for the creator to finish */
+#ifndef CB_SHM_WAIT_MS
+#define CB_SHM_WAIT_MS 2000   /* how long an attacher waits for a creator at work */
+#endif
 
 static void cb__sleep_ms(long ms)
 {
@@ -2069,38 +2135,66 @@ static cb_breaker *cb__shm_handle(cb__shared *sh, size_t len, const cb_config *c
     return b;
 }
 
-/* Map an existing file once its creator has published it. With c == NULL the config is
-   taken from the file (after its header checks out) and returned in *from_file. */
-static cb_err cb__shm_attach_fd(int fd, const cb_config *c, cb_config *from_file, char *name,
-                                void **map, size_t *len)
+/* Under the file's lock (so nobody else is initialising it): if the block was never
+   published - this process creates it, or its creator died midway - size and initialise
+   it from c and publish it. Without c (attach only) an unfinished file is damaged. */
+static cb_err cb__shm_finish(int fd, const cb_config *c)
 {
     struct stat st;
-    for (int waited = 0;; waited += 10) {
-        if (fstat(fd, &st) != 0)
+    if (fstat(fd, &st) != 0)
+        return CB_EIO;
+    if (!S_ISREG(st.st_mode))
+        return CB_ECORRUPT;
+    size_t len = (size_t)st.st_size;
+    if (len >= sizeof(cb__shared)) {
+        cb__shared *sh = (cb__shared *)mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+        if (sh == MAP_FAILED)
             return CB_EIO;
-        if ((size_t)st.st_size >= sizeof(cb__shared)) {
-            *len = (size_t)st.st_size;
-            *map = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-            if (*map == MAP_FAILED)
-                return CB_EIO;
-            /* acquire: pairs with the creator's release store of ready */
-            if (atomic_load_explicit(&((cb__shared *)*map)->ready, memory_order_acquire) == 1)
-                break;
-            munmap(*map, *len);
-            *map = MAP_FAILED;
-        }
-        /* truncated, or its creator died midway: give a creator at work (a file written
-           in the last seconds) time to finish, an old file none */
-        if (waited >= CB__SHM_WAIT_MS || time(NULL) - st.st_mtime > CB__SHM_WAIT_MS / 1000)
-            return CB_ECORRUPT;
-        cb__sleep_ms(10);
+        /* acquire: pairs with the publisher's release store of ready */
+        bool ready = atomic_load_explicit(&sh->ready, memory_order_acquire) == 1;
+        bool foreign = sh->magic != 0 && sh->magic != CB__MAGIC;
+        munmap(sh, len);
+        if (ready || foreign)
+            return ready ? CB_OK : CB_ECORRUPT;
     }
+    if (!c)
+        return CB_ECORRUPT;
+    len = cb__round_up(cb__block_size(c), (size_t)sysconf(_SC_PAGESIZE));
+    if (ftruncate(fd, (off_t)len) != 0)
+        return CB_EIO;
+    cb__shared *sh = (cb__shared *)mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (sh == MAP_FAILED)
+        return CB_EIO;
+    memset(sh, 0, cb__block_size(c));
+    cb__block_init(sh, c, c->clock_ns ? c->clock_ns(c->clock_user) : cb__mono_ns());
+    /* release: pairs with the acquire load of ready by attachers; they see the block */
+    atomic_store_explicit(&sh->ready, 1, memory_order_release);
+    munmap(sh, len);
+    return CB_OK;
+}
+
+/* Map a published file and check it. With c == NULL the config is taken from the file
+   (once its header checks out) and returned in *from_file. */
+static cb_err cb__shm_map(int fd, const cb_config *c, cb_config *from_file, char *name,
+                          void **map, size_t *len)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return CB_EIO;
+    *len = (size_t)st.st_size;
+    if (*len < sizeof(cb__shared))
+        return CB_ECORRUPT;
+    *map = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (*map == MAP_FAILED)
+        return CB_EIO;
     const cb__shared *sh = (const cb__shared *)*map;
     if (!c) {   /* trust the file's config only once its header checks out */
-        if (sh->magic != CB__MAGIC || sh->checksum != cb__static_hash(sh))
+        if (sh->magic != CB__MAGIC)
             return CB_ECORRUPT;
         if (sh->version != CB__VERSION || sh->header_size != sizeof(cb__shared))
             return CB_EMISMATCH;
+        if (sh->checksum != cb__static_hash(sh))
+            return CB_ECORRUPT;
         cb_config raw;
         cb__cfg_load(&raw, &sh->cfg);
         memcpy(name, sh->cfg.name, CB__NAME_MAX);
@@ -2113,7 +2207,9 @@ static cb_err cb__shm_attach_fd(int fd, const cb_config *c, cb_config *from_file
     return cb__shm_validate(sh, *len, c);
 }
 
-/* Create the file, or attach to it (cfg == NULL: attach only, config from the file). */
+/* Create the file, or attach to it (cfg == NULL: attach only, config from the file).
+   Whoever holds the file's flock finishes an unpublished block; a creator that dies
+   midway releases the lock with its last descriptor, so the next opener takes over. */
 static cb_breaker *cb__shm(const char *path, const cb_config *cfg, cb_err *err)
 {
     cb_config c, from_file;
@@ -2123,34 +2219,37 @@ static cb_breaker *cb__shm(const char *path, const cb_config *cfg, cb_err *err)
     void *map = MAP_FAILED;
     size_t len = 0;
     int fd = -1;
+    bool created = false;
     if (e != CB_OK)
         goto out;
-    if (cfg && (fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) >= 0) {
-        /* we create it: size, initialise, then publish ready last */
-        len = cb__round_up(cb__block_size(&c), (size_t)sysconf(_SC_PAGESIZE));
-        if (ftruncate(fd, (off_t)len) != 0 ||
-            (map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
-            unlink(path);
-            e = CB_EIO;
-            goto out;
-        }
-        cb__shared *sh = (cb__shared *)map;
-        cb__block_init(sh, &c, c.clock_ns ? c.clock_ns(c.clock_user) : cb__mono_ns());
-        /* release: pairs with the acquire load of ready by attachers; they see the block */
-        atomic_store_explicit(&sh->ready, 1, memory_order_release);
-    } else if (!cfg || errno == EEXIST) {
-        if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
-            e = CB_EIO;
-        else if ((e = cb__shm_attach_fd(fd, cfg ? &c : NULL, &from_file, name, &map, &len)) == CB_OK && !cfg)
-            c = from_file;
-        if (e != CB_OK)
-            goto out;
-    } else {
+    if (cfg && (fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) >= 0)
+        created = true;
+    else if ((cfg && errno != EEXIST) || (fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK)) < 0) {
         e = CB_EIO;
         goto out;
     }
-    b = cb__shm_handle((cb__shared *)map, len, &c);
-    e = b ? CB_OK : CB_ENOMEM;
+    for (int waited = 0;; waited += 10) {
+        if (flock(fd, created ? LOCK_EX : LOCK_EX | LOCK_NB) == 0) {
+            e = cb__shm_finish(fd, cfg ? &c : NULL);
+            flock(fd, LOCK_UN);
+            break;
+        }
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            e = CB_EIO;
+            break;
+        }
+        if (waited >= CB_SHM_WAIT_MS) {   /* a creator stuck for seconds: give up */
+            e = CB_ECORRUPT;
+            break;
+        }
+        cb__sleep_ms(10);
+    }
+    if (e != CB_OK && created)
+        unlink(path);
+    if (e == CB_OK && (e = cb__shm_map(fd, cfg ? &c : NULL, &from_file, name, &map, &len)) == CB_OK) {
+        b = cb__shm_handle((cb__shared *)map, len, cfg ? &c : &from_file);
+        e = b ? CB_OK : CB_ENOMEM;
+    }
 out:
     if (fd >= 0)
         close(fd);   /* the mapping stays valid without the descriptor */

@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/time.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -327,37 +328,54 @@ TEST(a_file_cut_short_of_its_window_is_corrupt)
     t_open(path, t_cfg, CB_ECORRUPT);
 }
 
-/* A file shorter than a header, or whose ready mark never came (its creator died
-   midway), is waited for about 2 s and then is corrupt: both cases in one test. */
-TEST(a_truncated_or_never_published_file_is_corrupt_after_a_bounded_wait)
+/* A file shorter than a header, or whose ready mark never came: its creator died midway
+   (nobody holds the file's lock). An opener with a config finishes it at once and gets a
+   fresh breaker; an attach-only opener (no config to finish it with) is told it is
+   corrupt at once. */
+TEST(an_unfinished_file_is_finished_by_the_next_opener_and_corrupt_to_attach)
 {
-    const char *path = t_path("truncated.cb");
+    const char *names[] = { "truncated.cb", "unpublished.cb" };
+    for (int i = 0; i < 2; i++) {
+        const char *path = t_path(names[i]);
+        cb_shm_close(t_open(path, t_cfg, CB_OK));
+        uint64_t zero = 0;
+        if (i == 0)
+            REQUIRE(truncate(path, 100) == 0);
+        else
+            t_poke(path, offsetof(cb__shared, ready), &zero, sizeof zero);
+        cb_err e = CB_OK;
+        uint64_t t0 = t_now_ms();
+        CHECK(cb_shm_attach(path, &e) == NULL);
+        CHECK_EQ(e, CB_ECORRUPT);
+        CHECK(t_now_ms() - t0 < 500);
+        t0 = t_now_ms();
+        cb_breaker *b = t_open(path, t_cfg, CB_OK);
+        CHECK(t_now_ms() - t0 < 500);
+        if (b) {
+            cb_stats st;
+            cb_stats_get(b, &st);
+            CHECK_EQ(st.admitted, 0);
+            CHECK_EQ(st.state, CB_CLOSED);
+            cb_shm_close(b);
+        }
+    }
+}
+
+/* A creator at work holds the file's lock: openers wait for it, bounded (about 2 s). */
+TEST(a_creator_at_work_is_waited_for_then_the_file_is_corrupt)
+{
+    const char *path = t_path("held.cb");
     cb_shm_close(t_open(path, t_cfg, CB_OK));
-    REQUIRE(truncate(path, 100) == 0);
+    uint64_t zero = 0;
+    t_poke(path, offsetof(cb__shared, ready), &zero, sizeof zero);
+    int fd = open(path, O_RDWR);
+    REQUIRE(fd >= 0 && flock(fd, LOCK_EX) == 0);   /* a creator that never finishes */
     uint64_t t0 = t_now_ms();
     t_open(path, t_cfg, CB_ECORRUPT);
     uint64_t waited = t_now_ms() - t0;
     CHECK(waited >= 1900 && waited < 5000);
-
-    path = t_path("unpublished.cb");
-    cb_shm_close(t_open(path, t_cfg, CB_OK));
-    uint64_t zero = 0;
-    t_poke(path, offsetof(cb__shared, ready), &zero, sizeof zero);
-    t0 = t_now_ms();
-    t_open(path, t_cfg, CB_ECORRUPT);
-    waited = t_now_ms() - t0;
-    CHECK(waited >= 1900 && waited < 5000);
-}
-
-TEST(a_file_left_unfinished_long_ago_is_corrupt_at_once)
-{
-    const char *path = t_path("abandoned.cb");
-    cb_shm_close(t_open(path, t_cfg, CB_OK));
-    REQUIRE(truncate(path, 100) == 0);
-    t_age(path);
-    uint64_t t0 = t_now_ms();
-    t_open(path, t_cfg, CB_ECORRUPT);
-    CHECK(t_now_ms() - t0 < 500);
+    close(fd);
+    cb_shm_close(t_open(path, t_cfg, CB_OK));   /* lock gone: the next opener finishes it */
 }
 
 TEST(paths_that_cannot_hold_a_breaker_are_io_errors)

@@ -93,8 +93,12 @@ stress-mutants:
 stress-figures: $(foreach f,plain yield $(foreach n,1 2 3,bug$(n) bug$(n)-yield),$(call stress_bin,$(f)))
 	tests/stress_figures.sh $(or $(TRIALS),10) $(BUILD)
 
-# Each start is 256 below a wrap of a generation tag; every thread's counters start 4096
-# below 2^64.
+# Generations start 256 below each width cb.h's generation tags have (16, 22, 29, 32
+# bits), every thread's counters 4096 below 2^64; the time window's 2 ms buckets (the
+# scenario time: 8 ms in 4) start 1000 below 2^31 and 2^32 epochs, where their 32-bit
+# epoch tags change sign and wrap.
 test-wrap: $(call stress_bin,asan)
 	@for g in 0xff00 0x3fff00 0x1fffff00 0xffffff00; do \
 	    $(STRESS_RUN) $(call stress_bin,asan) all 8 300000 fake $$g 0xfffffffffffff000 || exit 1; done
+	@for ms in 4294965296 8589932592; do \
+	    $(STRESS_RUN) $(call stress_bin,asan) time 8 300000 fake@$$ms || exit 1; done
