@@ -25,7 +25,9 @@
      1 permit taken by load + store instead of CAS
      2 transition by load + store instead of CAS
      3 record without the generation test
-     4 OPEN reader trusts a deadline without checking its generation tag */
+     4 OPEN reader trusts a deadline without checking its generation tag
+     5 HALF_OPEN rounds never time out (with DIE=1: an abandoned probe wedges the breaker)
+     6 OPEN reader does not publish a missing deadline (with DIE=2: wedged) */
 
 #ifndef NPROC
 #define NPROC 2         /* callers, besides the operator and the last caller */
@@ -36,8 +38,16 @@
 #ifndef BUG
 #define BUG 0
 #endif
+#ifndef DIE
+#define DIE 0           /* 1: a caller never records an admitted call; 2: a caller dies
+                           between winning a transition and publishing its deadline */
+#endif
+#ifndef H
 #define H 2             /* half_open_calls */
+#endif
+#ifndef CF
 #define CF 2            /* consecutive_failures */
+#endif
 #define P 1             /* open period, in ticks */
 #define PT 1            /* probe timeout, in ticks */
 #define TMAX 2          /* callers move the clock up to here */
@@ -61,8 +71,13 @@
 #define VAL(v) ((v) & 255)
 #define TV(g, x) ((g) << 8 | (x))
 
+#ifdef START_HALF              /* start in a round of probes, entered manually at time 0 */
+int word = W(HALF, 0, 0, 1);
+int deadline = TV(1, PT);
+#else
 int word = W(CLOSED, 0, 0, 0);
 int deadline = TV(0, 0);
+#endif
 int consec = TV(0, 0);
 byte now;
 byte deaths;            /* at most one caller dies: keeps the state space small */
@@ -75,34 +90,30 @@ byte opened_at[MAXGEN]; /* clock reading of the transition into OPEN, per genera
 
 #define VISIBLE_RUN(c) (TAG(c) == GEN(word) && ST(word) == CLOSED -> VAL(c) : 0)
 
-/* Publish the time of generation g unless this or a newer one is there (cb__publish_time). */
+/* cb__publish_time: a CAS loop that only moves the tag forward, so it takes effect at one
+   point (its successful CAS, or the load that saw a newer tag): one step here. */
 inline publish(g, x)
 {
-    cur = deadline;
-    do
-    :: TAG(cur) >= g -> break
-    :: else ->
-        atomic { if :: deadline == cur -> deadline = TV(g, x); break
-                    :: else -> cur = deadline fi }
-    od
+    atomic { if :: TAG(deadline) < g -> deadline = TV(g, x) :: else fi }
 }
 
 /* The ghosts of a new generation, set with the step that makes it. */
 #define NEW_GEN(to, t) entered[GEN(to)]++; held[GEN(to)] = TAKEN(to); opened_at[GEN(to)] = t
 
 /* cb__transition: CAS from w to `to`; the winner then publishes the time of the new
-   state (a caller may die in between). On failure w is the fresh word. `to` is an
-   expression of w (inline arguments are text): it is evaluated once, into nw. */
+   state (with DIE == 2 it may die in between). On failure w is the fresh word. `to` is
+   an expression of w (inline arguments are text): it is evaluated once, into nw. */
 inline transition(to)
 {
-    nw = to;
 #if BUG == 2
+    nw = to;
     if
     :: word == w -> word = nw; won = true; NEW_GEN(nw, t)
     :: else -> w = word; won = false
     fi;
 #else
     atomic {
+        nw = to;
         if
         :: word == w -> word = nw; won = true; NEW_GEN(nw, t)
         :: else -> w = word; won = false
@@ -113,15 +124,10 @@ inline transition(to)
     :: won ->
         assert(GEN(nw) < MAXGEN && entered[GEN(nw)] == 1);
         w = nw;
-        if
-        :: deaths == 0 -> deaths++; goto dead
-        :: true ->
-            if
-            :: ST(nw) == OPEN -> publish(GEN(nw), t + P)
-            :: ST(nw) == HALF -> publish(GEN(nw), t + PT)
-            :: else -> publish(GEN(nw), t)
-            fi
-        fi
+#if DIE == 2
+        if :: deaths == 0 -> deaths++; goto dead :: true fi;
+#endif
+        publish(GEN(nw), t + (ST(nw) == OPEN -> P : (ST(nw) == HALF -> PT : 0)))
     :: else
     fi
 }
@@ -140,7 +146,9 @@ inline allow()
         if :: true ->
 #else
         if
-        :: TAG(d) != GEN(w) -> publish(GEN(w), t + P); break      /* reject */
+        :: TAG(d) != GEN(w) ->                                      /* reject */
+            if :: BUG != 6 -> publish(GEN(w), t + P) :: else fi;
+            break
         :: else ->
 #endif
             if
@@ -159,7 +167,7 @@ inline allow()
         d = deadline;
         if
         :: TAG(d) != GEN(w) -> publish(GEN(w), t + PT)
-        :: TAG(d) == GEN(w) && t >= VAL(d) ->
+        :: BUG != 5 && TAG(d) == GEN(w) && t >= VAL(d) ->
             transition(W(OPEN, 0, 0, GEN(w) + 1));
             goto again
         :: else
@@ -189,27 +197,21 @@ inline record(o)
     do
     :: BUG != 3 && GEN(w) != tgen -> break                          /* stale */
     :: else -> if
-    :: ST(w) == CLOSED ->                                           /* cb__consec_update */
-        cur = consec;
-        do
-        :: TAG(cur) > tgen -> rn = 0; break                        /* a newer period */
-        :: else ->
-            rn = (TAG(cur) == tgen -> VAL(cur) : 0);
+    :: ST(w) == CLOSED && o == 2 -> break                           /* counted, no more */
+    :: ST(w) == CLOSED && o != 2 ->
+        atomic {                  /* cb__consec_update: a CAS loop, one step here */
             if
-            :: o == 1 -> rn++
-            :: o == 0 && rn == 0 -> break
-            :: o == 0 && rn > 0 -> rn = 0
-            :: o == 2 -> break
-            fi;
-            atomic {
+            :: TAG(consec) > tgen -> rn = 0                         /* a newer period */
+            :: else ->
+                rn = (TAG(consec) == tgen -> VAL(consec) : 0);
                 if
-                :: consec == cur ->
-                    assert(GEN(word) == tgen || VISIBLE_RUN(consec) == VISIBLE_RUN(TV(tgen, rn)));
-                    consec = TV(tgen, rn); break
-                :: else -> cur = consec
-                fi
-            }
-        od;
+                :: o == 1 -> rn++
+                :: o == 0 -> rn = 0
+                fi;
+                assert(GEN(word) == tgen || VISIBLE_RUN(consec) == VISIBLE_RUN(TV(tgen, rn)));
+                consec = TV(tgen, rn)
+            fi
+        };
         if
         :: rn >= CF -> t = now; transition(W(OPEN, 0, 0, tgen + 1))
         :: else
@@ -227,9 +229,9 @@ inline record(o)
             }
         :: o == 1 -> t = now; transition(W(OPEN, 0, 0, GEN(w) + 1))
         :: o == 0 && SUCC(w) + 1 >= H ->
-            assert(succeeded[GEN(w)] + 1 == H);
             t = now;
-            transition(W(CLOSED, 0, 0, GEN(w) + 1))
+            transition(W(CLOSED, 0, 0, GEN(w) + 1));
+            if :: won -> assert(succeeded[tgen] + 1 == H) :: else fi
         :: o == 0 && SUCC(w) + 1 < H ->
             atomic {
                 if
@@ -245,9 +247,12 @@ inline record(o)
     od
 }
 
+/* Locals are dead between calls: zero them so that states differing only there merge. */
+#define FORGET atomic { w = 0; nw = 0; d = 0; t = 0; tgen = 0; rn = 0; ok = false; won = false }
+
 proctype caller()
 {
-    int w, nw, d, cur;
+    int w, nw, d;
     byte t, tgen, rn, i;
     bool ok, won;
     for (i : 1 .. CALLS) {
@@ -258,20 +263,23 @@ proctype caller()
                  :: record(0)
                  :: record(1)
                  :: record(2)
+#if DIE == 1
                  :: deaths == 0 -> deaths++; goto dead              /* never records */
+#endif
                  fi
         :: else
-        fi
+        fi;
+        FORGET
     }
 dead:
-    skip
+    FORGET
 }
 
 #ifdef MANUAL
 /* cb_set_state: one manual transition to any automatic state. */
 proctype operator()
 {
-    int w, nw, cur;
+    int w, nw;
     byte t, s;
     bool won;
     if :: s = CLOSED :: s = OPEN :: s = HALF fi;
@@ -287,10 +295,13 @@ dead:
 
 init
 {
-    int w, nw, d, cur;
+    int w, nw, d;
     byte t, tgen, i;
     bool ok, won;
     atomic {
+#ifdef START_HALF
+        entered[1] = 1;
+#endif
         for (i : 1 .. NPROC) { run caller() }
 #ifdef MANUAL
         run operator()

@@ -4,9 +4,12 @@
    - a process SIGKILLed while it holds a half-open probe permit never wedges it: the
      round times out, the breaker re-opens and recovers; the worst recovery time is
      compared with probe_timeout_ms + open_ms;
-   - processes SIGKILLed at random points of their calls leave a breaker that recovers.
+   - processes SIGKILLed at random points of their calls leave a breaker that recovers;
+   - with max_concurrent, the bulkhead places of processes SIGKILLed in a call come back
+     about a second later, while the places of live processes are never taken away.
    Sizes come from the environment: SHM_PROCS, SHM_THREADS, SHM_CALLS, SHM_WAVES,
-   SHM_KILLS, SHM_RANDOM_KILLS. The figures are printed as "figure:" lines. */
+   SHM_KILLS, SHM_RANDOM_KILLS, SHM_BULKHEAD_ROUNDS. The figures are printed as
+   "figure:" lines. */
 #define _DEFAULT_SOURCE   /* MAP_ANONYMOUS */
 #define CB_IMPLEMENTATION
 #include "cb.h"
@@ -379,6 +382,283 @@ TEST(processes_killed_at_random_points_leave_a_breaker_that_recovers)
            "(probe_timeout_ms + open_ms = 7 ms)\n",
            kills, (unsigned long long)before.admitted, (unsigned long long)before.generation,
            closed ? t_ms(t1 - t0) : -1.0);
+    cb_shm_close(b);
+    unlink(path);
+}
+
+/* ---- bulkhead places of killed processes ------------------------------------------- */
+
+/* A call admitted under max_concurrent holds a place until cb_record gives it back. A
+   process killed in such a call never gives it back itself: when the bulkhead is full,
+   at most once a second, cb.h settles the stripes of dead processes (kill(pid, 0) says
+   ESRCH) and returns their places. A live process's places are never returned for it. */
+
+#define BH_MAX 4
+static const cb_config t_bulkhead = { .name = "bulkhead", .max_concurrent = BH_MAX };
+
+/* Shared with the children through an anonymous mapping. held counts the calls that
+   live processes hold (incremented after cb_allow admits, decremented before cb_record,
+   and for a holder about to be killed, before the kill): a correct bulkhead never lets
+   it pass max_concurrent. */
+typedef struct bh_shared {
+    _Atomic int held, most, over;
+    _Atomic int stop;      /* workers stop */
+    _Atomic int release;   /* live holders record their calls and exit */
+    _Atomic uint64_t worker_admitted;
+    _Atomic uint64_t first_worker_ns;   /* when a worker was first admitted; 0: never */
+} bh_shared;
+
+static bh_shared *t_bh_map(void)
+{
+    bh_shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sh == MAP_FAILED) {
+        perror("mmap");
+        exit(2);
+    }
+    memset(sh, 0, sizeof *sh);
+    return sh;
+}
+
+static void t_bh_hold(bh_shared *sh)
+{
+    int now = atomic_fetch_add(&sh->held, 1) + 1, most = atomic_load(&sh->most);
+    while (now > most && !atomic_compare_exchange_weak(&sh->most, &most, now))
+        ;
+    if (now > BH_MAX)
+        atomic_fetch_add(&sh->over, 1);
+}
+
+/* The bulkhead count itself, not cb_stats.in_flight, which is capped at max_concurrent
+   and so would hide a count gone below zero. */
+static uint64_t t_in_flight(const cb_breaker *b)
+{
+    return atomic_load(&b->cb__sh->in_flight);
+}
+
+static uint64_t t_sweep_ms(const cb_breaker *b)
+{
+    return atomic_load(&b->cb__sh->sweep_ms);
+}
+
+/* Child: takes a place, reports on the pipe, then holds it: until killed (live == false),
+   or until sh->release, when it gives it back with cb_record (exit 0 if that counted). */
+static void t_place_holder(const char *path, bh_shared *sh, int report, bool live)
+{
+    cb_breaker *b = t_attach(path, &t_bulkhead);
+    cb_ticket t;
+    if (!cb_allow(b, &t))
+        _exit(4);
+    t_bh_hold(sh);
+    if (write(report, "h", 1) != 1)
+        _exit(5);
+    while (!live || !atomic_load(&sh->release))
+        t_sleep_us(1000);
+    atomic_fetch_sub(&sh->held, 1);
+    _exit(cb_record(b, &t, CB_SUCCESS) ? 0 : 6);
+}
+
+/* Forks n holders and waits until each holds its place; false if one did not. */
+static bool t_start_holders(const char *path, bh_shared *sh, pid_t *pids, unsigned n, bool live)
+{
+    int pipefd[2];
+    if (pipe(pipefd) != 0)
+        return false;
+    fflush(NULL);
+    for (unsigned i = 0; i < n; i++)
+        if ((pids[i] = fork()) == 0) {
+            close(pipefd[0]);
+            t_place_holder(path, sh, pipefd[1], live);
+        }
+    close(pipefd[1]);
+    unsigned got = 0;
+    struct pollfd pf = { pipefd[0], POLLIN, 0 };
+    char c;
+    while (got < n && poll(&pf, 1, 5000) == 1 && read(pipefd[0], &c, 1) == 1)
+        got++;
+    close(pipefd[0]);
+    return got == n;
+}
+
+/* Each round: BH_MAX processes take every place and are SIGKILLed holding them. While
+   they live, calls are rejected, also across a sweep (a sweep runs at least 1 s into the
+   wait and must find nobody dead). They are killed right after a sweep, so the next one
+   may come only a second later: this process then calls every 1 ms until one is
+   admitted. Checked: recovered, within 1.5 s of the kill, by a sweep at least 1 s after
+   the previous one; then every place is free again (BH_MAX admitted, one more rejected);
+   the killed calls stay admitted and never recorded. */
+TEST(bulkhead_places_of_killed_processes_come_back_about_a_second_later)
+{
+    unsigned rounds = t_env("SHM_BULKHEAD_ROUNDS", 2);
+    const char *path = t_make_path();
+    cb_breaker *b = t_attach(path, &t_bulkhead);
+    bh_shared *sh = t_bh_map();
+    uint64_t *back = calloc(rounds ? rounds : 1, sizeof(uint64_t));
+    unsigned recovered = 0, admitted_while_held = 0;
+    uint64_t least_held = UINT64_MAX;
+    for (unsigned r = 0; r < rounds; r++) {
+        pid_t pids[BH_MAX];
+        REQUIRE(t_start_holders(path, sh, pids, BH_MAX, false));
+        CHECK_EQ(t_in_flight(b), BH_MAX);
+        cb_ticket t;
+        /* the first rejected call sweeps unless one ran in the last second; wait for a
+           sweep at least 1 s after the first seen here, calling every 1 ms meanwhile */
+        uint64_t first_sweep = 0, last_sweep = 0, deadline = t_now() + 5000 * T_MS;
+        while (t_now() < deadline) {
+            if (cb_allow(b, &t)) {
+                admitted_while_held++;
+                cb_record(b, &t, CB_SUCCESS);
+            }
+            uint64_t f = t_in_flight(b);
+            least_held = f < least_held ? f : least_held;
+            last_sweep = t_sweep_ms(b);
+            if (!first_sweep)
+                first_sweep = last_sweep;
+            if (last_sweep >= first_sweep + 1000)
+                break;
+            t_sleep_us(1000);
+        }
+        CHECK(first_sweep != 0 && last_sweep >= first_sweep + 1000);
+        uint64_t killed = t_now();
+        for (unsigned i = 0; i < BH_MAX; i++)
+            kill(pids[i], SIGKILL);
+        for (unsigned i = 0; i < BH_MAX; i++)
+            t_wait(pids[i]);   /* reaped: a zombie still answers kill(pid, 0) */
+        uint64_t at = 0;
+        deadline = killed + 3000 * T_MS;
+        while (t_now() < deadline) {
+            if (cb_allow(b, &t)) {
+                at = t_now();
+                cb_record(b, &t, CB_SUCCESS);
+                break;
+            }
+            t_sleep_us(1000);
+        }
+        CHECK(at != 0);
+        if (!at)
+            continue;
+        back[recovered++] = at - killed;
+        CHECK(at - killed <= 1500 * T_MS);
+        CHECK(t_sweep_ms(b) >= last_sweep + 1000);   /* at most one sweep a second */
+        cb_ticket all[BH_MAX + 1];
+        unsigned got = 0;
+        for (unsigned i = 0; i <= BH_MAX; i++)
+            got += cb_allow(b, &all[i]);
+        CHECK_EQ(got, BH_MAX);   /* every place is free again, and no more than those */
+        CHECK_EQ(t_in_flight(b), BH_MAX);
+        for (unsigned i = 0; i < BH_MAX; i++)
+            CHECK(cb_record(b, &all[i], CB_SUCCESS));
+        CHECK_EQ(t_in_flight(b), 0);
+    }
+    cb_stats s = t_stats(b);
+    CHECK_EQ(admitted_while_held, 0);
+    CHECK_EQ(least_held, BH_MAX);
+    CHECK_EQ(s.in_flight, 0);
+    /* the killed calls were admitted and never recorded: the identity is short by them */
+    CHECK_EQ(s.admitted - (s.successes + s.failures + s.ignored + s.stale), (uint64_t)rounds * BH_MAX);
+    if (recovered) {
+        qsort(back, recovered, sizeof(uint64_t), t_cmp_u64);
+        printf("figure: bulkhead: max_concurrent %d, %u rounds of %d processes SIGKILLed holding "
+               "every place, each right after a sweep: calls rejected while they lived (%u "
+               "admitted); admitted again %.0f ms (best) to %.0f ms (worst) after the kill "
+               "(sweeps at most once a second)\n",
+               BH_MAX, rounds, BH_MAX, admitted_while_held, t_ms(back[0]), t_ms(back[recovered - 1]));
+    }
+    free(back);
+    munmap(sh, sizeof *sh);
+    cb_shm_close(b);
+    unlink(path);
+}
+
+/* Workers call until stopped, counting in sh->held the calls they hold. */
+static void t_bh_worker(const char *path, bh_shared *sh)
+{
+    cb_breaker *b = t_attach(path, &t_bulkhead);
+    while (!atomic_load(&sh->stop)) {
+        cb_ticket t;
+        if (!cb_allow(b, &t)) {
+            t_sleep_us(200);
+            continue;
+        }
+        t_bh_hold(sh);
+        uint64_t zero = 0, now = t_now();
+        atomic_compare_exchange_strong(&sh->first_worker_ns, &zero, now);
+        atomic_fetch_add(&sh->worker_admitted, 1);
+        t_sleep_us(200);
+        atomic_fetch_sub(&sh->held, 1);
+        if (!cb_record(b, &t, CB_SUCCESS))
+            _exit(6);
+    }
+    _exit(0);
+}
+
+/* Two live processes hold a place each for the whole run, two more hold one and are
+   killed, three workers contend for the rest. Checked: no worker is admitted before the
+   kill (all four places held); after it the dead places come back to the workers (about
+   a second, reported) while the live ones stay held: the bulkhead count never goes
+   below the two live places across several sweeps, and the calls live processes hold,
+   counted in shared memory, never pass max_concurrent. */
+TEST(a_live_process_keeps_its_bulkhead_places_while_dead_ones_are_settled)
+{
+    enum { LIVE = 2, DOOMED = BH_MAX - LIVE, WORKERS = 3 };
+    const char *path = t_make_path();
+    cb_breaker *b = t_attach(path, &t_bulkhead);
+    bh_shared *sh = t_bh_map();
+    pid_t live[LIVE], doomed[DOOMED], workers[WORKERS];
+    REQUIRE(t_start_holders(path, sh, live, LIVE, true));
+    REQUIRE(t_start_holders(path, sh, doomed, DOOMED, false));
+    CHECK_EQ(t_in_flight(b), BH_MAX);
+    fflush(NULL);
+    for (unsigned i = 0; i < WORKERS; i++)
+        if ((workers[i] = fork()) == 0)
+            t_bh_worker(path, sh);
+    t_sleep_us(300000);   /* workers rejected meanwhile; their first sweep finds nobody dead */
+    uint64_t before_kill = atomic_load(&sh->worker_admitted);
+    atomic_fetch_sub(&sh->held, DOOMED);   /* before the kill: held never over-counts */
+    uint64_t killed = t_now();
+    for (unsigned i = 0; i < DOOMED; i++)
+        kill(doomed[i], SIGKILL);
+    for (unsigned i = 0; i < DOOMED; i++)
+        t_wait(doomed[i]);
+    /* watch the count across at least two sweeps */
+    uint64_t least = UINT64_MAX, sweep0 = t_sweep_ms(b), sweeps = 0, seen = sweep0;
+    while (t_now() - killed < 2500 * T_MS) {
+        uint64_t f = t_in_flight(b), sw = t_sweep_ms(b);
+        least = f < least ? f : least;
+        if (sw != seen)
+            sweeps++, seen = sw;
+        t_sleep_us(1000);
+    }
+    atomic_store(&sh->stop, 1);
+    int bad = 0;
+    for (unsigned i = 0; i < WORKERS; i++)
+        bad += t_wait(workers[i]) != 0;
+    uint64_t live_left = t_in_flight(b);   /* the workers gone: the live places alone */
+    atomic_store(&sh->release, 1);
+    for (unsigned i = 0; i < LIVE; i++)
+        bad += t_wait(live[i]) != 0;   /* each recorded its call, counted */
+    uint64_t first = atomic_load(&sh->first_worker_ns), calls = atomic_load(&sh->worker_admitted);
+    cb_stats s = t_stats(b);
+    CHECK_EQ(bad, 0);
+    CHECK_EQ(before_kill, 0);
+    CHECK(first > killed);
+    CHECK(first && first - killed <= 1500 * T_MS);
+    CHECK(calls > 0);
+    CHECK(sweeps >= 2);
+    CHECK(least >= LIVE && least <= BH_MAX + WORKERS);   /* live places never given back */
+    CHECK_EQ(live_left, LIVE);
+    CHECK_EQ(atomic_load(&sh->over), 0);
+    CHECK(atomic_load(&sh->most) <= BH_MAX);
+    CHECK_EQ(t_in_flight(b), 0);   /* both dead places came back, and the live ones */
+    CHECK_EQ(s.in_flight, 0);
+    CHECK_EQ(s.admitted - (s.successes + s.failures + s.ignored + s.stale), (uint64_t)DOOMED);
+    printf("figure: bulkhead: %d live holders kept their places across %llu sweeps (count never "
+           "below %llu) while %d killed holders' places came back %.0f ms after the kill; "
+           "%d workers then made %llu calls, calls held at once by live processes at most %d "
+           "(max_concurrent %d, %d times over)\n",
+           LIVE, (unsigned long long)sweeps, (unsigned long long)least, DOOMED,
+           first > killed ? t_ms(first - killed) : -1.0, WORKERS, (unsigned long long)calls,
+           atomic_load(&sh->most), BH_MAX, atomic_load(&sh->over));
+    munmap(sh, sizeof *sh);
     cb_shm_close(b);
     unlink(path);
 }

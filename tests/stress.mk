@@ -49,7 +49,7 @@ $(BUILD)/tsan-clang/tests/test_%: tests/test_%.c $(TESTS_SRC) | tests-deps
 	clang $(WARN) $(STRESS_TSAN) -I. -o $@ $< tests/t_other.c $(TESTS_LD_$*) $(TESTS_LIBS)
 
 # $(1): command prefix, $(2): programs; runs every one, fails if any did.
-stress_each = fail=0; for t in $(2); do echo "-- $(strip $(1) $$t)"; $(1) $$t || fail=1; done; \
+stress_each = fail=0; for t in $(2); do echo "-- $$t"; $(1) $$t || fail=1; done; \
     exit $$fail
 
 # $(1): program, $(2): threads, $(3): calls per thread; every scenario on both clocks.

@@ -9,8 +9,8 @@
      CLOCK      real (CLOCK_MONOTONIC), or fake (a shared atomic clock the threads advance,
                 from 1000 s), or fake@MS (from MS milliseconds)
      GEN0       start at this generation (cb__test_set_generation); the run must then make
-                512 transitions, so a start 256 below 2^16, 2^22, 2^29 or 2^32 (the widths of
-                cb.h's generation tags) runs through that wrap
+                512 transitions, so a start 256 below 2^16, 2^22, 2^29 or 2^32 (widths cb.h's
+                generation tags have had) runs through that wrap
      COUNTERS0  every thread starts its counters here (cb__test_set_counters)
    STRESS_SEED in the environment repeats a run's random choices (not its interleaving).
 
@@ -563,7 +563,7 @@ static void check_quiet_history(uint32_t cur)
 static void check_stale(const cb_stats *s)
 {
     /* a time window's figures move with the real clock alone */
-    bool windows = !(R.cfg.window_ms && !R.fake);
+    bool windows = R.fake || !R.cfg.window_ms;
     for (unsigned i = 0; i < R.threads; i++) {
         worker *w = &R.w[i];
         for (unsigned j = 0; j < w->nstash;) {

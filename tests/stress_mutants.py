@@ -56,11 +56,10 @@ MUTANTS = [
        "        (void)0;")]),
     ("in-flight-misses-disabled", "consecutive", "in_flight differs from calls held",
      [("s->ignored + s->stale + n[CB__N_UNCOUNTED];", "s->ignored + s->stale;")]),
-    ("time-bucket-not-aged", "time", "window refill not exact",
-     [("next = (uint64_t)epoch << 32 | 1;   /* the bucket ages out: start it afresh */",
-       "next = (uint64_t)epoch << 32 | ((uint32_t)cur + 1);")]),
+    ("time-window-off-by-one", "time", "window refill not exact",
+     [("            f->calls += (uint32_t)c;", "            f->calls += (uint32_t)c + 1;")]),
     ("ring-failure-kept", "count", "window refill not exact",
-     [("int dfail = (int)fail - (counted ? (int)(old & 1u) : 0);", "int dfail = (int)fail;")]),
+     [("(int32_t)fail - (counted ? (int32_t)(old & 1u) : 0)", "(int32_t)fail")]),
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

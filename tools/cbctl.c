@@ -128,45 +128,43 @@ static ssize_t peek(const char *path, struct stat *st, uint64_t *magic)
     return got;
 }
 
-/* Opens the breaker file at path with the config stored in it (cb_shm_attach never
-   creates a file); NULL and the reason in why on failure. */
-static cb_breaker *attach(const char *path, char *why, size_t len)
+/* Why cb_shm_attach refused path (e, and errno as it left it), told from what the file
+   holds. cb.h judges the file; this only names the case. */
+static void explain(const char *path, cb_err e, int err_no, char *why, size_t len)
 {
     struct stat st;
     uint64_t magic = 0;
-    cb_err e;
-    ssize_t got = peek(path, &st, &magic);
-    if (got < 0) {
-        snprintf(why, len, "%s", strerror(errno));
-        return NULL;
-    }
-    if (!S_ISREG(st.st_mode)) {   /* a FIFO or a device: no breaker, and opening may block */
-        snprintf(why, len, "not a regular file");
-        return NULL;
-    }
-    /* a creator writes nothing but the magic number there: anything else, even in a
-       short file, is foreign and needs no wait for a creator to finish */
     const uint64_t ours = CB__MAGIC;
-    if (got > 0 && magic != 0 && memcmp(&magic, &ours, (size_t)got) != 0) {
+    ssize_t got = peek(path, &st, &magic);
+    if (got >= 0 && !S_ISREG(st.st_mode))   /* a folder, FIFO or device */
+        snprintf(why, len, "not a regular file");
+    else if (e == CB_EIO || got < 0)
+        snprintf(why, len, "%s", strerror(e == CB_EIO ? err_no : errno));
+    else if (got > 0 && magic != 0 && memcmp(&magic, &ours, (size_t)got) != 0)
         snprintf(why, len, "not a breaker file (no cb.h magic number)");
-        return NULL;
-    }
-    cb_breaker *b = cb_shm_attach(path, &e);
-    if (b)
-        return b;
-    if (e == CB_EIO)
-        snprintf(why, len, "%s", strerror(errno));
+    else if (e == CB_ECORRUPT && magic == 0)
+        snprintf(why, len, "never initialised: its creator died before finishing it (the "
+                 "next cb_shm_open with its config finishes it), or has been at it for over "
+                 "%d ms: %s", CB_SHM_WAIT_MS, cb_strerror(e));
     else if (e == CB_ECORRUPT && (size_t)st.st_size < sizeof(cb__shared))
         snprintf(why, len, "truncated: %lld bytes, shorter than a breaker header (%zu): %s",
                  (long long)st.st_size, sizeof(cb__shared), cb_strerror(e));
-    else if (e == CB_ECORRUPT && magic == 0)
-        snprintf(why, len, "never initialised: its creator died before finishing it (remove "
-                 "it if no process is creating it): %s", cb_strerror(e));
     else if (e == CB_EMISMATCH)
         snprintf(why, len, "made by another cb.h version or build: %s", cb_strerror(e));
     else
         snprintf(why, len, "%s", cb_strerror(e));
-    return NULL;
+}
+
+/* Opens the breaker file at path with the config stored in it (cb_shm_attach never
+   creates a file, and fails at once on a FIFO, a device or a foreign file); NULL and
+   the reason in why on failure. */
+static cb_breaker *attach(const char *path, char *why, size_t len)
+{
+    cb_err e;
+    cb_breaker *b = cb_shm_attach(path, &e);
+    if (!b)
+        explain(path, e, errno, why, len);
+    return b;
 }
 
 typedef struct breaker {

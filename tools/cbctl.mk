@@ -1,7 +1,8 @@
 # tools/cbctl.mk: cbctl and the shared-memory tests (issue 6). Included by the Makefile.
 #   test-shm       tests/shm_file.c (plain and ASan+UBSan), tests/registry_threads.c
 #                  (plain and TSan), then tests/shm_cross.c: the cross-process
-#                  accounting run and >= 100 kill -9 of a probe holder
+#                  accounting run, >= 100 kill -9 of a probe holder, random kills, and
+#                  bulkhead places of killed processes settled (those of live ones kept)
 #   test-cbctl     tests/test_shm_cbctl.py: every cbctl command and its errors, cbctl serve
 #                  scraped over 127.0.0.1, promtool check metrics on the exposition
 #   test-fuzz-shm  tests/fuzz/fuzz_shm.c: the committed corpus replayed, then fuzzed for

@@ -8,19 +8,27 @@
    Input: byte 0 holds flags, byte 1 the number K of operation bytes that follow, and the
    rest is the file. Flags: bits 1-2 pick the config; bit 3 opens with cb_shm_attach
    (config from the file) instead of cb_shm_open; bit 0 picks the mode:
-     raw mode    (0) the whole file, byte for byte;
+     raw mode    (0) the whole file, byte for byte, so files shorter than a header and
+                 files never published (no ready mark) are reached too: cb_shm_open
+                 finishes them, cb_shm_attach finds them corrupt; with bit 5 set the
+                 file is padded with zeros to a header and its ready mark is set, so
+                 that a damaged header is judged as published;
      state mode  (1) the bytes are laid over a valid block of the config, from the ready
-                 mark on, so that damaged state is reached and not only damaged headers
-                 (a random header never passes the checksum); with bit 4 set they are
-                 laid from the stored config on and the checksum is made to match, so
-                 that any config a file can hold reaches cb_shm_attach's checks.
-   Two cases are left to tests/shm_file.c, because the open waits ~2 s for a creator on
-   them: a file shorter than a header is padded with zeros to one, and the ready mark is
-   always set.
+                 mark on, and the ready mark is set, so that damaged state is reached and
+                 not only damaged headers (a random header never passes the checksum);
+                 with bit 4 set they are laid from the stored config on and the checksum
+                 is made to match, so that any config a file can hold reaches
+                 cb_shm_attach's checks.
+   No input waits: an opener waits only for a creator that holds the file's lock, and
+   none does here; CB_SHM_WAIT_MS is cut to 20 ms all the same, so that a regression
+   there costs 20 ms an input, not 2 s.
 
    Build with -DFUZZ_SHM_MAKE_CORPUS (no -fsanitize=fuzzer) for a program that writes the
    seed corpus: fuzz_shm_corpus DIR. */
 #define _DEFAULT_SOURCE
+#ifndef CB_SHM_WAIT_MS
+#define CB_SHM_WAIT_MS 20
+#endif
 #define CB_IMPLEMENTATION
 #include "../../cb.h"
 
@@ -148,7 +156,7 @@ static void run_op(cb_breaker *b, uint8_t op, cb_ticket *held, unsigned *nheld)
     }
 }
 
-enum { F_STATE = 1, F_ATTACH = 8, F_CONFIG = 16 };
+enum { F_STATE = 1, F_ATTACH = 8, F_CONFIG = 16, F_PAD = 32 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -160,16 +168,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t *ops = data + 2, *file = ops + nops;
     size_t flen = size - 2 - nops;
 
-    size_t len = flags & F_STATE ? block_len[ci] : flen > sizeof(cb__shared) ? flen : sizeof(cb__shared);
+    bool pad = !(flags & F_STATE) && (flags & F_PAD);
+    size_t len = flags & F_STATE ? block_len[ci] : pad && flen < sizeof(cb__shared) ? sizeof(cb__shared) : flen;
     size_t at = flags & F_STATE ? (flags & F_CONFIG ? offsetof(cb__shared, cfg) : READY_AT) : 0;
-    unsigned char *img = calloc(1, len);
+    unsigned char *img = calloc(1, len + 1);
     if (!img)
         return 0;
     if (flags & F_STATE)
         memcpy(img, block[ci], len);
     memcpy(img + at, file, flen < len - at ? flen : len - at);
     uint64_t one = 1;
-    memcpy(img + READY_AT, &one, sizeof one);   /* see the top: no 2 s waits */
+    if ((flags & F_STATE) || pad)
+        memcpy(img + READY_AT, &one, sizeof one);   /* published: see the top */
     if ((flags & F_STATE) && (flags & F_CONFIG)) {
         cb__shared *sh = (cb__shared *)(void *)img;
         sh->checksum = cb__static_hash(sh);
@@ -201,8 +211,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 #ifdef FUZZ_SHM_MAKE_CORPUS
 /* Seeds: real breakers of each config in several states (state mode, the dynamic part
-   with its trailing zeros cut), and a few files (raw mode): a whole one, a damaged one
-   and a text file. */
+   with its trailing zeros cut), and a few files (raw mode): a whole one, one with a
+   damaged header, one cut short and one never published (as dead creators leave them),
+   a text file and an empty one. */
 static void seed(const char *dir, const char *name, uint8_t head, const uint8_t *ops, size_t nops,
                  const unsigned char *file, size_t flen)
 {
@@ -261,14 +272,23 @@ int main(int argc, char **argv)
                 seed(argv[1], name, (uint8_t)(F_STATE | F_CONFIG | F_ATTACH | ci << 1), read_ops,
                      sizeof read_ops, m + cfg_at, end - cfg_at);
             }
-            if (s == 1 && ci == 0) {   /* a whole real file, and one with a damaged header byte */
+            if (s == 1 && ci == 0) {   /* a whole real file, and damaged or unfinished ones */
                 snprintf(name, sizeof name, "raw-%s-open", configs[ci].name);
                 seed(argv[1], name, (uint8_t)(ci << 1), read_ops, sizeof read_ops, m, block_len[ci]);
                 unsigned char *copy = malloc(block_len[ci]);
                 memcpy(copy, m, block_len[ci]);
-                copy[offsetof(cb__shared, cfg) + 1] ^= 1;
+                copy[offsetof(cb__shared, cfg) + 1] ^= 1;   /* a header byte, padded and published */
                 snprintf(name, sizeof name, "raw-%s-damaged", configs[ci].name);
-                seed(argv[1], name, (uint8_t)(ci << 1), read_ops, sizeof read_ops, copy, 512);
+                seed(argv[1], name, (uint8_t)(F_PAD | ci << 1), read_ops, sizeof read_ops, copy, 512);
+                memcpy(copy, m, block_len[ci]);   /* cut short of a header by a dead creator */
+                snprintf(name, sizeof name, "raw-%s-short", configs[ci].name);
+                seed(argv[1], name, (uint8_t)(ci << 1), read_ops, sizeof read_ops, copy, 100);
+                memset(copy + READY_AT, 0, sizeof(uint64_t));   /* whole, never published */
+                snprintf(name, sizeof name, "raw-%s-unready", configs[ci].name);
+                seed(argv[1], name, (uint8_t)(ci << 1), read_ops, sizeof read_ops, copy, block_len[ci]);
+                snprintf(name, sizeof name, "raw-attach-%s-unready", configs[ci].name);
+                seed(argv[1], name, (uint8_t)(F_ATTACH | ci << 1), read_ops, sizeof read_ops, copy,
+                     block_len[ci]);
                 free(copy);
             }
             cb_shm_close(b);
@@ -276,6 +296,7 @@ int main(int argc, char **argv)
     }
     static const char text[] = "not a breaker file\n";
     seed(argv[1], "raw-text", 0, read_ops, 0, (const unsigned char *)text, sizeof text - 1);
+    seed(argv[1], "raw-empty", 0, read_ops, sizeof read_ops, (const unsigned char *)text, 0);
     unlink(path);
     return 0;
 }
