@@ -1088,10 +1088,20 @@ static uint32_t cb__next_k(const cb__cfg *c, uint32_t k)
     return k < CB__K_MAX && cb__base_ms(c, k) < (double)c->max_open_ms ? k + 1 : k;
 }
 
+/* Is gen still the current generation? Writers of generation-tagged words ask before
+   they replace another generation's value: a late writer must not overwrite a newer one. */
+static bool cb__period_current(const cb__shared *sh, uint32_t gen)
+{
+    /* relaxed: advisory; if gen ends right after, the word written here carries the old
+       tag, which the newer generation's writers replace in turn */
+    return cb__w_gen(atomic_load_explicit(&sh->word, memory_order_relaxed)) == gen;
+}
+
 /* The deadline word: gen:16 | ms:48. For OPEN the end of the period, for HALF_OPEN the
    probe deadline, for other states when they began; in whole ms of the breaker clock.
    Written after the transition CAS by its winner, or by any thread that finds it missing,
-   and only ever moved to a newer generation. */
+   and only for the current generation (tags compared for equality: every transition
+   publishes, so an old tag can never have come round again). */
 #define CB__MS_MASK ((1ull << 48) - 1)
 
 static void cb__publish_time(cb__shared *sh, uint32_t gen, uint64_t ms)
@@ -1099,8 +1109,8 @@ static void cb__publish_time(cb__shared *sh, uint32_t gen, uint64_t ms)
     uint64_t want = (uint64_t)(gen & 0xffff) << 48 | (ms & CB__MS_MASK);
     uint64_t cur = atomic_load_explicit(&sh->deadline, memory_order_relaxed);
     for (;;) {
-        if ((int16_t)(uint16_t)(gen - (uint32_t)(cur >> 48)) <= 0)
-            return;   /* this generation or a newer one is there already */
+        if ((uint16_t)(cur >> 48) == (uint16_t)gen || !cb__period_current(sh, gen))
+            return;   /* published already, or a newer generation's time is what counts */
         CB_YIELD_POINT();
         /* relaxed: the word carries its own generation tag; readers check the tag
            instead of relying on order with any other write */
@@ -1286,12 +1296,6 @@ static bool cb__transition(cb_breaker *b, uint64_t *w, uint64_t to, cb_reason wh
    by a writer that finds another period's tag, but only while the writer's own period is
    still the current one: a late writer must not restart a newer period's word. Tags are
    compared for equality only, so no distance between periods is ever misread. */
-static bool cb__period_current(const cb__shared *sh, uint32_t gen)
-{
-    /* relaxed: advisory; if the period ends right after, the word restarted here carries
-       this (old) tag and the next period's writers restart it again */
-    return cb__w_gen(atomic_load_explicit(&sh->word, memory_order_relaxed)) == gen;
-}
 
 /* Add delta to the value of the tagged word for period gen; the new value, or 0 when the
    writer is late. A value below zero (deltas landing out of order) is kept as such. */
@@ -1366,16 +1370,18 @@ static bool cb__ring_add(cb__shared *sh, uint32_t gen, bool fail, bool slow, cb_
     /* relaxed: replacing an entry by an equal one is no change, so skipping the write
        is the same as making it (linearised at this load) */
     uint32_t old = atomic_load_explicit(slot, memory_order_relaxed);
-    if (old != entry) {
+    while (old != entry) {
+        if ((old >> 3) != CB__RING_GEN(gen) && !cb__period_current(sh, gen))
+            break;   /* a late writer must not take out an entry the current period counts */
         CB_YIELD_POINT();
-        /* exchange: each entry's contribution is removed exactly once, by the writer that
+        /* CAS: each entry's contribution is removed exactly once, by the writer that
            replaces it, so the counts never drift from the ring's contents */
-#if CB_TEST_PLANT_BUG == 2   /* planted bug for the stress tests: exchange by load + store */
-        old = atomic_load_explicit(slot, memory_order_relaxed);
-        CB_YIELD_POINT();
+#if CB_TEST_PLANT_BUG == 2   /* planted bug for the stress tests: CAS by load + store */
         atomic_store_explicit(slot, entry, memory_order_relaxed);
 #else
-        old = atomic_exchange_explicit(slot, entry, memory_order_relaxed);
+        if (!atomic_compare_exchange_weak_explicit(slot, &old, entry, memory_order_relaxed,
+                                                   memory_order_relaxed))
+            continue;
 #endif
         bool counted = (old & 4u) && (old >> 3) == CB__RING_GEN(gen);
         int32_t delta[3] = { counted ? 0 : 1, (int32_t)fail - (counted ? (int32_t)(old & 1u) : 0),
@@ -1385,6 +1391,7 @@ static bool cb__ring_add(cb__shared *sh, uint32_t gen, bool fail, bool slow, cb_
                 cb__tagged_add(sh, &sh->win_count[i], gen, delta[i]);
                 changed = true;
             }
+        break;
     }
     cb__ring_figures(sh, gen, f);
     return changed;
@@ -1406,18 +1413,20 @@ static uint64_t cb__epoch(cb__shared *sh, uint64_t now, bool advance)
     return e > seen ? e : seen;
 }
 
-static void cb__bucket_add(_Atomic(uint64_t) *word, uint32_t epoch)
+/* Count one outcome in the bucket word for epoch e (64-bit): restart a bucket that holds
+   an older epoch only while e itself is still in the window, judged on the 64-bit newest
+   epoch, never by the sign of a 32-bit difference. */
+static void cb__bucket_add(cb__shared *sh, _Atomic(uint64_t) *word, uint64_t e)
 {
     uint64_t cur = atomic_load_explicit(word, memory_order_relaxed);
     for (;;) {
-        uint32_t tag = (uint32_t)(cur >> 32);
         uint64_t next;
-        if (tag == epoch)
+        if ((uint32_t)(cur >> 32) == (uint32_t)e)
             next = (uint32_t)cur == UINT32_MAX ? cur : cur + 1;
-        else if ((int32_t)(epoch - tag) > 0)
-            next = (uint64_t)epoch << 32 | 1;   /* the bucket ages out: start it afresh */
+        else if (atomic_load_explicit(&sh->win_epoch, memory_order_relaxed) - e < sh->cfg.window_buckets)
+            next = (uint64_t)(uint32_t)e << 32 | 1;   /* the bucket ages out: start it afresh */
         else
-            return;                             /* a newer epoch holds it: ours aged out */
+            return;                                   /* e itself has aged out */
         CB_YIELD_POINT();
         /* relaxed: self-tagged figure */
         if (atomic_compare_exchange_weak_explicit(word, &cur, next, memory_order_relaxed,
@@ -1492,11 +1501,11 @@ static void cb__closed_outcome(cb_breaker *b, uint64_t w, bool fail, bool slow, 
             now = cb__now(b), have_now = true;
         uint64_t e = cb__epoch(sh, now, true);
         cb__bucket *bk = &cb__buckets(sh)[e % c->window_buckets];
-        cb__bucket_add(&bk->calls, (uint32_t)e);
+        cb__bucket_add(sh, &bk->calls, e);
         if (fail)
-            cb__bucket_add(&bk->failures, (uint32_t)e);
+            cb__bucket_add(sh, &bk->failures, e);
         if (slow)
-            cb__bucket_add(&bk->slow, (uint32_t)e);
+            cb__bucket_add(sh, &bk->slow, e);
         cb__buckets_figures(sh, e, &f);
         changed = true;
     }
@@ -1773,10 +1782,10 @@ CB_API cb_err cb_set_state(cb_breaker *b, cb_state s)
 {
     if ((unsigned)s > CB_METRICS_ONLY)
         return CB_EINVAL;
-    uint64_t now = cb__now(b);
     uint64_t w = atomic_load_explicit(b->cb__word, memory_order_acquire);
+    /* the clock is read after the word it replaces, so transition times never go back */
     while (!cb__transition(b, &w, cb__w_make(s, s == CB_CLOSED ? 0 : cb__w_k(w), 0, 0, cb__w_gen(w) + 1),
-                           CB_REASON_MANUAL, now))
+                           CB_REASON_MANUAL, cb__now(b)))
         ;   /* the failed CAS reloaded w: retry on the fresh word */
     return CB_OK;
 }
@@ -1829,8 +1838,7 @@ CB_API void cb_stats_get(const cb_breaker *b, cb_stats *s)
     uint64_t done = s->successes + s->failures + s->ignored + s->stale + n[CB__N_UNCOUNTED];
     uint64_t flight = sh->cfg.max_concurrent ? atomic_load_explicit(&sh->in_flight, memory_order_relaxed)
                                              : (s->admitted > done ? s->admitted - done : 0);
-    s->in_flight = flight > sh->cfg.max_concurrent && sh->cfg.max_concurrent ? sh->cfg.max_concurrent
-                 : flight > UINT32_MAX ? UINT32_MAX : (uint32_t)flight;
+    s->in_flight = flight > UINT32_MAX ? UINT32_MAX : (uint32_t)flight;
     cb_event ev;
     if (cb__history_read(b, &sh->hist[gen % CB_HISTORY], &ev) && (uint32_t)ev.generation == gen)
         s->state_since_ns = ev.at_ns;

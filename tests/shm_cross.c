@@ -410,7 +410,8 @@ typedef struct bh_shared {
 
 static bh_shared *t_bh_map(void)
 {
-    bh_shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    bh_shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                         -1, 0);
     if (sh == MAP_FAILED) {
         perror("mmap");
         exit(2);
@@ -480,10 +481,10 @@ static bool t_start_holders(const char *path, bh_shared *sh, pid_t *pids, unsign
 }
 
 /* Each round: BH_MAX processes take every place and are SIGKILLed holding them. While
-   they live, calls are rejected, also across a sweep (a sweep runs at least 1 s into the
-   wait and must find nobody dead). They are killed right after a sweep, so the next one
-   may come only a second later: this process then calls every 1 ms until one is
-   admitted. Checked: recovered, within 1.5 s of the kill, by a sweep at least 1 s after
+   they live, calls are rejected, also across a sweep (this process calls every 1 ms
+   until it sees a sweep 1 s after the first it saw, so one runs while they hold their
+   places, and must find nobody dead). They are killed right after that sweep, so the
+   next may come only a second later: this process calls every 1 ms until admitted. Checked: recovered, within 1.5 s of the kill, by a sweep at least 1 s after
    the previous one; then every place is free again (BH_MAX admitted, one more rejected);
    the killed calls stay admitted and never recorded. */
 TEST(bulkhead_places_of_killed_processes_come_back_about_a_second_later)
@@ -500,8 +501,8 @@ TEST(bulkhead_places_of_killed_processes_come_back_about_a_second_later)
         REQUIRE(t_start_holders(path, sh, pids, BH_MAX, false));
         CHECK_EQ(t_in_flight(b), BH_MAX);
         cb_ticket t;
-        /* the first rejected call sweeps unless one ran in the last second; wait for a
-           sweep at least 1 s after the first seen here, calling every 1 ms meanwhile */
+        /* a rejected call sweeps unless one ran in the last second: wait for a sweep
+           1 s after the first seen here, calling every 1 ms meanwhile */
         uint64_t first_sweep = 0, last_sweep = 0, deadline = t_now() + 5000 * T_MS;
         while (t_now() < deadline) {
             if (cb_allow(b, &t)) {
@@ -554,14 +555,16 @@ TEST(bulkhead_places_of_killed_processes_come_back_about_a_second_later)
     CHECK_EQ(least_held, BH_MAX);
     CHECK_EQ(s.in_flight, 0);
     /* the killed calls were admitted and never recorded: the identity is short by them */
-    CHECK_EQ(s.admitted - (s.successes + s.failures + s.ignored + s.stale), (uint64_t)rounds * BH_MAX);
+    CHECK_EQ(s.admitted - (s.successes + s.failures + s.ignored + s.stale),
+             (uint64_t)rounds * BH_MAX);
     if (recovered) {
         qsort(back, recovered, sizeof(uint64_t), t_cmp_u64);
         printf("figure: bulkhead: max_concurrent %d, %u rounds of %d processes SIGKILLed holding "
                "every place, each right after a sweep: calls rejected while they lived (%u "
                "admitted); admitted again %.0f ms (best) to %.0f ms (worst) after the kill "
                "(sweeps at most once a second)\n",
-               BH_MAX, rounds, BH_MAX, admitted_while_held, t_ms(back[0]), t_ms(back[recovered - 1]));
+               BH_MAX, rounds, BH_MAX, admitted_while_held, t_ms(back[0]),
+               t_ms(back[recovered - 1]));
     }
     free(back);
     munmap(sh, sizeof *sh);
@@ -620,7 +623,7 @@ TEST(a_live_process_keeps_its_bulkhead_places_while_dead_ones_are_settled)
     for (unsigned i = 0; i < DOOMED; i++)
         t_wait(doomed[i]);
     /* watch the count across at least two sweeps */
-    uint64_t least = UINT64_MAX, sweep0 = t_sweep_ms(b), sweeps = 0, seen = sweep0;
+    uint64_t least = UINT64_MAX, sweeps = 0, seen = t_sweep_ms(b);
     while (t_now() - killed < 2500 * T_MS) {
         uint64_t f = t_in_flight(b), sw = t_sweep_ms(b);
         least = f < least ? f : least;
