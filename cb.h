@@ -1641,6 +1641,9 @@ CB_API bool cb__allow_slow(cb_breaker *b, cb_ticket *t, uint64_t w)
             cb__bulkhead_give(b);
             continue;   /* another thread moved first: decide again on the fresh word */
         case CB_HALF_OPEN:
+            if (cb__w_taken(w) >= c->half_open_calls && cb__time_of(sh, gen, &ms) &&
+                cb__surely_before(b, ms))
+                return cb__reject(b, t);   /* no permit left and the round has time left */
             now = cb__now(b);
             if (!cb__time_of(sh, gen, &ms)) {
                 cb__publish_time(sh, gen, cb__ceil_ms(cb__add_sat(now, (uint64_t)c->probe_timeout_ms * CB__MS)));

@@ -34,17 +34,20 @@ ALL        += $(call stress_bin,plain) $(call stress_bin,yield)
 TEST_STEPS += test-stress test-tsan test-asan-stress test-valgrind test-planted test-wrap
 TEST_DEPS  += clang valgrind
 
-.PHONY: test-stress test-tsan test-asan-stress test-valgrind test-planted test-wrap
+.PHONY: test-stress test-tsan test-asan-stress test-valgrind test-planted test-wrap stress-deps
 
-$(BUILD)/stress/%/stress_invariants: $(STRESS_SRC)
+stress-deps:
+	@$(NEED) clang valgrind
+
+$(BUILD)/stress/%/stress_invariants: $(STRESS_SRC) | stress-deps
 	@mkdir -p $(@D)
 	$(STRESS_$*) $(WARN) -I. -o $@ tests/stress_invariants.c $(TESTS_LIBS)
 
-$(BUILD)/tsan-gcc/tests/test_%: tests/test_%.c $(TESTS_SRC) | tests-deps
+$(BUILD)/tsan-gcc/tests/test_%: tests/test_%.c $(TESTS_SRC) | tests-deps stress-deps
 	@mkdir -p $(@D)
 	gcc $(WARN) $(STRESS_TSAN) -I. -o $@ $< tests/t_other.c $(TESTS_LD_$*) $(TESTS_LIBS)
 
-$(BUILD)/tsan-clang/tests/test_%: tests/test_%.c $(TESTS_SRC) | tests-deps
+$(BUILD)/tsan-clang/tests/test_%: tests/test_%.c $(TESTS_SRC) | tests-deps stress-deps
 	@mkdir -p $(@D)
 	clang $(WARN) $(STRESS_TSAN) -I. -o $@ $< tests/t_other.c $(TESTS_LD_$*) $(TESTS_LIBS)
 
@@ -68,8 +71,7 @@ test-tsan: $(call stress_bin,tsan-gcc) $(call stress_bin,tsan-clang) $(STRESS_TS
 test-asan-stress: $(call stress_bin,asan)
 	@$(call stress_all,$(call stress_bin,asan),2 8,300000)
 
-test-valgrind: $(TESTS_BIN)
-	@$(NEED) valgrind
+test-valgrind: $(TESTS_BIN) | stress-deps
 	@$(call stress_each,$(STRESS_RUN) valgrind -q --error-exitcode=1 --leak-check=full \
 	    --errors-for-leak-kinds=definite,$(TESTS_BIN))
 
