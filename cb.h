@@ -26,6 +26,7 @@
        CB_YIELD_POINT()     called between each load and the CAS/store that depends on it;
                             empty by default, tests define it to widen race windows
        CB_NO_SHM            no shared memory: cb_shm_* return CB_EIO (no mmap, no file I/O)
+       CB_SHM_WAIT_MS       how long cb_shm_open waits for a creator at work (default 2000)
        CB_TEST_HOOKS        tests only: cb__test_set_generation, cb__test_set_counters
        CB_TEST_PLANT_BUG=N  tests only: plant a known atomicity bug (1: half-open permit
                             by load+store, 2: count-window exchange by load+store,
@@ -345,6 +346,10 @@ typedef struct cb__stripe {
 
 /* Ticket flags. */
 enum { CB__T_ADMITTED = 1, CB__T_BULKHEAD = 2, CB__T_DISABLED = 4, CB__T_STAMPED = 8 };
+/* bits 8..15 of the flags: with CB__T_BULKHEAD, the stripe that tallied the place */
+#if CB_STRIPES > 254
+#error "CB_STRIPES must be at most 254"
+#endif
 
 /* What the fast path must leave to the slow path (cb_breaker.cb__fast). */
 enum { CB__F_SLOW = 1, CB__F_BULKHEAD = 2, CB__F_WINDOW = 4 };
@@ -384,11 +389,15 @@ CB_API cb__tls_entry *cb__tls_fill(cb_breaker *b, cb__tls_entry *e);
 CB_API bool cb__allow_slow(cb_breaker *b, cb_ticket *t, uint64_t w);
 CB_API bool cb__record_slow(cb_breaker *b, const cb_ticket *t, cb_outcome o);
 
-static inline void cb__count(cb_breaker *b, unsigned i)
+static inline cb__tls_entry *cb__entry(cb_breaker *b)   /* this thread's stripe of b */
 {
     cb__tls_entry *e = &cb__tls[b->cb__id & (CB__TLS_WAYS - 1)];
-    if (CB__UNLIKELY(e->key != b->cb__id))
-        e = cb__tls_fill(b, e);
+    return CB__LIKELY(e->key == b->cb__id) ? e : cb__tls_fill(b, e);
+}
+
+static inline void cb__count(cb_breaker *b, unsigned i)
+{
+    cb__tls_entry *e = cb__entry(b);
     _Atomic(uint64_t) *c = &e->stripe->n[i];
     if (CB__LIKELY(e->exclusive))
         /* relaxed load + store: this thread owns the stripe (won its CAS in cb__tls_fill),
@@ -996,6 +1005,19 @@ static uint64_t cb__thread_token(void)
     return cb__token;
 }
 
+/* Give back the bulkhead places a dead process's stripe still holds; the caller has just
+   taken the stripe over from the dead owner. Its places were taken by that process alone
+   and can be given back by nobody else (tickets do not cross processes). */
+static void cb__settle_places(cb__shared *sh, cb__stripe *st)
+{
+    uint64_t taken = atomic_load_explicit(&st->n[CB__N_PLACES_TAKEN], memory_order_relaxed);
+    uint64_t given = atomic_load_explicit(&st->n[CB__N_PLACES_GIVEN], memory_order_relaxed);
+    if (taken > given) {   /* relaxed: counts alone, as in cb__bulkhead_take */
+        atomic_fetch_add_explicit(&st->n[CB__N_PLACES_GIVEN], taken - given, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&sh->in_flight, taken - given, memory_order_relaxed);
+    }
+}
+
 static bool cb__pid_dead(uint64_t owner)
 {
     pid_t pid = (pid_t)(owner >> 32);
@@ -1020,8 +1042,11 @@ CB_API cb__tls_entry *cb__tls_fill(cb_breaker *b, cb__tls_entry *e)
                continues from the last values the previous owner wrote */
             if (atomic_compare_exchange_strong_explicit(&st[i].owner, &o, me,
                                                         memory_order_acquire,
-                                                        memory_order_relaxed))
+                                                        memory_order_relaxed)) {
                 mine = &st[i];
+                if (pass == 1)
+                    cb__settle_places(b->cb__sh, mine);   /* a dead process's stripe */
+            }
         }
     }
     e->key = b->cb__id;
@@ -1561,7 +1586,6 @@ static void cb__bulkhead_sweep(cb_breaker *b)
                                                  memory_order_relaxed, memory_order_relaxed))
         return;
     uint64_t me = cb__thread_token();
-    int64_t held = 0;
     for (unsigned i = 0; i < CB_STRIPES; i++) {
         cb__stripe *st = &sh->stripes[i];
         uint64_t o = atomic_load_explicit(&st->owner, memory_order_relaxed);
@@ -1569,15 +1593,10 @@ static void cb__bulkhead_sweep(cb_breaker *b)
         if (!cb__pid_dead(o) || !atomic_compare_exchange_strong_explicit(
                                     &st->owner, &o, me, memory_order_acquire, memory_order_relaxed))
             continue;
-        uint64_t taken = atomic_load_explicit(&st->n[CB__N_PLACES_TAKEN], memory_order_relaxed);
-        uint64_t given = atomic_load_explicit(&st->n[CB__N_PLACES_GIVEN], memory_order_relaxed);
-        held += (int64_t)(taken - given);
-        atomic_store_explicit(&st->n[CB__N_PLACES_GIVEN], taken, memory_order_relaxed);
+        cb__settle_places(sh, st);
         /* release: the next owner continues from the settled tallies */
         atomic_store_explicit(&st->owner, 0, memory_order_release);
     }
-    if (held > 0)
-        atomic_fetch_sub_explicit(&sh->in_flight, (uint64_t)held, memory_order_relaxed);
 }
 
 static bool cb__reject(cb_breaker *b, cb_ticket *t)
@@ -1599,9 +1618,11 @@ static bool cb__admit(cb_breaker *b, cb_ticket *t, uint32_t gen, uint32_t flags,
         t->cb__flags |= CB__T_STAMPED;
         t->cb__start_ns = now;
     }
-    if (b->cb__fast & CB__F_BULKHEAD) {
-        t->cb__flags |= CB__T_BULKHEAD;
+    if (b->cb__fast & CB__F_BULKHEAD) {   /* tally the place in this thread's stripe */
+        cb__tls_entry *e = cb__entry(b);
         cb__count(b, CB__N_PLACES_TAKEN);
+        uint32_t idx = e->exclusive ? (uint32_t)(e->stripe - b->cb__sh->stripes) : CB_STRIPES;
+        t->cb__flags |= CB__T_BULKHEAD | idx << 8;
     }
     return true;
 }
@@ -1684,7 +1705,11 @@ CB_API bool cb__record_slow(cb_breaker *b, const cb_ticket *t, cb_outcome o)
         return false;   /* a rejected call's ticket, or not a ticket at all */
     cb__shared *sh = b->cb__sh;
     if (t->cb__flags & CB__T_BULKHEAD) {
-        cb__count(b, CB__N_PLACES_GIVEN);
+        /* tallied in the stripe that took the place, whichever thread records: relaxed
+           RMW, since other threads add to it too; before the place itself is given back */
+        uint32_t idx = (t->cb__flags >> 8) & 0xffu;
+        if (idx <= CB_STRIPES)
+            atomic_fetch_add_explicit(&sh->stripes[idx].n[CB__N_PLACES_GIVEN], 1, memory_order_relaxed);
         cb__bulkhead_give(b);
     }
     uint64_t now = 0;
@@ -2157,6 +2182,14 @@ static cb_err cb__shm_finish(int fd, const cb_config *c)
     if (!S_ISREG(st.st_mode))
         return CB_ECORRUPT;
     size_t len = (size_t)st.st_size;
+    if (len > 0 && len < sizeof(cb__shared)) {   /* a creator cut short, or someone's file? */
+        uint64_t magic = 0, want = CB__MAGIC;
+        ssize_t got = pread(fd, &magic, sizeof magic, 0);
+        if (got < 0)
+            return CB_EIO;
+        if (magic != 0 && memcmp(&magic, &want, (size_t)got) != 0)
+            return CB_ECORRUPT;   /* not ours: never overwrite it */
+    }
     if (len >= sizeof(cb__shared)) {
         cb__shared *sh = (cb__shared *)mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
         if (sh == MAP_FAILED)

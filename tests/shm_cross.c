@@ -429,8 +429,8 @@ static void t_bh_hold(bh_shared *sh)
         atomic_fetch_add(&sh->over, 1);
 }
 
-/* The bulkhead count itself, not cb_stats.in_flight, which is capped at max_concurrent
-   and so would hide a count gone below zero. */
+/* The bulkhead count itself, 64 bits, where a count gone below zero shows as such
+   (cb_stats.in_flight saturates at UINT32_MAX). */
 static uint64_t t_in_flight(const cb_breaker *b)
 {
     return atomic_load(&b->cb__sh->in_flight);

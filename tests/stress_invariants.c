@@ -486,8 +486,7 @@ static void check_chain(uint32_t cur)
         uint64_t wait = why_of(what) == CB_REASON_OPEN_ELAPSED
                             ? atomic_load_explicit(&p->open_ms, memory_order_relaxed)
                         : why_of(what) == CB_REASON_PROBE_TIMEOUT ? R.cfg.probe_timeout_ms : 0;
-        /* a manual transition reads the clock before the state word it replaces */
-        if (why_of(what) != CB_REASON_MANUAL && at < pat + wait * MS)
+        if (at < pat + wait * MS)
             violation("generation %" PRIu32 " (%s) at %" PRIu64 " ns, less than %" PRIu64
                       " ms after generation %" PRIu32 " at %" PRIu64 " ns", g,
                       cb_reason_name(why_of(what)), at, wait, g - 1, pat);
