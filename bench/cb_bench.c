@@ -26,12 +26,13 @@ static struct {
     const char *filter;
     bool list_tests;
     double min_time;      /* seconds of CPU time a calibrated run must reach */
-    uint64_t fixed_iters; /* --benchmark_min_time=<N>x (Google Benchmark 1.8 syntax): no calibration */
+    uint64_t fixed_iters; /* --benchmark_min_time=<N>x (Google Benchmark 1.8): no calibration */
     int repetitions;
     bool aggregates_only;
+    bool interleave;      /* --benchmark_enable_random_interleaving */
     enum format format, out_format;
     const char *out;
-} opt = { ".", false, 0.5, 0, 1, false, FMT_CONSOLE, FMT_JSON, NULL };
+} opt = { ".", false, 0.5, 0, 1, false, false, FMT_CONSOLE, FMT_JSON, NULL };
 
 static const char *executable;
 
@@ -51,6 +52,7 @@ static void usage(FILE *f)
                "          [--benchmark_filter=<regex>]\n"
                "          [--benchmark_min_time=<seconds>|<iterations>x]\n"
                "          [--benchmark_repetitions=<n>]\n"
+               "          [--benchmark_enable_random_interleaving={true|false}]\n"
                "          [--benchmark_report_aggregates_only={true|false}]\n"
                "          [--benchmark_format=<console|json>]\n"
                "          [--benchmark_out=<filename>]\n"
@@ -122,7 +124,9 @@ static void parse_args(int argc, char **argv)
             if (end == v || *end || n < 1 || n > 100000)
                 die("bad --benchmark_repetitions: %s", v);
             opt.repetitions = (int)n;
-        } else if ((v = flag(a, "benchmark_report_aggregates_only")))
+        } else if ((v = flag(a, "benchmark_enable_random_interleaving")))
+            opt.interleave = parse_bool(v);
+        else if ((v = flag(a, "benchmark_report_aggregates_only")))
             opt.aggregates_only = parse_bool(v);
         else if ((v = flag(a, "benchmark_format")))
             opt.format = parse_format(v);
@@ -143,11 +147,16 @@ static void parse_args(int argc, char **argv)
 
 /* ---- instances: one per operation and thread count, named as Google Benchmark does ---- */
 
+typedef struct run run;
+
 typedef struct instance {
     const bench_op *op;
     int threads;
     int family_index, per_family_instance_index; /* among the instances that match */
     char name[128];
+    uint64_t iters; /* calibrated by the first repetition, reused by the others */
+    int done;       /* repetitions run */
+    run *runs;      /* the repetitions, then room for the aggregates */
 } instance;
 
 static size_t select_instances(instance *out, int ncpu)
@@ -208,14 +217,14 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-typedef struct run {
+struct run {
     const instance *in;
     const char *aggregate; /* NULL: one repetition, else "mean", "median", "stddev", "cv" */
     int repetition_index;
     uint64_t iterations;   /* summed over threads, as Google Benchmark reports them */
     double real, cpu;      /* ns per iteration; cv: a fraction */
     double real_s, cpu_s;  /* the run's real time averaged over threads, CPU time summed */
-} run;
+};
 
 static run timed_run(const instance *in, uint64_t iters)
 {
@@ -506,8 +515,8 @@ static void report_run(reporter *r, const run *x)
     if (x->aggregate)
         fprintf(f, "      \"aggregate_name\": \"%s\",\n      \"aggregate_unit\": \"%s\",\n",
                 x->aggregate, is_percentage(x) ? "percentage" : "time");
-    fprintf(f, "      \"iterations\": %llu,\n      \"real_time\": %.16e,\n      \"cpu_time\": %.16e,\n"
-               "      \"time_unit\": \"ns\"\n    }",
+    fprintf(f, "      \"iterations\": %llu,\n      \"real_time\": %.16e,\n"
+               "      \"cpu_time\": %.16e,\n      \"time_unit\": \"ns\"\n    }",
             (unsigned long long)x->iterations, x->real, x->cpu);
 }
 
@@ -520,40 +529,66 @@ static void report_finish(reporter *r)
 
 /* ---- main ---- */
 
-static void run_instance(const instance *in, reporter **reps, int nrep)
+static void run_repetition(instance *in)
 {
-    int n = opt.repetitions;
-    run *runs = calloc((size_t)n + NAGG, sizeof *runs);
-    double *real = malloc((size_t)n * sizeof *real), *cpu = malloc((size_t)n * sizeof *cpu);
-    if (!runs || !real || !cpu)
+    if (!in->runs && !(in->runs = calloc((size_t)opt.repetitions + NAGG, sizeof *in->runs)))
         die("%s: out of memory", in->name);
-    uint64_t iters = opt.fixed_iters ? opt.fixed_iters : 1;
+    uint64_t iters = in->done ? in->iters : opt.fixed_iters ? opt.fixed_iters : 1;
+    run r = timed_run(in, iters);
+    while (!in->done && !opt.fixed_iters && !long_enough(&r, iters)) {
+        iters = next_iters(&r, iters);
+        r = timed_run(in, iters);
+    }
+    in->iters = iters;
+    r.repetition_index = in->done;
+    in->runs[in->done++] = r;
+}
+
+static void report_instance(instance *in, reporter **reps, int nrep)
+{
+    int n = in->done;
+    double *real = malloc((size_t)n * sizeof *real), *cpu = malloc((size_t)n * sizeof *cpu);
+    if (!real || !cpu)
+        die("%s: out of memory", in->name);
     for (int i = 0; i < n; i++) {
-        run r = timed_run(in, iters);
-        while (i == 0 && !opt.fixed_iters && !long_enough(&r, iters)) {
-            iters = next_iters(&r, iters);
-            r = timed_run(in, iters);
-        }
-        r.repetition_index = i;
-        runs[i] = r;
-        real[i] = r.real;
-        cpu[i] = r.cpu;
+        real[i] = in->runs[i].real;
+        cpu[i] = in->runs[i].cpu;
     }
     int nagg = n > 1 ? (int)NAGG : 0;
     for (int a = 0; a < nagg; a++)
-        runs[n + a] = (run){ .in = in, .aggregate = aggregates[a], .iterations = (uint64_t)n,
-                             .real = stat(aggregates[a], real, n),
-                             .cpu = stat(aggregates[a], cpu, n) };
+        in->runs[n + a] = (run){ .in = in, .aggregate = aggregates[a], .iterations = (uint64_t)n,
+                                 .real = stat(aggregates[a], real, n),
+                                 .cpu = stat(aggregates[a], cpu, n) };
     /* With aggregates only, the repetitions are left out (unless there are no aggregates). */
     int from = opt.aggregates_only && nagg ? n : 0;
     for (int k = 0; k < nrep; k++) {
         for (int i = from; i < n + nagg; i++)
-            report_run(reps[k], &runs[i]);
+            report_run(reps[k], &in->runs[i]);
         fflush(reps[k]->out);
     }
-    free(runs);
+    free(in->runs);
     free(real);
     free(cpu);
+}
+
+/* The order repetitions run in: each instance's in turn, or, with random interleaving,
+   all of them shuffled (Fisher-Yates), so that a machine whose load drifts during the run
+   spreads the drift over every benchmark instead of the few that ran at the time. */
+static size_t *repetition_order(size_t n)
+{
+    size_t total = n * (size_t)opt.repetitions, *order = malloc(total * sizeof *order);
+    if (!order)
+        die("%s", "out of memory");
+    for (size_t i = 0; i < total; i++)
+        order[i] = i / (size_t)opt.repetitions;
+    uint64_t x = ((uint64_t)time(NULL) ^ (uint64_t)getpid() << 32) | 1; /* xorshift: never 0 */
+    for (size_t i = total; opt.interleave && i > 1; i--) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
+        size_t j = (size_t)(x % i), tmp = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = tmp;
+    }
+    return order;
 }
 
 int main(int argc, char **argv)
@@ -596,8 +631,14 @@ int main(int argc, char **argv)
     }
     for (int k = 0; k < nrep; k++)
         report_context(reps[k]);
-    for (size_t i = 0; i < n; i++)
-        run_instance(&ins[i], reps, nrep);
+    size_t *order = repetition_order(n);
+    for (size_t i = 0; i < n * (size_t)opt.repetitions; i++) {
+        instance *in = &ins[order[i]];
+        run_repetition(in);
+        if (in->done == opt.repetitions)
+            report_instance(in, reps, nrep);
+    }
+    free(order);
     for (int k = 0; k < nrep; k++)
         report_finish(reps[k]);
     if (opt.out && fclose(file.out))

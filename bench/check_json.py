@@ -112,10 +112,12 @@ def check_indices(entries, errors):
         if families.setdefault(family, e["family_index"]) != e["family_index"]:
             errors.append(f"{e['name']}: family_index differs within family {family}")
         seen = instances.setdefault(family, {})
-        if seen.setdefault(e["run_name"], e["per_family_instance_index"]) != e["per_family_instance_index"]:
+        index = e["per_family_instance_index"]
+        if seen.setdefault(e["run_name"], index) != index:
             errors.append(f"{e['name']}: per_family_instance_index differs within one instance")
     if sorted(families.values()) != list(range(len(families))):
-        errors.append(f"family_index values {sorted(families.values())} are not 0..{len(families) - 1}")
+        errors.append(f"family_index values {sorted(families.values())} "
+                      f"are not 0..{len(families) - 1}")
     for family, seen in instances.items():
         if sorted(seen.values()) != list(range(len(seen))):
             errors.append(f"{family}: per_family_instance_index values are not 0..{len(seen) - 1}")

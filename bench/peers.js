@@ -73,7 +73,9 @@ async function main() {
   if (closed.opened || policy.state !== CircuitState.Closed) throw new Error('a breaker tripped');
   const doc = { runtime: `node ${process.version}`, min_time: Number(minTime), sink, results };
   fs.writeFileSync(out, JSON.stringify(doc, null, 2) + '\n');
-  for (const r of results) console.log(`${r.peer.padEnd(18)} ${r.op.padEnd(15)} ${r.median_ns.toFixed(1)} ns`);
+  for (const r of results) {
+    console.log(`${r.peer.padEnd(18)} ${r.op.padEnd(15)} ${r.median_ns.toFixed(1)} ns`);
+  }
   closed.shutdown();
   open.shutdown();
 }

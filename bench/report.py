@@ -2,7 +2,7 @@
 """Write docs/bench.md and its chart from the outputs of make bench.
 
 usage: report.py --out-dir bench/out --md docs/bench.md --png docs/bench.png
-                 [--cc CC] [--cflags CFLAGS] [--min-time S]
+                 [--cc CC] [--cflags CFLAGS] [--run-flags FLAGS]
 
 Reads cb_bench.json (Google Benchmark 1.7 JSON), instr.json, peers-*.json and, when
 present, xcheck.json from --out-dir. Every figure in the report comes from those files;
@@ -65,8 +65,10 @@ def machine(ctx, args):
         with open("/etc/os-release") as f:
             os_name = dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line).get(
                 "PRETTY_NAME", os_name).strip('"')
-    cc = subprocess.run([args.cc, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
-    caches = ", ".join(f"L{c['level']} {c['type'].lower()} {c['size'] // 1024} KiB" for c in ctx["caches"])
+    cc = subprocess.run([args.cc, "--version"], capture_output=True, text=True).stdout
+    cc = cc.split("\n")[0]
+    caches = ", ".join(f"L{c['level']} {c['type'].lower()} {c['size'] // 1024} KiB"
+                       for c in ctx["caches"])
     load_avg = ", ".join(f"{x:.2f}" for x in ctx["load_avg"])
     return [
         f"- CPU: {model}, {ctx['num_cpus']} CPUs at {ctx['mhz_per_cpu']} MHz; {caches}",
@@ -93,7 +95,9 @@ def bars(m, instr, load_avg, num_cpus):
 
     def extra_instr(family):
         a, b = ins.get(f"{family}/threads:1"), ins.get(f"{DIRECT}/threads:1")
-        return f"{a - b:.0f} instructions per call over BM_direct" if a is not None and b is not None else ""
+        if a is None or b is None:
+            return ""
+        return f"{a - b:.0f} instructions per call over BM_direct"
 
     out = []
     for family, limit, what in [(CB_CLOSED, 3, "consecutive failures only"),
@@ -104,11 +108,11 @@ def bars(m, instr, load_avg, num_cpus):
                     extra_instr(family)))
     ns = m[CB_OPEN, 1][0]
     out.append(("OPEN reject <= 30 ns", f"{fmt(ns)} ns", ns <= 30, extra_instr(CB_OPEN)))
-    ratio = m["BM_mutex_closed_success", 1][0] / m[CB_CLOSED, 1][0]
+    mutex, cb = m["BM_mutex_closed_success", 1][0], m[CB_CLOSED, 1][0]
     open_ratio = m["BM_mutex_open_reject", 1][0] / m[CB_OPEN, 1][0]
     out.append((">= 10x faster than the gobreaker-style mutex breaker (CLOSED success, whole call)",
-                f"{ratio:.1f}x ({fmt(m['BM_mutex_closed_success', 1][0])} / {fmt(m[CB_CLOSED, 1][0])} ns)",
-                ratio >= 10, f"OPEN reject: {open_ratio:.1f}x (both must read a clock to leave OPEN)"))
+                f"{mutex / cb:.1f}x ({fmt(mutex)} / {fmt(cb)} ns)", mutex / cb >= 10,
+                f"OPEN reject: {open_ratio:.1f}x (both must read a clock to leave OPEN)"))
     wall, cpu = scaling(m, CB_CLOSED)
     if wall is None:
         out.append(("two threads keep >= 80% of one thread's per-thread rate", "not measured: one CPU",
@@ -117,11 +121,12 @@ def bars(m, instr, load_avg, num_cpus):
         if wall >= 0.8:
             why = ""
         elif cpu >= 0.8:
-            why = (f"CPU time per call held ({cpu:.0%}) while wall time grew: the two threads did not "
-                   f"have a CPU each (load average {load_avg:.2f} on {num_cpus} CPUs); rerun on an idle machine")
+            why = (f"CPU time per call held ({cpu:.0%}) while wall time grew: the two threads did "
+                   f"not have a CPU each (load average {load_avg:.2f} on {num_cpus} CPUs); rerun "
+                   "on an idle machine")
         else:
-            why = (f"CPU time per call grew too ({cpu:.0%} of the one-thread rate): the threads contend "
-                   f"for the breaker's cache lines")
+            why = (f"CPU time per call grew too ({cpu:.0%} of the one-thread rate): the threads "
+                   "contend for the breaker's cache lines")
         out.append(("two threads keep >= 80% of one thread's per-thread rate (CLOSED success)",
                     f"{wall:.0%} by wall clock, {cpu:.0%} by CPU time", wall >= 0.8, why))
     out.append(("instruction counts from callgrind beside the times",
@@ -163,7 +168,7 @@ def main():
     p.add_argument("--png", default="docs/bench.png")
     p.add_argument("--cc", default="cc")
     p.add_argument("--cflags", default="")
-    p.add_argument("--min-time", default="")
+    p.add_argument("--run-flags", default="")
     args = p.parse_args()
 
     doc = load(os.path.join(args.out_dir, "cb_bench.json"))
@@ -175,7 +180,6 @@ def main():
     xpath = os.path.join(args.out_dir, "xcheck.json")
     xcheck = load(xpath) if os.path.exists(xpath) else None
     ctx = doc["context"]
-    reps = doc["benchmarks"][0]["repetitions"]
     direct = m[DIRECT, 1][0]
 
     md = ["# Benchmark: the cost of a protected call", "",
@@ -187,12 +191,12 @@ def main():
                f"{ctx['num_cpus']} CPUs when the run began): times are inflated and noisy, two-thread "
                "runs may share a CPU. Instruction counts do not depend on load."]
     md += ["", "## cb.h and the C peers", "",
-           f"`bench/cb_bench --benchmark_min_time={args.min_time} --benchmark_repetitions={reps}`: "
-           "ns per call is the median of the repetitions (real time); the protected function is "
-           "the same noinline no-op in every row. Instructions per call are counted by callgrind "
-           "(`make bench-instr`), from runs of N and 2N calls. At 2 threads, ns per call is each "
-           "thread's wall time per call, and scaling is the per-thread call rate at 2 threads over "
-           "the rate at 1 (wall clock; CPU time in brackets).", "",
+           f"`bench/cb_bench {args.run_flags}`: ns per call is the median of the repetitions "
+           "(real time); the protected function is the same noinline no-op in every row. "
+           "Instructions per call are counted by callgrind (`make bench-instr`), from runs of N "
+           "and 2N calls. At 2 threads, ns per call is each thread's wall time per call, and "
+           "scaling is the per-thread call rate at 2 threads over the rate at 1 (wall clock; "
+           "CPU time in brackets).", "",
            "| benchmark | ns/call | over direct (ns) | x BM_direct | instructions/call "
            "| ns/call, 2 threads | 2-thread scaling |",
            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]

@@ -57,7 +57,8 @@ def main():
     if names != list_tests(args.gb_xcheck):
         sys.exit("xcheck: the two harnesses list different benchmarks")
     results = []
-    print(f"{'benchmark (median real time, ns)':<46} {'cb_bench':>10} {'gbench':>10} {'diff':>7} {'cpu diff':>8}")
+    print(f"{'benchmark (median real time, ns)':<46} {'cb_bench':>10} {'gbench':>10} {'diff':>7}"
+          f" {'cpu diff':>8}")
     for i, name in enumerate(names):
         cpus = sorted(os.sched_getaffinity(0))[-int(name.rsplit(":", 1)[1]):]
         runs = {args.cb_bench: [], args.gb_xcheck: []}

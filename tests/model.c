@@ -6,6 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef MODEL_BUG
+#define MODEL_BUG 0     /* tests only: 1..6 plant a known bug, to show the fuzzers catch it */
+#endif
+
 #define NS_PER_MS 1000000u
 #define K_MAX 8191u
 #define PROBES_MAX 255u
@@ -67,7 +71,8 @@ cb_err model_resolve(const cb_config *in, cb_config *out)
     } else if (c.window_buckets) {
         return CB_EINVAL;
     }
-    c.minimum_calls = def_u32(c.minimum_calls, c.window_calls ? min_u32(10, c.window_calls) : 10);
+    c.minimum_calls = def_u32(c.minimum_calls,
+                              c.window_calls && MODEL_BUG != 6 ? min_u32(10, c.window_calls) : 10);
     if (c.window_calls && c.minimum_calls > c.window_calls)
         return CB_EINVAL;
     if (c.window_calls && c.failures_in_window > c.window_calls)   /* could never hold */
@@ -120,7 +125,10 @@ static uint64_t deadline_ms(uint64_t t_ns, uint64_t ms)
     return (t_ns + ms * NS_PER_MS + NS_PER_MS - 1) / NS_PER_MS;
 }
 
-static bool due(const model *m, uint64_t until_ms) { return m->now_ns >= until_ms * NS_PER_MS; }
+static bool due(const model *m, uint64_t until_ms)
+{
+    return MODEL_BUG == 2 ? m->now_ns > until_ms * NS_PER_MS : m->now_ns >= until_ms * NS_PER_MS;
+}
 
 /* ---- windows ---- */
 
@@ -194,7 +202,7 @@ static bool rule_holds(const model *m, cb_reason *why)
 {
     const cb_config *c = &m->cfg;
     figures f = window_figures(m);
-    bool enough = f.calls > 0 && f.calls >= c->minimum_calls;
+    bool enough = f.calls > 0 && f.calls >= c->minimum_calls + (MODEL_BUG == 5);
     if (c->consecutive_failures && m->run >= c->consecutive_failures)
         *why = CB_REASON_CONSECUTIVE_FAILURES;
     else if (c->failure_rate > 0 && enough && rate_reached(f.failures, f.calls, c->failure_rate))
@@ -313,7 +321,7 @@ bool model_allow(model *m, model_ticket *t)
 
 bool model_record(model *m, const model_ticket *t, cb_outcome o)
 {
-    if (!t->admitted)
+    if (!t->admitted || (unsigned)o > CB_IGNORED)   /* not a call, or not an outcome */
         return false;
     m->in_flight--;
     if (t->gen != m->gen) {
@@ -324,8 +332,8 @@ bool model_record(model *m, const model_ticket *t, cb_outcome o)
         return false;
 
     uint64_t took = m->now_ns > t->start_ns ? m->now_ns - t->start_ns : 0;
-    bool slow = o != CB_IGNORED && m->cfg.slow_call_ms &&
-                took >= (uint64_t)m->cfg.slow_call_ms * NS_PER_MS;
+    uint64_t slow_ns = (uint64_t)m->cfg.slow_call_ms * NS_PER_MS;
+    bool slow = o != CB_IGNORED && slow_ns && (MODEL_BUG == 4 ? took > slow_ns : took >= slow_ns);
     m->slow += slow;
     if (o == CB_SUCCESS) {
         m->successes++;
@@ -352,11 +360,11 @@ bool model_record(model *m, const model_ticket *t, cb_outcome o)
         break;
     case CB_HALF_OPEN:
         if (o == CB_IGNORED)
-            m->taken--;
+            m->taken -= MODEL_BUG != 1;
         else if (o == CB_FAILURE || slow)
             transition(m, CB_OPEN, CB_REASON_PROBE_FAILED, next_k(m));
         else if (++m->succeeded == m->cfg.half_open_calls)
-            transition(m, CB_CLOSED, CB_REASON_PROBES_SUCCEEDED, 0);
+            transition(m, CB_CLOSED, CB_REASON_PROBES_SUCCEEDED, MODEL_BUG == 3 ? m->k : 0);
         break;
     default:                        /* tickets of OPEN and FORCED_OPEN are never admitted */
         break;
@@ -374,9 +382,10 @@ void model_reset(model *m) { model_set_state(m, CB_CLOSED); }
 uint64_t model_retry_after_ms(const model *m)
 {
     uint64_t until_ns = m->open_until_ms * NS_PER_MS;
-    if (m->state != CB_OPEN || m->now_ns >= until_ns)
+    uint64_t now = m->now_ns > m->state_since_ns ? m->now_ns : m->state_since_ns;  /* not back */
+    if (m->state != CB_OPEN || now >= until_ns)
         return 0;
-    return (until_ns - m->now_ns + NS_PER_MS - 1) / NS_PER_MS;
+    return (until_ns - now + NS_PER_MS - 1) / NS_PER_MS;
 }
 
 void model_stats(const model *m, cb_stats *s)

@@ -1,0 +1,50 @@
+#!/bin/sh
+# Usage: model/check.sh OUTDIR [full]
+# Checks model/breaker.pml with spin, exhaustively: every configuration must verify with
+# no error, and every planted bug must be caught. "full" adds the largest configuration
+# (2 callers and an operator, ~33 million states, ~1.5 GB, about a minute).
+set -u
+out=$1
+full=${2:-}
+cc=${CC:-cc}
+mkdir -p "$out"
+cp model/breaker.pml "$out/"
+cd "$out" || exit 1
+fail=0
+
+# run EXPECT NAME SPIN_DEFINES: EXPECT is "ok" (verifies) or "caught" (an error is found)
+run() {
+    spin -a $3 breaker.pml > /dev/null &&
+        $cc -O2 -w -DSAFETY -DCOLLAPSE -DMEMLIM=3000 -o pan pan.c || { fail=1; return; }
+    ./pan -m1000000 -w24 > "$2.out" 2>&1
+    errors=$(sed -n 's/.*errors: \([0-9]*\)$/\1/p' "$2.out")
+    states=$(sed -n 's/^ *\([0-9.e+]*\) states, stored.*/\1/p' "$2.out")
+    secs=$(sed -n 's/^pan: elapsed time \([0-9.e+]*\).*/\1/p' "$2.out")
+    found=$(grep -m1 -o 'assertion violated.*(at\|invalid end state' "$2.out" | sed 's/ (at$//')
+    if [ "$1" = ok ] && [ "$errors" = 0 ] && ! grep -q 'Search not completed\|too small' "$2.out"; then
+        echo "spin: ok      $2: $states states, ${secs} s"
+    elif [ "$1" = caught ] && [ -n "$errors" ] && [ "$errors" != 0 ]; then
+        echo "spin: caught  $2: $found, after $states states"
+    else
+        echo "spin: FAILED  $2 (expected $1; see $out/$2.out)"
+        fail=1
+    fi
+}
+
+run ok "2-callers" "-DNPROC=2"
+run ok "2-callers-abandon" "-DNPROC=2 -DDIE=1"
+run ok "2-callers-die-mid-transition" "-DNPROC=2 -DDIE=2"
+run ok "1-caller-operator" "-DNPROC=1 -DMANUAL"
+run ok "2-callers-1-call-operator" "-DNPROC=2 -DCALLS=1 -DMANUAL"
+run ok "3-probers-half-open" "-DNPROC=3 -DCALLS=1 -DSTART_HALF"
+[ "$full" = full ] && run ok "2-callers-operator" "-DNPROC=2 -DMANUAL"
+
+run caught "bug1-permit-load-store" "-DBUG=1 -DNPROC=3 -DCALLS=1 -DSTART_HALF"
+run caught "bug2-transition-load-store" "-DBUG=2 -DNPROC=2"
+run caught "bug3-no-stale-test" "-DBUG=3 -DNPROC=2"
+run caught "bug4-untagged-deadline" "-DBUG=4 -DNPROC=2"
+run caught "bug5-no-probe-timeout" "-DBUG=5 -DNPROC=2 -DDIE=1"
+run caught "bug6-no-deadline-fill-in" "-DBUG=6 -DNPROC=2 -DDIE=2"
+
+rm -f pan pan.* _spin_nvr.tmp
+exit $fail

@@ -1,0 +1,69 @@
+# tests/verify.mk: the reference model against cb.h (differential fuzzing) and the
+# state-word protocol checked by spin. See docs/verification.md. Targets:
+#   fuzz         each libFuzzer target for FUZZ_TIME seconds (default 60); new inputs go
+#                to $(BUILD)/fuzz/new-<target>, crashes to $(BUILD)/fuzz/<target>-crash-*
+#   fuzz-merge   fold those new inputs into the committed corpus, minimized
+#   test-fuzz    (make test) replay the committed corpus; replay it against each planted
+#                model bug, which must be caught; then fuzz FUZZ_TEST_TIME seconds each
+#   model        spin on model/breaker.pml, every configuration (about 1.5 GB, 2 minutes)
+#   test-model   (make test) the same without the largest configuration (under a minute)
+
+FUZZ_TIME      ?= 60
+FUZZ_TEST_TIME ?= 20
+FUZZ_TARGETS   := fuzz_diff fuzz_config
+# planted model bugs (tests/model.c, MODEL_BUG) and the target that must catch each
+FUZZ_BUGS      := fuzz_diff_bug1 fuzz_diff_bug2 fuzz_diff_bug3 fuzz_diff_bug4 fuzz_diff_bug5 \
+                  fuzz_config_bug6
+FUZZ_FLAGS     := $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_BINS      := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
+FUZZ_BUG_BINS  := $(FUZZ_BUGS:%=$(BUILD)/fuzz/%)
+FUZZ_SRC       := tests/model.c tests/model.h cb.h
+
+TEST_STEPS += test-fuzz test-model
+TEST_DEPS  += spin
+
+.PHONY: deps-verify fuzz fuzz-merge test-fuzz model test-model
+
+deps-verify:
+	@$(NEED) clang spin
+
+$(FUZZ_BINS): $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) | deps-verify
+	@mkdir -p $(@D)
+	clang $(FUZZ_FLAGS) -o $@ $< tests/model.c -lm $(LDLIBS)
+
+$(FUZZ_BUG_BINS): $(FUZZ_SRC) tests/fuzz/fuzz_diff.c tests/fuzz/fuzz_config.c | deps-verify
+	@mkdir -p $(@D)
+	t=$(@F); clang $(FUZZ_FLAGS) -DMODEL_BUG=$${t##*_bug} -o $@ tests/fuzz/$${t%_bug*}.c tests/model.c -lm $(LDLIBS)
+
+# fuzz_run(target, seconds): fuzz from the committed corpus, new inputs kept apart
+fuzz_run = mkdir -p $(BUILD)/fuzz/new-$(1) && \
+    $(BUILD)/fuzz/$(1) -max_total_time=$(2) -print_final_stats=1 \
+        -artifact_prefix=$(BUILD)/fuzz/$(1)- $(BUILD)/fuzz/new-$(1) tests/fuzz/corpus/$(1) \
+        > $(BUILD)/fuzz/$(1).log 2>&1 || { tail -40 $(BUILD)/fuzz/$(1).log; exit 1; }; \
+    echo "$(1): $$(sed -n 's/^stat::number_of_executed_units: *//p' $(BUILD)/fuzz/$(1).log) runs in $(2) s,\
+ corpus $$(ls tests/fuzz/corpus/$(1) | wc -l) committed + $$(ls $(BUILD)/fuzz/new-$(1) | wc -l) new"
+
+fuzz: $(FUZZ_BINS)
+	@set -e; $(foreach t,$(FUZZ_TARGETS),$(call fuzz_run,$(t),$(FUZZ_TIME));)
+	@echo "fuzz: keep what was found with: make fuzz-merge"
+
+fuzz-merge: $(FUZZ_BINS)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    $(BUILD)/fuzz/$$t -merge=1 tests/fuzz/corpus/$$t $(BUILD)/fuzz/new-$$t 2>&1 | grep '^MERGE-OUTER: [0-9]'; done
+
+test-fuzz: $(FUZZ_BINS) $(FUZZ_BUG_BINS)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    $(BUILD)/fuzz/$$t -runs=0 tests/fuzz/corpus/$$t > $(BUILD)/fuzz/$$t.replay.log 2>&1 || \
+	        { tail -40 $(BUILD)/fuzz/$$t.replay.log; exit 1; }; \
+	    echo "$$t: corpus of $$(ls tests/fuzz/corpus/$$t | wc -l) replayed, no mismatch"; done
+	@set -e; for b in $(FUZZ_BUGS); do \
+	    if $(BUILD)/fuzz/$$b -runs=0 tests/fuzz/corpus/$${b%_bug*} > $(BUILD)/fuzz/$$b.log 2>&1; \
+	    then echo "$$b (planted model bug): NOT caught by the corpus"; exit 1; fi; \
+	    echo "$$b (planted model bug): caught: $$(grep -m1 '^fuzz_' $(BUILD)/fuzz/$$b.log)"; done
+	@set -e; $(foreach t,$(FUZZ_TARGETS),$(call fuzz_run,$(t),$(FUZZ_TEST_TIME));)
+
+model: deps-verify
+	@CC=$(CC) model/check.sh $(BUILD)/model full
+
+test-model: deps-verify
+	@CC=$(CC) model/check.sh $(BUILD)/model
