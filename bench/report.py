@@ -36,9 +36,10 @@ def load(path):
 
 
 def medians(doc):
-    """{(family, threads): (real ns, cpu ns)}: median over the repetitions."""
+    """{(family, threads): (real ns, cpu ns)}: median over the repetitions, in the order
+    the benchmarks are declared (interleaved runs report in the order they finish)."""
     runs = {}
-    for e in doc["benchmarks"]:
+    for e in sorted(doc["benchmarks"], key=lambda e: (e["family_index"], e["threads"])):
         if e["run_type"] == "iteration":
             runs.setdefault(e["run_name"], []).append(e)
     out = {}
@@ -118,15 +119,14 @@ def bars(m, instr, load_avg, num_cpus):
         out.append(("two threads keep >= 80% of one thread's per-thread rate", "not measured: one CPU",
                     None, ""))
     else:
-        if wall >= 0.8:
-            why = ""
-        elif cpu >= 0.8:
-            why = (f"CPU time per call held ({cpu:.0%}) while wall time grew: the two threads did "
-                   f"not have a CPU each (load average {load_avg:.2f} on {num_cpus} CPUs); rerun "
-                   "on an idle machine")
-        else:
-            why = (f"CPU time per call grew too ({cpu:.0%} of the one-thread rate): the threads "
-                   "contend for the breaker's cache lines")
+        dwall, dcpu = scaling(m, DIRECT)
+        why = f"BM_direct, same run: {dwall:.0%} by wall clock, {dcpu:.0%} by CPU time"
+        if wall < 0.8 and cpu >= 0.8:
+            why += (f"; CPU time per call held while wall time grew: the threads did not have a "
+                    f"CPU each (load average {load_avg:.2f} on {num_cpus} CPUs)")
+        elif wall < 0.8:
+            why += ("; CPU time per call grew too: the threads contend for cache lines, or for "
+                    "a core (CPUs of a VM may be SMT siblings on the host)")
         out.append(("two threads keep >= 80% of one thread's per-thread rate (CLOSED success)",
                     f"{wall:.0%} by wall clock, {cpu:.0%} by CPU time", wall >= 0.8, why))
     out.append(("instruction counts from callgrind beside the times",

@@ -1,7 +1,8 @@
 /* breaker.pml - the state-word protocol of cb.h, checked exhaustively by spin.
 
-   What is modelled, step for step as cb.h does it (one Promela statement per atomic load,
-   store or CAS): cb__allow_slow (CLOSED admit, OPEN deadline and the move to HALF_OPEN,
+   What is modelled, step for step as cb.h does it (one Promela step per atomic load, store
+   or CAS; a CAS loop that only moves a tagged word forward, cb__publish_time and
+   cb__consec_update, takes effect at one point and is one step): cb__allow_slow (CLOSED admit, OPEN deadline and the move to HALF_OPEN,
    HALF_OPEN probe timeout and permits), cb__record_slow (stale test, the consecutive-
    failure run and the trip, probe success/failure/ignored), cb__transition (CAS, then the
    deadline word published by the winner or by any reader that finds it missing),
@@ -19,6 +20,7 @@
    - a record whose ticket is stale changes neither the state word nor the visible run;
    - OPEN is never left before its period: the move to HALF_OPEN happens at or after the
      deadline of the generation it leaves;
+   - nothing wedges the breaker: the last caller is admitted within three calls;
    - spin's own: no invalid end state (deadlock), no assertion violated.
 
    BUG=n plants a known bug (make test-model shows each is caught):
@@ -176,13 +178,13 @@ inline allow()
         :: TAKEN(w) >= H -> break                                    /* reject */
         :: else ->
 #if BUG == 1
-            word = w + T1; won = true;
+            word = w + T1; won = true; held[GEN(w)]++;
 #else
-            atomic { if :: word == w -> word = w + T1; won = true
+            atomic { if :: word == w -> word = w + T1; won = true; held[GEN(w)]++
                         :: else -> w = word; won = false fi };
 #endif
             if
-            :: won -> held[GEN(w)]++; assert(held[GEN(w)] <= H); ok = true; tgen = GEN(w); break
+            :: won -> assert(held[GEN(w)] <= H); ok = true; tgen = GEN(w); break
             :: else
             fi
         fi;

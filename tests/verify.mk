@@ -11,9 +11,10 @@
 FUZZ_TIME      ?= 60
 FUZZ_TEST_TIME ?= 20
 FUZZ_TARGETS   := fuzz_diff fuzz_config
-# planted model bugs (tests/model.c, MODEL_BUG) and the target that must catch each
-FUZZ_BUGS      := fuzz_diff_bug1 fuzz_diff_bug2 fuzz_diff_bug3 fuzz_diff_bug4 fuzz_diff_bug5 \
-                  fuzz_config_bug6
+# Planted bugs, named <target>-<where><n>: where is model (MODEL_BUG in tests/model.c) or
+# cb (CB_TEST_PLANT_BUG in cb.h). The committed corpus must catch every one.
+FUZZ_BUGS      := fuzz_diff-model1 fuzz_diff-model2 fuzz_diff-model3 fuzz_diff-model4 \
+                  fuzz_diff-model5 fuzz_config-model6 fuzz_diff-cb4 fuzz_diff-cb5
 FUZZ_FLAGS     := $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_BINS      := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
 FUZZ_BUG_BINS  := $(FUZZ_BUGS:%=$(BUILD)/fuzz/%)
@@ -31,9 +32,13 @@ $(FUZZ_BINS): $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) | deps-verify
 	@mkdir -p $(@D)
 	clang $(FUZZ_FLAGS) -o $@ $< tests/model.c -lm $(LDLIBS)
 
+bug_target = $(word 1,$(subst -, ,$(1)))
+bug_flag = $(patsubst model%,-DMODEL_BUG=%,$(patsubst cb%,-DCB_TEST_PLANT_BUG=%,$(word 2,$(subst -, ,$(1)))))
+
 $(FUZZ_BUG_BINS): $(FUZZ_SRC) tests/fuzz/fuzz_diff.c tests/fuzz/fuzz_config.c | deps-verify
 	@mkdir -p $(@D)
-	t=$(@F); clang $(FUZZ_FLAGS) -DMODEL_BUG=$${t##*_bug} -o $@ tests/fuzz/$${t%_bug*}.c tests/model.c -lm $(LDLIBS)
+	clang $(FUZZ_FLAGS) $(call bug_flag,$(@F)) -o $@ tests/fuzz/$(call bug_target,$(@F)).c \
+	    tests/model.c -lm $(LDLIBS)
 
 # fuzz_run(target, seconds): fuzz from the committed corpus, new inputs kept apart
 fuzz_run = mkdir -p $(BUILD)/fuzz/new-$(1) && \
@@ -56,10 +61,10 @@ test-fuzz: $(FUZZ_BINS) $(FUZZ_BUG_BINS)
 	    $(BUILD)/fuzz/$$t -runs=0 tests/fuzz/corpus/$$t > $(BUILD)/fuzz/$$t.replay.log 2>&1 || \
 	        { tail -40 $(BUILD)/fuzz/$$t.replay.log; exit 1; }; \
 	    echo "$$t: corpus of $$(ls tests/fuzz/corpus/$$t | wc -l) replayed, no mismatch"; done
-	@set -e; for b in $(FUZZ_BUGS); do \
-	    if $(BUILD)/fuzz/$$b -runs=0 tests/fuzz/corpus/$${b%_bug*} > $(BUILD)/fuzz/$$b.log 2>&1; \
-	    then echo "$$b (planted model bug): NOT caught by the corpus"; exit 1; fi; \
-	    echo "$$b (planted model bug): caught: $$(grep -m1 '^fuzz_' $(BUILD)/fuzz/$$b.log)"; done
+	@set -e; $(foreach b,$(FUZZ_BUGS), \
+	    if $(BUILD)/fuzz/$(b) -runs=0 tests/fuzz/corpus/$(call bug_target,$(b)) > $(BUILD)/fuzz/$(b).log 2>&1; \
+	    then echo "planted bug $(b): NOT caught by the corpus"; exit 1; fi; \
+	    echo "planted bug $(b): caught: $$(grep -m1 '^fuzz_' $(BUILD)/fuzz/$(b).log)";)
 	@set -e; $(foreach t,$(FUZZ_TARGETS),$(call fuzz_run,$(t),$(FUZZ_TEST_TIME));)
 
 model: deps-verify
