@@ -1865,7 +1865,7 @@ CB_API void cb_stats_get(const cb_breaker *b, cb_stats *s)
     s->window_slow = f.slow;
     uint64_t done = s->successes + s->failures + s->ignored + s->stale + n[CB__N_UNCOUNTED];
     uint64_t flight = sh->cfg.max_concurrent ? atomic_load_explicit(&sh->in_flight, memory_order_relaxed)
-                                             : (s->admitted > done ? s->admitted - done : 0);
+                                             : ((int64_t)(s->admitted - done) > 0 ? s->admitted - done : 0);
     s->in_flight = flight > UINT32_MAX ? UINT32_MAX : (uint32_t)flight;
     cb_event ev;
     if (cb__history_read(b, &sh->hist[gen % CB_HISTORY], &ev) && (uint32_t)ev.generation == gen)

@@ -4,9 +4,10 @@
 #                to $(BUILD)/fuzz/new-<target>, crashes to $(BUILD)/fuzz/<target>-crash-*
 #   fuzz-merge   fold those new inputs into the committed corpus, minimized
 #   test-fuzz    (make test) replay the committed corpus; replay it against each planted
-#                model bug, which must be caught; then fuzz FUZZ_TEST_TIME seconds each
+#                bug (in the model or in cb.h), which must be caught; then fuzz
+#                FUZZ_TEST_TIME seconds (default 20) each
 #   model        spin on model/breaker.pml, every configuration (about 1.5 GB, 2 minutes)
-#   test-model   (make test) the same without the largest configuration (under a minute)
+#   test-model   (make test) the same without the largest configuration (about a minute)
 
 FUZZ_TIME      ?= 60
 FUZZ_TEST_TIME ?= 20
