@@ -378,12 +378,13 @@ typedef struct cb__tls_entry {
     uint64_t key;                       /* cb_breaker.cb__id, 0 = empty */
     cb__stripe *stripe;
     uint64_t exclusive;                 /* 1: owned by this thread; 0: the shared overflow stripe */
+    uint64_t pad;                       /* 32 bytes: an entry never straddles a cache line */
 } cb__tls_entry;
 
 #ifdef CB_STATIC
-static CB__THREAD_LOCAL cb__tls_entry cb__tls[CB__TLS_WAYS];
+static CB__THREAD_LOCAL CB__ALIGNAS(64) cb__tls_entry cb__tls[CB__TLS_WAYS];
 #else
-extern CB__THREAD_LOCAL cb__tls_entry cb__tls[CB__TLS_WAYS];
+extern CB__THREAD_LOCAL CB__ALIGNAS(64) cb__tls_entry cb__tls[CB__TLS_WAYS];
 #endif
 CB_API cb__tls_entry *cb__tls_fill(cb_breaker *b, cb__tls_entry *e);
 CB_API bool cb__allow_slow(cb_breaker *b, cb_ticket *t, uint64_t w);
@@ -490,7 +491,7 @@ static inline bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
 #define CB__MS 1000000ull
 
 #ifndef CB_STATIC
-_Thread_local cb__tls_entry cb__tls[CB__TLS_WAYS];
+_Thread_local _Alignas(64) cb__tls_entry cb__tls[CB__TLS_WAYS];
 #endif
 
 /* The resolved config as the shared block keeps it: plain values, no pointers. */
