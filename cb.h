@@ -382,9 +382,9 @@ typedef struct cb__tls_entry {
 } cb__tls_entry;
 
 #ifdef CB_STATIC
-static CB__THREAD_LOCAL CB__ALIGNAS(64) cb__tls_entry cb__tls[CB__TLS_WAYS];
+static CB__THREAD_LOCAL cb__tls_entry cb__tls[CB__TLS_WAYS];
 #else
-extern CB__THREAD_LOCAL CB__ALIGNAS(64) cb__tls_entry cb__tls[CB__TLS_WAYS];
+extern CB__THREAD_LOCAL cb__tls_entry cb__tls[CB__TLS_WAYS];
 #endif
 CB_API cb__tls_entry *cb__tls_fill(cb_breaker *b, cb__tls_entry *e);
 CB_API bool cb__allow_slow(cb_breaker *b, cb_ticket *t, uint64_t w);
