@@ -1821,6 +1821,16 @@ CB_API cb_err cb_set_state(cb_breaker *b, cb_state s)
 
 CB_API void cb_reset(cb_breaker *b) { cb_set_state(b, CB_CLOSED); }
 
+/* When generation gen began (its history entry), if known. */
+static bool cb__since(const cb_breaker *b, uint32_t gen, uint64_t *ns)
+{
+    cb_event ev;
+    if (!cb__history_read(b, &b->cb__sh->hist[gen % CB_HISTORY], &ev) || (uint32_t)ev.generation != gen)
+        return false;
+    *ns = ev.at_ns;
+    return true;
+}
+
 CB_API uint64_t cb_retry_after_ms(const cb_breaker *b)
 {
     uint64_t w = atomic_load_explicit(b->cb__word, memory_order_acquire), ms;
@@ -1829,11 +1839,7 @@ CB_API uint64_t cb_retry_after_ms(const cb_breaker *b)
     if (!cb__time_of(b->cb__sh, cb__w_gen(w), &ms))   /* just opened: the whole period */
         return cb__period_ms(&b->cb__sh->cfg, cb__w_k(w), cb__w_gen(w));
     uint64_t until = cb__ms_to_ns(ms), now = cb__now(b), since;
-    cb_event ev;
-    if (cb__history_read(b, &b->cb__sh->hist[cb__w_gen(w) % CB_HISTORY], &ev) &&
-        (uint32_t)ev.generation == cb__w_gen(w))
-        since = ev.at_ns;
-    else
+    if (!cb__since(b, cb__w_gen(w), &since))
         since = until - cb__ms_to_ns(cb__period_ms(&b->cb__sh->cfg, cb__w_k(w), cb__w_gen(w)));
     if (now < since)
         now = since;   /* a clock gone back is not moving */
@@ -1868,10 +1874,8 @@ CB_API void cb_stats_get(const cb_breaker *b, cb_stats *s)
     uint64_t flight = sh->cfg.max_concurrent ? atomic_load_explicit(&sh->in_flight, memory_order_relaxed)
                                              : ((int64_t)(s->admitted - done) > 0 ? s->admitted - done : 0);
     s->in_flight = flight > UINT32_MAX ? UINT32_MAX : (uint32_t)flight;
-    cb_event ev;
-    if (cb__history_read(b, &sh->hist[gen % CB_HISTORY], &ev) && (uint32_t)ev.generation == gen)
-        s->state_since_ns = ev.at_ns;
-    else if (atomic_load_explicit(&sh->hist[gen % CB_HISTORY].seq, memory_order_relaxed) == 0)
+    if (!cb__since(b, gen, &s->state_since_ns) &&
+        atomic_load_explicit(&sh->hist[gen % CB_HISTORY].seq, memory_order_relaxed) == 0)
         s->state_since_ns = atomic_load_explicit(&sh->created_ns, memory_order_relaxed);
     s->last_failure_ns = atomic_load_explicit(&sh->last_failure_ns, memory_order_relaxed);
     if (s->state == CB_OPEN && cb__time_of(sh, gen, &ms))
