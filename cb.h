@@ -1693,11 +1693,19 @@ CB_API bool cb__allow_slow(cb_breaker *b, cb_ticket *t, uint64_t w)
     }
 }
 
-static void cb__count_outcome(cb_breaker *b, cb_outcome o, bool slow)
+/* Count an outcome that counted; a failure also stamps last_failure_ns, reading the clock
+   only if the record has not yet (the time is kept for a transition that may follow). */
+static void cb__count_outcome(cb_breaker *b, cb_outcome o, bool slow, uint64_t *now, bool *have_now)
 {
     cb__count(b, o == CB_SUCCESS ? CB__N_SUCCESSES : o == CB_FAILURE ? CB__N_FAILURES : CB__N_IGNORED);
     if (slow)
         cb__count(b, CB__N_SLOW);
+    if (o == CB_FAILURE) {
+        if (!*have_now)
+            *now = cb__now(b), *have_now = true;
+        /* relaxed: a statistic */
+        atomic_store_explicit(&b->cb__sh->last_failure_ns, *now, memory_order_relaxed);
+    }
 }
 
 CB_API bool cb__record_slow(cb_breaker *b, const cb_ticket *t, cb_outcome o)
@@ -1734,13 +1742,7 @@ CB_API bool cb__record_slow(cb_breaker *b, const cb_ticket *t, cb_outcome o)
             return false;
         }
         if (s == CB_CLOSED || s == CB_METRICS_ONLY) {
-            cb__count_outcome(b, o, slow);
-            if (o == CB_FAILURE) {
-                if (!have_now)
-                    now = cb__now(b), have_now = true;
-                /* relaxed: a statistic */
-                atomic_store_explicit(&sh->last_failure_ns, now, memory_order_relaxed);
-            }
+            cb__count_outcome(b, o, slow, &now, &have_now);
             if (o != CB_IGNORED)
                 cb__closed_outcome(b, w, o == CB_FAILURE, slow, now, have_now);
             return true;
@@ -1779,10 +1781,7 @@ CB_API bool cb__record_slow(cb_breaker *b, const cb_ticket *t, cb_outcome o)
             }
         }
         if (won) {
-            cb__count_outcome(b, o, slow);
-            if (o == CB_FAILURE)
-                atomic_store_explicit(&sh->last_failure_ns, have_now ? now : cb__now(b),
-                                      memory_order_relaxed);
+            cb__count_outcome(b, o, slow, &now, &have_now);
             return true;
         }
     }
