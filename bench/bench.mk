@@ -68,7 +68,7 @@ bench-peers: bench/node_modules/.package-lock.json
 bench-xcheck: $(BENCH_BIN) $(BENCH_GB)
 	@mkdir -p $(BENCH_OUT)
 	$(PYTHON) bench/xcheck.py $(BENCH_BIN) $(BENCH_GB) $(BENCH_OUT)/xcheck.json \
-	    --min-time 0.1 --repetitions 3 --rounds 7 --tolerance 0.15
+	    --min-time 0.1 --repetitions 1 --rounds 11 --tolerance 0.15
 
 bench-report:
 	$(PYTHON) bench/report.py --out-dir $(BENCH_OUT) --md docs/bench.md --png docs/bench.png \

@@ -247,12 +247,16 @@ def main():
         worst = max(xcheck["results"], key=lambda r: r["diff"])
         failed = [r["name"] for r in xcheck["results"] if not r["ok"]]
         md += [f"`make bench-xcheck` times the same compiled loops under Debian's libbenchmark "
-               f"and cb_bench, {xcheck['rounds']} interleaved rounds of {xcheck['repetitions']} "
-               f"repetitions each, pinned to the same CPUs. Verdict: "
+               f"and cb_bench, {xcheck['rounds']} rounds of {xcheck['repetitions']} "
+               f"repetition(s) under each, back to back, pinned to the same CPUs. The difference is "
+               f"paired: the median over the rounds of each round's ratio cb_bench / Google "
+               f"Benchmark, off 1 (the machine's speed drifts in steps; figures are comparable "
+               f"only when taken close together). Rows with /threads:N are gated only on a "
+               f"machine with at least 2N CPUs. Verdict: "
                f"**{'passed' if xcheck['passed'] else 'failed'}** (tolerance "
                f"{xcheck['tolerance']:.0%}); largest difference {worst['diff']:.1%} on "
                f"{worst['name']}" + (f"; over tolerance: {', '.join(failed)}." if failed else "."), "",
-               "| benchmark | cb_bench ns | Google Benchmark ns | difference |",
+               "| benchmark | cb_bench ns (median) | Google Benchmark ns (median) | paired difference |",
                "| --- | ---: | ---: | ---: |"]
         md += [f"| {r['name']} | {fmt(r['cb_bench_ns'])} | {fmt(r['google_benchmark_ns'])} "
                f"| {r['diff']:.1%} |" for r in xcheck["results"]]
