@@ -352,7 +352,7 @@ enum { CB__T_ADMITTED = 1, CB__T_BULKHEAD = 2, CB__T_DISABLED = 4, CB__T_STAMPED
 #endif
 
 /* What the fast path must leave to the slow path (cb_breaker.cb__fast). */
-enum { CB__F_SLOW = 1, CB__F_BULKHEAD = 2, CB__F_WINDOW = 4 };
+enum { CB__F_SLOW = 1, CB__F_BULKHEAD = 2, CB__F_TIME_WINDOW = 4, CB__F_COUNT_WINDOW = 8 };
 
 typedef struct cb__shared cb__shared;   /* the position-independent block (section 3) */
 
@@ -389,6 +389,7 @@ extern CB__THREAD_LOCAL cb__tls_entry cb__tls[CB__TLS_WAYS];
 CB_API cb__tls_entry *cb__tls_fill(cb_breaker *b, cb__tls_entry *e);
 CB_API bool cb__allow_slow(cb_breaker *b, cb_ticket *t, uint64_t w);
 CB_API bool cb__record_slow(cb_breaker *b, const cb_ticket *t, cb_outcome o);
+CB_API void cb__window_success(cb_breaker *b, uint64_t w);
 
 static inline cb__tls_entry *cb__entry(cb_breaker *b)   /* this thread's stripe of b */
 {
@@ -428,7 +429,8 @@ static inline bool cb_allow(cb_breaker *b, cb_ticket *t)
 
 static inline bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
 {
-    if (CB__LIKELY(o == CB_SUCCESS && t->cb__flags == CB__T_ADMITTED && !b->cb__fast)) {
+    if (CB__LIKELY(o == CB_SUCCESS && t->cb__flags == CB__T_ADMITTED &&
+                   !(b->cb__fast & ~(uint32_t)CB__F_COUNT_WINDOW))) {
         /* acquire: as in cb_allow; the generation check below is the staleness test */
         uint64_t w = atomic_load_explicit(b->cb__word, memory_order_acquire);
         /* relaxed: a success only needs to know whether a failure run must be cut; the
@@ -437,6 +439,8 @@ static inline bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
         if (CB__LIKELY(cb__w_state(w) == CB_CLOSED && cb__w_gen(w) == t->cb__gen &&
                        (uint32_t)run == 0)) {
             cb__count(b, CB__N_SUCCESSES);
+            if (b->cb__fast)   /* a count window: the success takes its place in the ring */
+                cb__window_success(b, w);
             return true;
         }
     }
@@ -883,7 +887,8 @@ static void cb__handle_init(cb_breaker *b, cb__shared *sh, const cb_config *c, u
     b->cb__id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
     b->cb__fast = (sh->cfg.slow_call_ms ? CB__F_SLOW : 0) |
                   (sh->cfg.max_concurrent ? CB__F_BULKHEAD : 0) |
-                  (sh->cfg.window_calls || sh->cfg.window_ms ? CB__F_WINDOW : 0);
+                  (sh->cfg.window_ms ? CB__F_TIME_WINDOW : 0) |
+                  (sh->cfg.window_calls ? CB__F_COUNT_WINDOW : 0);
     b->cb__kind = kind;
     b->cb__on_event = c->on_event;
     b->cb__user = c->user;
@@ -1384,7 +1389,8 @@ static void cb__ring_figures(const cb__shared *sh, uint32_t gen, cb__figures *f)
     f->slow = cb__tagged_get(&sh->win_count[2], gen);
 }
 
-/* Put one outcome in the count window; true if the figures changed. */
+/* Put one outcome in the count window; true if the figures changed, and then *f holds
+   them (a success replacing a success, the steady state, changes nothing). */
 static bool cb__ring_add(cb__shared *sh, uint32_t gen, bool fail, bool slow, cb__figures *f)
 {
     _Atomic(uint32_t) *ring = cb__ring(sh);
@@ -1419,7 +1425,8 @@ static bool cb__ring_add(cb__shared *sh, uint32_t gen, bool fail, bool slow, cb_
             }
         break;
     }
-    cb__ring_figures(sh, gen, f);
+    if (changed)
+        cb__ring_figures(sh, gen, f);
     return changed;
 }
 
@@ -1542,6 +1549,13 @@ static void cb__closed_outcome(cb_breaker *b, uint64_t w, bool fail, bool slow, 
             now = cb__now(b);
         cb__transition(b, &w, cb__w_make(CB_OPEN, cb__w_k(w), 0, 0, gen + 1), (cb_reason)why, now);
     }
+}
+
+/* A CLOSED success that cb_record has counted, for a breaker whose only work beyond the
+   fast path is a count window: the same window step as cb__record_slow would take. */
+CB_API void cb__window_success(cb_breaker *b, uint64_t w)
+{
+    cb__closed_outcome(b, w, false, false, 0, false);
 }
 
 /* ---- allow and record: the slow paths -------------------------------------------- */
