@@ -361,6 +361,8 @@ struct cb_breaker {
     cb__shared *cb__sh;
     _Atomic(uint64_t) *cb__word;         /* &cb__sh->word, for the fast path */
     _Atomic(uint64_t) *cb__consec;       /* &cb__sh->consec                   */
+    _Atomic(uint64_t) *cb__win_count;    /* cb__sh->win_count: the count window's figures */
+    uint32_t cb__window_calls;          /* the count window's size, 0 if none */
     uint64_t cb__id;                    /* unique per handle in this process: keys the thread's stripe cache */
     uint32_t cb__fast;                  /* CB__F_* */
     uint32_t cb__kind;                  /* how the handle was made: init, new, shm */
@@ -427,6 +429,24 @@ static inline bool cb_allow(cb_breaker *b, cb_ticket *t)
     return cb__allow_slow(b, t, w);
 }
 
+/* Count window: a plain success (neither failed nor slow) changes nothing in a full
+   window that holds only plain successes, wherever it goes, so it may skip the shared
+   head: the one read-modify-write every record would otherwise make on a line all threads
+   write. Linearised at the load of the not-plain count: calls only grow within a period,
+   so the window was full then too, and every record finished by then is in the counts (a
+   recorder replaces the entry first and counts after); records still under way overlap
+   this one and may be ordered after it. A count below zero (deltas landing out of order)
+   is not 0, so it never lets a success skip. */
+static inline bool cb__window_full_plain(const cb_breaker *b, uint32_t gen)
+{
+    /* relaxed: tagged figures; see above for why one load of each, in this order, is enough */
+    if (atomic_load_explicit(&b->cb__win_count[0], memory_order_relaxed) !=
+        ((uint64_t)gen << 32 | b->cb__window_calls))
+        return false;
+    CB_YIELD_POINT();
+    return atomic_load_explicit(&b->cb__win_count[3], memory_order_relaxed) == (uint64_t)gen << 32;
+}
+
 static inline bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
 {
     if (CB__LIKELY(o == CB_SUCCESS && t->cb__flags == CB__T_ADMITTED &&
@@ -439,7 +459,9 @@ static inline bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
         if (CB__LIKELY(cb__w_state(w) == CB_CLOSED && cb__w_gen(w) == t->cb__gen &&
                        (uint32_t)run == 0)) {
             cb__count(b, CB__N_SUCCESSES);
-            if (b->cb__fast)   /* a count window: the success takes its place in the ring */
+            /* a count window: the success takes its place in the ring, unless it changes
+               nothing there */
+            if (b->cb__fast && !cb__window_full_plain(b, cb__w_gen(w)))
                 cb__window_success(b, w);
             return true;
         }
@@ -488,7 +510,7 @@ static inline bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
 #endif
 
 #define CB__MAGIC 0x3168726b61657262ull   /* "breakrh1" */
-#define CB__VERSION 2u
+#define CB__VERSION 3u
 #define CB__WINDOW_MAX (1u << 20)
 #define CB__BUCKETS_MAX 1024u
 #define CB__NAME_MAX 63u
@@ -545,7 +567,8 @@ struct cb__shared {
     _Atomic(uint64_t) last_failure_ns;
     /* windows */
     _Alignas(CB_CACHELINE) _Atomic(uint64_t) win_head;     /* count window: next position */
-    _Atomic(uint64_t) win_count[3];      /* count window: gen:32 | calls, failures, slow:32 */
+    _Atomic(uint64_t) win_count[4];      /* count window: gen:32 | calls, failures, slow,
+                                            entries that are not plain successes:32 */
     _Atomic(uint64_t) win_epoch;         /* time window: newest bucket epoch seen */
     /* bulkhead */
     _Alignas(CB_CACHELINE) _Atomic(uint64_t) in_flight;
@@ -883,6 +906,8 @@ static void cb__handle_init(cb_breaker *b, cb__shared *sh, const cb_config *c, u
     b->cb__sh = sh;
     b->cb__word = &sh->word;
     b->cb__consec = &sh->consec;
+    b->cb__win_count = sh->win_count;
+    b->cb__window_calls = sh->cfg.window_calls;
     /* relaxed: only uniqueness matters */
     b->cb__id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
     b->cb__fast = (sh->cfg.slow_call_ms ? CB__F_SLOW : 0) |
@@ -1391,8 +1416,11 @@ static void cb__ring_figures(const cb__shared *sh, uint32_t gen, cb__figures *f)
 
 /* Put one outcome in the count window; true if the figures changed, and then *f holds
    them (a success replacing a success, the steady state, changes nothing). */
-static bool cb__ring_add(cb__shared *sh, uint32_t gen, bool fail, bool slow, cb__figures *f)
+static bool cb__ring_add(const cb_breaker *b, uint32_t gen, bool fail, bool slow, cb__figures *f)
 {
+    if (!fail && !slow && cb__window_full_plain(b, gen))
+        return false;
+    cb__shared *sh = b->cb__sh;
     _Atomic(uint32_t) *ring = cb__ring(sh);
     uint32_t entry = CB__RING_GEN(gen) << 3 | 4u | (slow ? 2u : 0u) | (fail ? 1u : 0u);
     /* relaxed: the position only spreads writers over the ring; entries carry their tag */
@@ -1416,9 +1444,10 @@ static bool cb__ring_add(cb__shared *sh, uint32_t gen, bool fail, bool slow, cb_
             continue;
 #endif
         bool counted = (old & 4u) && (old >> 3) == CB__RING_GEN(gen);
-        int32_t delta[3] = { counted ? 0 : 1, (int32_t)fail - (counted ? (int32_t)(old & 1u) : 0),
-                             (int32_t)slow - (counted ? (int32_t)((old >> 1) & 1u) : 0) };
-        for (int i = 0; i < 3; i++)
+        int32_t delta[4] = { counted ? 0 : 1, (int32_t)fail - (counted ? (int32_t)(old & 1u) : 0),
+                             (int32_t)slow - (counted ? (int32_t)((old >> 1) & 1u) : 0),
+                             (int32_t)(fail || slow) - (counted ? (int32_t)((old & 3u) != 0) : 0) };
+        for (int i = 0; i < 4; i++)
             if (delta[i]) {
                 cb__tagged_add(sh, &sh->win_count[i], gen, delta[i]);
                 changed = true;
@@ -1528,7 +1557,7 @@ static void cb__closed_outcome(cb_breaker *b, uint64_t w, bool fail, bool slow, 
     cb__figures f;
     bool changed = false;
     if (c->window_calls) {
-        changed = cb__ring_add(sh, gen, fail, slow, &f);
+        changed = cb__ring_add(b, gen, fail, slow, &f);
     } else if (c->window_ms) {
         if (!have_now)
             now = cb__now(b), have_now = true;
