@@ -112,6 +112,21 @@ static void cb_loop(void *ctx, uint64_t n)
     }
 }
 
+/* As cb_loop, but every 64th call fails: a count window of 100 then always holds a
+   failure, so every success takes the ring head (the window's path when not all is well). */
+static void cb_mixed_loop(void *ctx, uint64_t n)
+{
+    cb_breaker *b = ((cb_ctx *)ctx)->b;
+    for (uint64_t i = 0; i < n; i++) {
+        cb_ticket t;
+        bool admitted = cb_allow(b, &t);
+        if (admitted)
+            cb_record(b, &t, protected_call((void *)(i % 64 ? &rc_success : &rc_failure))
+                                 ? CB_FAILURE : CB_SUCCESS);
+        BENCH_KEEP(admitted);
+    }
+}
+
 static void cb_call_loop(void *ctx, uint64_t n)
 {
     cb_breaker *b = ((cb_ctx *)ctx)->b;
@@ -300,6 +315,8 @@ const bench_op bench_ops[] = {
     { "BM_cb_closed_success_consecutive", cb_setup, cb_loop, cb_teardown,
       CB_CASE(CB_CLOSED, &rc_success, .consecutive_failures = 5) },
     { "BM_cb_closed_success_count_window", cb_setup, cb_loop, cb_teardown,
+      CB_CASE(CB_CLOSED, &rc_success, .window_calls = 100, .failure_rate = 0.5) },
+    { "BM_cb_closed_mixed_count_window", cb_setup, cb_mixed_loop, cb_teardown,
       CB_CASE(CB_CLOSED, &rc_success, .window_calls = 100, .failure_rate = 0.5) },
     { "BM_cb_closed_success_time_window", cb_setup, cb_loop, cb_teardown,
       CB_CASE(CB_CLOSED, &rc_success, .window_ms = 10000, .failure_rate = 0.5) },

@@ -20,8 +20,8 @@ MUTANTS = [
        "        if (cb__w_gen(w) != t->cb__gen) {\n"
        "            cb__consec_update(sh, cb__w_gen(w), o == CB_FAILURE);\n")]),
     ("ignored-probe-uncounted", "consecutive", "accounts",
-     [("        if (won) {\n            cb__count_outcome(b, o, slow);",
-       "        if (won) {\n            if (o != CB_IGNORED) cb__count_outcome(b, o, slow);")]),
+     [("        if (won) {\n            cb__count_outcome(b, o, slow, &now, &have_now);",
+       "        if (won) {\n            if (o != CB_IGNORED) cb__count_outcome(b, o, slow, &now, &have_now);")]),
     ("bulkhead-off-by-one", "bulkhead", "calls in flight above max_concurrent",
      [("    if (before < b->cb__sh->cfg.max_concurrent)",
        "    if (before <= b->cb__sh->cfg.max_concurrent)")]),
@@ -58,6 +58,9 @@ MUTANTS = [
      [("s->ignored + s->stale + n[CB__N_UNCOUNTED];", "s->ignored + s->stale;")]),
     ("time-window-off-by-one", "time", "window refill not exact",
      [("            f->calls += (uint32_t)c;", "            f->calls += (uint32_t)c + 1;")]),
+    ("ring-skip-ignores-failures", "count", "window refill not exact",
+     [("    return atomic_load_explicit(&b->cb__win_count[3], memory_order_relaxed) == (uint64_t)gen << 32;",
+       "    return true;")]),
     ("ring-failure-kept", "count", "window refill not exact",
      [("(int32_t)fail - (counted ? (int32_t)(old & 1u) : 0)", "(int32_t)fail")]),
 ]
