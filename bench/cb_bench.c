@@ -211,7 +211,7 @@ static void *worker_main(void *arg)
     worker *w = arg;
     pthread_barrier_wait(w->start);
     double r0 = clock_ns(CLOCK_MONOTONIC), c0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
-    w->op->loop(w->ctx, w->iters);
+    bench_run_loop(w->op, w->ctx, w->iters);
     w->cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - c0;
     w->real_ns = clock_ns(CLOCK_MONOTONIC) - r0;
     return NULL;

@@ -10,8 +10,10 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <alloca.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Google Benchmark's DoNotOptimize: the compiler must assume v is used and memory read. */
 #define BENCH_KEEP(v) __asm__ volatile("" : : "r"(v) : "memory")
@@ -125,6 +127,48 @@ static void cb_mixed_loop(void *ctx, uint64_t n)
                                  ? CB_FAILURE : CB_SUCCESS);
         BENCH_KEEP(admitted);
     }
+}
+
+/* A breaker per thread (as many as CPUs; each thread of a run takes the next one): the
+   same work as the shared case with nothing shared at all, so the two-thread scaling of
+   the pair tells what sharing one breaker costs from what the machine costs. */
+typedef struct cb_private_ctx {
+    _Atomic(unsigned) next;
+    unsigned count;
+    cb_ctx *each[];
+} cb_private_ctx;
+
+static void cb_private_teardown(void *ctx)
+{
+    cb_private_ctx *p = ctx;
+    for (unsigned i = 0; i < p->count; i++)
+        if (p->each[i])
+            cb_teardown(p->each[i]);
+    free(p);
+}
+
+static void *cb_private_setup(const void *param)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned count = ncpu > 1 ? (unsigned)ncpu : 1;
+    cb_private_ctx *p = calloc(1, sizeof *p + count * sizeof p->each[0]);
+    if (!p)
+        return NULL;
+    p->count = count;
+    for (unsigned i = 0; i < count; i++)
+        if (!(p->each[i] = cb_setup(param))) {
+            cb_private_teardown(p);
+            return NULL;
+        }
+    return p;
+}
+
+static void cb_private_loop(void *ctx, uint64_t n)
+{
+    cb_private_ctx *p = ctx;
+    /* relaxed: only distinctness matters; taken once per timed loop, not per call */
+    unsigned i = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed) % p->count;
+    cb_loop(p->each[i], n);
 }
 
 static void cb_call_loop(void *ctx, uint64_t n)
@@ -314,6 +358,8 @@ const bench_op bench_ops[] = {
     { "BM_direct", direct_setup, direct_loop, no_teardown, NULL },
     { "BM_cb_closed_success_consecutive", cb_setup, cb_loop, cb_teardown,
       CB_CASE(CB_CLOSED, &rc_success, .consecutive_failures = 5) },
+    { "BM_cb_closed_success_consecutive_private", cb_private_setup, cb_private_loop,
+      cb_private_teardown, CB_CASE(CB_CLOSED, &rc_success, .consecutive_failures = 5) },
     { "BM_cb_closed_success_count_window", cb_setup, cb_loop, cb_teardown,
       CB_CASE(CB_CLOSED, &rc_success, .window_calls = 100, .failure_rate = 0.5) },
     { "BM_cb_closed_mixed_count_window", cb_setup, cb_mixed_loop, cb_teardown,
@@ -336,6 +382,34 @@ const bench_op bench_ops[] = {
     { "BM_naive_closed_success", naive_setup, naive_loop, free, NULL },
 };
 const size_t bench_ops_count = sizeof bench_ops / sizeof bench_ops[0];
+
+/* A thread's random stream of stack offsets: xorshift64, seeded per thread from the clock
+   and the thread's stack address, so that neither harness repeats one sequence per run. */
+static uint64_t next_random(void)
+{
+    static _Thread_local uint64_t x;
+    if (!x)
+        x = (now_ns() ^ (uint64_t)(uintptr_t)&x * 0x9e3779b97f4a7c15u) | 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+}
+
+/* The loop runs in a frame below the alloca, so its stack is moved by pad bytes. */
+__attribute__((noinline)) static void run_at_offset(const bench_op *op, void *ctx, uint64_t n,
+                                                    size_t pad)
+{
+    volatile char *p = alloca(pad + 1);
+    p[0] = 0;
+    op->loop(ctx, n);
+    BENCH_KEEP(p);
+}
+
+void bench_run_loop(const bench_op *op, void *ctx, uint64_t n)
+{
+    run_at_offset(op, ctx, n, (size_t)(next_random() % 64) * 64);
+}
 
 static void *return_arg(void *arg)
 {

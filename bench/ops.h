@@ -27,6 +27,13 @@ extern const size_t bench_ops_count;
    as it does in the multi-threaded services a breaker serves. */
 void bench_init(void);
 
+/* Run op's timed loop: what both harnesses time. Each call runs the loop at a random one
+   of 64 stack offsets (cache-line steps over a 4 KiB page): on some machines a layout
+   where the caller's stack aliases a breaker's hot line modulo 4 KiB costs up to 60% more
+   (bench/notes.md), so a median over repetitions is a median over layouts, not one
+   layout's luck. */
+void bench_run_loop(const bench_op *op, void *ctx, uint64_t n);
+
 /* Thread counts each operation runs with: 1, 2, 4, ... and ncpu, as Google Benchmark's
    ThreadRange(1, ncpu). Returns how many were written to out (at most max). */
 size_t bench_thread_counts(int ncpu, int *out, size_t max);

@@ -25,6 +25,7 @@ from matplotlib.patches import Patch  # noqa: E402
 DIRECT = "BM_direct"
 CB_CLOSED = "BM_cb_closed_success_consecutive"
 CB_OPEN = "BM_cb_open_reject"
+PRIVATE = "BM_cb_closed_success_consecutive_private"
 PEER_OPS = {"closed_success": CB_CLOSED, "open_reject": CB_OPEN}
 COLORS = {"direct": ("#888888", "direct call"), "cb": ("#1f77b4", "cb.h"),
           "c_peer": ("#ff7f0e", "C peers, same binary"), "peer": ("#d62728", "JavaScript, Python")}
@@ -123,6 +124,10 @@ def bars(m, instr, load_avg, num_cpus):
             continue
         dwall, dcpu = scaling(m, DIRECT)
         why = f"BM_direct, same run: {dwall:.0%} by wall clock, {dcpu:.0%} by CPU time"
+        pwall, pcpu = scaling(m, PRIVATE) if (PRIVATE, 2) in m else (None, None)
+        if pwall is not None:
+            why += (f"; the same calls on a breaker per thread (nothing shared), same run: "
+                    f"{pwall:.0%} by wall clock, {pcpu:.0%} by CPU time")
         if wall < 0.8 and cpu >= 0.8:
             why += (f"; CPU time per call held while wall time grew: the threads did not have a "
                     f"CPU each (load average {load_avg:.2f} on {num_cpus} CPUs)")
@@ -213,7 +218,9 @@ def main():
     md += ["", "Configurations: consecutive = `consecutive_failures = 5`; count window = "
            "`window_calls = 100, failure_rate = 0.5`; mixed count window: the same breaker, with "
            "every 64th call failing, so the window always holds a failure and every success "
-           "takes the ring head (a full window of successes lets a success skip it); time window = `window_ms = 10000, "
+           "takes the ring head (a full window of successes lets a success skip it); "
+           "consecutive private: the consecutive case with a breaker per thread, nothing shared "
+           "(the machine's own two-thread scaling for the same instructions); time window = `window_ms = 10000, "
            "failure_rate = 0.5`; slow call = `consecutive_failures = 5, slow_call_ms = 1000`; "
            "closed failure records FAILURE under a threshold it never reaches; open and half-open "
            "reject are entered with `cb_set_state` (the half-open probe permit is taken first). "

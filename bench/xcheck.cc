@@ -19,7 +19,7 @@ static void run_op(benchmark::State &state, const bench_op *op)
     }
     const benchmark::IterationCount n = state.max_iterations;
     while (state.KeepRunningBatch(n))
-        op->loop(ctx, static_cast<uint64_t>(n));
+        bench_run_loop(op, ctx, static_cast<uint64_t>(n));
     if (state.thread_index() == 0)
         op->teardown(ctx);
 }
