@@ -6,6 +6,7 @@
 #   bench-peers      opossum, cockatiel (npm) and Python circuitbreaker -> bench/out/peers-*.json
 #   bench-xcheck     the same loops under real Google Benchmark; fails on a > 15% difference
 #   bench-report     docs/bench.md and docs/bench.png from bench/out
+#   bench-layout     the CLOSED success loop at 64 stack offsets (bench/layout_sweep.c)
 #   test-bench-smoke (in make test) a tiny run whose JSON must have the 1.7 shape; no timing
 # Take figures on an idle machine: make bench BENCH_MIN_TIME=0.2 BENCH_REPS=10 for more.
 
@@ -24,7 +25,7 @@ ALL        += $(BENCH_BIN)
 TEST_STEPS += test-bench-smoke
 TEST_DEPS  += python3
 
-.PHONY: bench bench-deps bench-run bench-instr bench-peers bench-xcheck bench-report \
+.PHONY: bench bench-deps bench-run bench-instr bench-peers bench-xcheck bench-report bench-layout \
         test-bench-smoke bench-clean
 
 $(BENCH_OPS): bench/ops.c bench/ops.h cb.h
@@ -36,6 +37,13 @@ $(BENCH_BIN): bench/cb_bench.c bench/ops.h $(BENCH_OPS)
 
 $(BENCH_GB): bench/xcheck.cc bench/ops.h $(BENCH_OPS)
 	$(CXX) -std=c++17 -Wall -Wextra -Werror $(CFLAGS) -o $@ $< $(BENCH_OPS) -lbenchmark $(LDLIBS)
+
+$(BUILD)/bench/layout_sweep: bench/layout_sweep.c cb.h
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
+
+bench-layout: $(BUILD)/bench/layout_sweep
+	$(BUILD)/bench/layout_sweep
 
 bench-deps:
 	@$(NEED) $(BENCH_DEPS)
@@ -68,7 +76,7 @@ bench-peers: bench/node_modules/.package-lock.json
 bench-xcheck: $(BENCH_BIN) $(BENCH_GB)
 	@mkdir -p $(BENCH_OUT)
 	$(PYTHON) bench/xcheck.py $(BENCH_BIN) $(BENCH_GB) $(BENCH_OUT)/xcheck.json \
-	    --min-time 0.1 --repetitions 1 --rounds 11 --tolerance 0.15
+	    --min-time 0.1 --repetitions 1 --rounds 15 --tolerance 0.15
 
 bench-report:
 	$(PYTHON) bench/report.py --out-dir $(BENCH_OUT) --md docs/bench.md --png docs/bench.png \
