@@ -280,7 +280,9 @@ def main():
            "`callgrind_annotate --auto=yes bench/out/callgrind/BM_cb_open_reject.callgrind cb.h` "
            "shows where the instructions go, line by line.",
            "- `make bench-xcheck` fails when cb_bench and Google Benchmark disagree by more than 15%; "
-           "`bench/check_json.py FILE` checks any output against the 1.7 JSON shape."]
+           "`bench/check_json.py FILE` checks any output against the 1.7 JSON shape.",
+           "- `make bench-layout` times the CLOSED success loop at 64 stack offsets over a page "
+           "(how much of a figure is the caller's layout; notes below)."]
     notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes.md")
     if os.path.exists(notes):
         with open(notes) as f:
