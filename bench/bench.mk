@@ -7,6 +7,7 @@
 #   bench-xcheck     the same loops under real Google Benchmark; fails on a > 15% difference
 #   bench-report     docs/bench.md and docs/bench.png from bench/out
 #   bench-layout     the CLOSED success loop at 64 stack offsets (bench/layout_sweep.c)
+#                    -> bench/out/layout.json
 #   test-bench-smoke (in make test) a tiny run whose JSON must have the 1.7 shape; no timing
 # Take figures on an idle machine: make bench BENCH_MIN_TIME=0.2 BENCH_REPS=10 for more.
 
@@ -43,7 +44,8 @@ $(BUILD)/bench/layout_sweep: bench/layout_sweep.c cb.h
 	$(CC) $(WARN) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
 
 bench-layout: $(BUILD)/bench/layout_sweep
-	$(BUILD)/bench/layout_sweep
+	@mkdir -p $(BENCH_OUT)
+	$(BUILD)/bench/layout_sweep $(BENCH_OUT)/layout.json
 
 bench-deps:
 	@$(NEED) $(BENCH_DEPS)
@@ -51,7 +53,7 @@ bench-deps:
 
 # Steps one at a time, even under make -j: timings taken side by side disturb each other.
 bench: bench-deps
-	@for step in bench-run bench-instr bench-peers; do \
+	@for step in bench-run bench-layout bench-instr bench-peers; do \
 	    $(MAKE) --no-print-directory $$step || exit 1; done
 	@$(MAKE) --no-print-directory bench-xcheck; status=$$?; \
 	    $(MAKE) --no-print-directory bench-report && exit $$status

@@ -1,8 +1,10 @@
 /* How the cost of one protected call moves with the caller's stack placement: the CLOSED
    success loop (consecutive failures only) timed at each of 64 stack offsets, cache-line
    steps over a 4 KiB page, best of 5 runs of 10^6 calls each. `make bench-layout`.
-   Prints "offset-of-the-ticket-in-its-page:ns" per offset, and the spread. The layout
-   of the breaker itself (heap) stays fixed within the process. */
+   Prints "offset-of-the-ticket-in-its-page:ns" per offset, and the spread; with a file
+   argument, also writes them there as JSON (make bench: bench/out/layout.json, which the
+   report quotes). The layout of the breaker itself (heap) stays fixed within the process.
+   usage: layout_sweep [OUT.json] */
 #define _POSIX_C_SOURCE 200809L
 #define CB_IMPLEMENTATION
 #include "cb.h"
@@ -62,8 +64,12 @@ static int by_value(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 2) {
+        fprintf(stderr, "usage: layout_sweep [OUT.json]\n");
+        return 2;
+    }
     cb_config cfg = { .consecutive_failures = 5 };
     cb_err err;
     cb_breaker *b = cb_new(&cfg, &err);
@@ -80,8 +86,25 @@ int main(void)
     for (int i = 0; i < 64; i++)
         sorted[i] = ns[i];
     qsort(sorted, 64, sizeof sorted[0], by_value);
+    double median = (sorted[31] + sorted[32]) / 2;
     printf("ns per call over 64 stack offsets: min %.2f, median %.2f, max %.2f\n", sorted[0],
-           (sorted[31] + sorted[32]) / 2, sorted[63]);
+           median, sorted[63]);
+    if (argc == 2) {
+        FILE *f = fopen(argv[1], "w");
+        if (!f) {
+            fprintf(stderr, "layout_sweep: %s: cannot write\n", argv[1]);
+            return 1;
+        }
+        fprintf(f, "{\"benchmark\": \"CLOSED success, consecutive failures only\", \"ns\": [");
+        for (int i = 0; i < 64; i++)
+            fprintf(f, "%s%.3f", i ? ", " : "", ns[i]);
+        fprintf(f, "], \"min\": %.3f, \"median\": %.3f, \"max\": %.3f}\n", sorted[0], median,
+                sorted[63]);
+        if (fclose(f) != 0) {
+            fprintf(stderr, "layout_sweep: %s: cannot write\n", argv[1]);
+            return 1;
+        }
+    }
     cb_free(b);
     return 0;
 }
