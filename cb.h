@@ -1452,6 +1452,10 @@ static bool cb__ring_add(const cb_breaker *b, uint32_t gen, bool fail, bool slow
                 cb__tagged_add(sh, &sh->win_count[i], gen, delta[i]);
                 changed = true;
             }
+        /* the not-plain count takes this period's tag with the period's first entries,
+           even at 0, or a period that never sees a failure would never skip the head */
+        if (!counted && !delta[3])
+            cb__tagged_add(sh, &sh->win_count[3], gen, 0);
         break;
     }
     if (changed)

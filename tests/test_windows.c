@@ -32,6 +32,41 @@ TEST(the_count_window_holds_the_last_n_outcomes_as_a_ring)
     CHECK_EVENT(f, CB_CLOSED, CB_OPEN, CB_REASON_FAILURE_COUNT, 1, 60000);
 }
 
+/* The ring head moves only for records that go into the ring (docs/design.md, Windows). */
+static uint64_t ring_head(cb_breaker *b)
+{
+    return atomic_load(&b->cb__sh->win_head);
+}
+
+TEST(a_success_into_a_full_window_of_successes_skips_the_ring_in_every_period)
+{
+    t_fix *f = t_new((cb_config){.window_calls = 8, .failure_rate = 0.5});
+    for (int period = 0; period < 3; period++) {
+        /* period 0 is the first; then a fresh CLOSED period after a reset or a manual move */
+        if (period == 1)
+            cb_reset(f->b);
+        if (period == 2) {
+            cb_set_state(f->b, CB_FORCED_OPEN);
+            cb_set_state(f->b, CB_CLOSED);
+        }
+        uint64_t head = ring_head(f->b);
+        t_calls(f->b, S, 8);                  /* filling: each success takes a place */
+        CHECK_EQ(ring_head(f->b), head + 8);
+        CHECK_WINDOW(f->b, 8, 0);
+        t_calls(f->b, S, 100);                /* full of plain successes: nothing changes */
+        CHECK_EQ(ring_head(f->b), head + 8);
+        t_call(f->b, F);                      /* a failure takes a place ... */
+        t_calls(f->b, S, 7);                  /* ... and so does every success while it stays */
+        CHECK_EQ(ring_head(f->b), head + 16);
+        CHECK_WINDOW(f->b, 8, 1);
+        t_call(f->b, S);                      /* the failure leaves */
+        CHECK_WINDOW(f->b, 8, 0);
+        t_calls(f->b, S, 100);
+        CHECK_EQ(ring_head(f->b), head + 17);
+        CHECK_STATE(f->b, CB_CLOSED);
+    }
+}
+
 TEST(ignored_outcomes_stay_out_of_the_window)
 {
     t_fix *f = t_new((cb_config){.window_calls = 4, .failure_rate = 0.5});
