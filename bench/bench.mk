@@ -6,6 +6,7 @@
 #   bench-peers      opossum, cockatiel (npm) and Python circuitbreaker -> bench/out/peers-*.json
 #   bench-xcheck     the same loops under real Google Benchmark; fails on a > 15% difference
 #   bench-report     docs/bench.md and docs/bench.png from bench/out
+#   bench-scaling    two-thread scaling from paired 1- and 2-thread rounds -> bench/out/scaling.json
 #   bench-layout     the CLOSED success loop at 64 stack offsets (bench/layout_sweep.c)
 #                    -> bench/out/layout.json
 #   test-bench-smoke (in make test) a tiny run whose JSON must have the 1.7 shape; no timing
@@ -26,7 +27,7 @@ ALL        += $(BENCH_BIN)
 TEST_STEPS += test-bench-smoke
 TEST_DEPS  += python3
 
-.PHONY: bench bench-deps bench-run bench-instr bench-peers bench-xcheck bench-report bench-layout \
+.PHONY: bench bench-deps bench-run bench-instr bench-peers bench-xcheck bench-report bench-layout bench-scaling \
         test-bench-smoke bench-clean
 
 $(BENCH_OPS): bench/ops.c bench/ops.h cb.h
@@ -43,6 +44,11 @@ $(BUILD)/bench/layout_sweep: bench/layout_sweep.c cb.h
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
 
+bench-scaling: $(BENCH_BIN)
+	@mkdir -p $(BENCH_OUT)
+	@if [ "$$(nproc)" -lt 2 ]; then echo "bench-scaling: one CPU, skipped"; rm -f $(BENCH_OUT)/scaling.json; \
+	else $(PYTHON) bench/scaling.py $(BENCH_BIN) $(BENCH_OUT)/scaling.json --rounds 15; fi
+
 bench-layout: $(BUILD)/bench/layout_sweep
 	@mkdir -p $(BENCH_OUT)
 	$(BUILD)/bench/layout_sweep $(BENCH_OUT)/layout.json
@@ -53,7 +59,7 @@ bench-deps:
 
 # Steps one at a time, even under make -j: timings taken side by side disturb each other.
 bench: bench-deps
-	@for step in bench-run bench-layout bench-instr bench-peers; do \
+	@for step in bench-run bench-scaling bench-layout bench-instr bench-peers; do \
 	    $(MAKE) --no-print-directory $$step || exit 1; done
 	@$(MAKE) --no-print-directory bench-xcheck; status=$$?; \
 	    $(MAKE) --no-print-directory bench-report && exit $$status

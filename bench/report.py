@@ -90,7 +90,7 @@ def scaling(m, family):
     return r1 / (2 * r2), c1 / c2
 
 
-def bars(m, instr, load_avg, num_cpus, layout=None):
+def bars(m, instr, load_avg, num_cpus, layout=None, paired=None):
     """[(bar, measured, met or None, why)] for the BRIEF's overhead bars."""
     direct = m[DIRECT, 1][0]
     ins = instr.get("instructions_per_call", {})
@@ -123,16 +123,23 @@ def bars(m, instr, load_avg, num_cpus, layout=None):
     out.append((">= 10x faster than the gobreaker-style mutex breaker (CLOSED success, whole call)",
                 f"{mutex / cb:.1f}x ({fmt(mutex)} / {fmt(cb)} ns)", mutex / cb >= 10,
                 f"OPEN reject: {open_ratio:.1f}x (both must read a clock to leave OPEN)"))
+    def scaling_of(family):
+        """Paired figures (bench/scaling.py) where measured, else the main run's medians."""
+        if paired and family in paired:
+            return paired[family]["wall"], paired[family]["cpu"]
+        return scaling(m, family)
+
+    how = ("paired rounds, `make bench-scaling`" if paired else "medians of the main run")
     for family, what in [(CB_CLOSED, "consecutive failures only"),
                          ("BM_cb_closed_success_count_window", "count window")]:
-        wall, cpu = scaling(m, family)
+        wall, cpu = scaling_of(family)
         bar = f"two threads keep >= 80% of one thread's per-thread rate (CLOSED success, {what})"
         if wall is None:
             out.append((bar, "not measured: one CPU", None, ""))
             continue
-        dwall, dcpu = scaling(m, DIRECT)
-        why = f"BM_direct, same run: {dwall:.0%} by wall clock, {dcpu:.0%} by CPU time"
-        pwall, pcpu = scaling(m, PRIVATE) if (PRIVATE, 2) in m else (None, None)
+        dwall, dcpu = scaling_of(DIRECT)
+        why = f"{how}; BM_direct, same run: {dwall:.0%} by wall clock, {dcpu:.0%} by CPU time"
+        pwall, pcpu = scaling_of(PRIVATE) if (PRIVATE, 2) in m else (None, None)
         if pwall is not None:
             why += (f"; the same calls on a breaker per thread (nothing shared), same run: "
                     f"{pwall:.0%} by wall clock, {pcpu:.0%} by CPU time")
@@ -270,7 +277,10 @@ def main():
            "| --- | --- | --- | --- |"]
     lpath = os.path.join(args.out_dir, "layout.json")
     layout = load(lpath) if os.path.exists(lpath) else None
-    for bar, measured, met, why in bars(m, instr, ctx["load_avg"][0], ctx["num_cpus"], layout):
+    spath = os.path.join(args.out_dir, "scaling.json")
+    paired = load(spath)["results"] if os.path.exists(spath) else None
+    for bar, measured, met, why in bars(m, instr, ctx["load_avg"][0], ctx["num_cpus"], layout,
+                                        paired):
         verdict = "not measured" if met is None else "met" if met else "**missed**"
         md.append(f"| {bar} | {measured} | {verdict} | {why} |")
 
