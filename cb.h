@@ -432,11 +432,12 @@ static inline bool cb_allow(cb_breaker *b, cb_ticket *t)
 /* Count window: a plain success (neither failed nor slow) changes nothing in a full
    window that holds only plain successes, wherever it goes, so it may skip the shared
    head: the one read-modify-write every record would otherwise make on a line all threads
-   write. Linearised at the load of the not-plain count: calls only grow within a period,
-   so the window was full then too, and every record finished by then is in the counts (a
-   recorder replaces the entry first and counts after); records still under way overlap
-   this one and may be ordered after it. A count below zero (deltas landing out of order)
-   is not 0, so it never lets a success skip. */
+   write. Calls only grow within a period, so the window was full when not-plain was read;
+   with no recorder between replacing its entry and counting it, the counts are the ring's
+   contents and the skip is exact. Recorders under way can hide at most one failure each
+   from the counts (a -1 landing before the +1 it cancels): checked on model/ring.pml,
+   with what it means in docs/design.md (Windows). A count below zero (deltas landing out
+   of order) is not 0, so it never lets a success skip. */
 static inline bool cb__window_full_plain(const cb_breaker *b, uint32_t gen)
 {
     /* relaxed: tagged figures; see above for why one load of each, in this order, is enough */

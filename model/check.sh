@@ -1,20 +1,22 @@
 #!/bin/sh
 # Usage: model/check.sh OUTDIR [full]
-# Checks model/breaker.pml with spin, exhaustively: every configuration must verify with
-# no error, and every planted bug must be caught. "full" adds the largest configuration
+# Checks model/breaker.pml (the state word) and model/ring.pml (the count window) with
+# spin, exhaustively: every configuration must verify with no error, and every planted
+# bug must be caught. "full" adds the largest configuration
 # (2 callers and an operator, ~33 million states, ~1.5 GB, about a minute).
 set -u
 out=$1
 full=${2:-}
 cc=${CC:-cc}
 mkdir -p "$out"
-cp model/breaker.pml "$out/"
+cp model/breaker.pml model/ring.pml "$out/"
 cd "$out" || exit 1
 fail=0
 
-# run EXPECT NAME SPIN_DEFINES: EXPECT is "ok" (verifies) or "caught" (an error is found)
+# run EXPECT NAME SPIN_DEFINES [MODEL]: EXPECT is "ok" (verifies) or "caught" (an error
+# is found); MODEL defaults to breaker.pml
 run() {
-    spin -a $3 breaker.pml > /dev/null &&
+    spin -a $3 "${4:-breaker.pml}" > /dev/null &&
         $cc -O2 -w -DSAFETY -DCOLLAPSE -DMEMLIM=3000 -o pan pan.c || { fail=1; return; }
     ./pan -m1000000 -w24 > "$2.out" 2>&1
     errors=$(sed -n 's/.*errors: \([0-9]*\)$/\1/p' "$2.out")
@@ -45,6 +47,12 @@ run caught "bug3-no-stale-test" "-DBUG=3 -DNPROC=2"
 run caught "bug4-untagged-deadline" "-DBUG=4 -DNPROC=2"
 run caught "bug5-no-probe-timeout" "-DBUG=5 -DNPROC=2 -DDIE=1"
 run caught "bug6-no-deadline-fill-in" "-DBUG=6 -DNPROC=2 -DDIE=2"
+
+run ok "ring-3-recorders" "-DNPROC=3" ring.pml
+run ok "ring-3-recorders-full" "-DNPROC=3 -DSTART_FULL=1" ring.pml
+run caught "ring-bug1-skip-ignores-failures" "-DBUG=1 -DSTART_FULL=1" ring.pml
+run caught "ring-bug2-entry-load-store" "-DBUG=2" ring.pml
+run caught "ring-bug3-failure-kept" "-DBUG=3" ring.pml
 
 rm -f pan pan.* _spin_nvr.tmp
 exit $fail
