@@ -160,7 +160,8 @@ typedef enum cb_outcome { CB_SUCCESS, CB_FAILURE, CB_IGNORED } cb_outcome;
     X(CB_ENOMEM, "out of memory")                                  \
     X(CB_EMISMATCH, "shared breaker has another layout or config") \
     X(CB_ECORRUPT, "shared breaker file is truncated or damaged")  \
-    X(CB_EIO, "input/output error")
+    X(CB_EIO, "input/output error")                               \
+    X(CB_EPERM, "shared file refused for safety: a symlink, not a regular file, another owner, or writable by others")
 #define CB__ENUM_ITEM(id, msg) id,
 typedef enum cb_err { CB__ERRORS(CB__ENUM_ITEM) CB__ERR_COUNT } cb_err;
 #undef CB__ENUM_ITEM
@@ -210,9 +211,11 @@ typedef struct cb_config {         /* all-zero is valid: every zero field takes 
 
 typedef struct cb_breaker cb_breaker;
 
-/* Filled by cb_allow, passed by value or pointer to cb_record. Opaque: do not touch. */
+/* Filled by cb_allow, passed by pointer to cb_record, which marks it spent (so a second
+   record of it is refused): record the ticket cb_allow filled, not a copy. Opaque. */
 typedef struct cb_ticket {
     uint64_t cb__start_ns;   /* breaker clock at admission, when slow calls are measured */
+    uint64_t cb__owner;      /* the breaker that admitted the call (its tag); 0 once spent */
     uint32_t cb__gen;        /* generation the call was admitted in */
     uint32_t cb__flags;      /* CB__T_* below */
 } cb_ticket;
@@ -270,6 +273,14 @@ CB_API void        cb_shm_close(cb_breaker *b);
 /* Attach to an existing shared breaker, taking its config from the file (for tools such
    as cbctl that do not know it). No hooks; the default clock. */
 CB_API cb_breaker *cb_shm_attach(const char *path, cb_err *err);
+/* Both of the above, with options and a message naming the path and what is wrong.
+   cfg NULL attaches only. A shared file is a trust boundary: a symlink, anything but a
+   regular file, a file of another user or one writable by every user is refused with
+   CB_EPERM and left untouched; a file is created 0600 whatever the umask. */
+#define CB_SHM_GROUP 1u   /* share with the file's group: create it 0660, and open a file of
+                             another user whose group is one of this process's */
+CB_API cb_breaker *cb_shm_open_ex(const char *path, const cb_config *cfg, unsigned flags,
+                                  cb_err *err, char *msg, size_t msg_len);
 
 /* Give back this thread's counter stripe of b (thread pools that retire threads while
    the breaker lives on). Optional: stripes of exited threads are reused automatically. */
@@ -356,20 +367,38 @@ enum { CB__F_SLOW = 1, CB__F_BULKHEAD = 2, CB__F_TIME_WINDOW = 4, CB__F_COUNT_WI
 
 typedef struct cb__shared cb__shared;   /* the position-independent block (section 3) */
 
-/* The handle: per-process things beside a pointer to the shared block. */
+#define CB__NAME_MAX 63u
+
+/* The resolved config as the shared block keeps it: plain values, no pointers. */
+typedef struct cb__cfg {
+    char name[CB__NAME_MAX + 1];
+    uint32_t consecutive_failures, window_calls, window_ms, window_buckets, minimum_calls;
+    uint32_t failures_in_window, slow_call_ms, max_concurrent, open_ms, max_open_ms;
+    uint32_t half_open_calls, probe_timeout_ms;
+    double failure_rate, slow_call_rate, backoff, jitter;
+    uint64_t seed;
+} cb__cfg;
+
+/* The handle: per-process things beside a pointer to the shared block. Everything that
+   says where things are or how the breaker behaves (config, sizes, offsets) is a private
+   copy made at open: a shared file is never trusted for it again. */
 struct cb_breaker {
     cb__shared *cb__sh;
     _Atomic(uint64_t) *cb__word;         /* &cb__sh->word, for the fast path */
     _Atomic(uint64_t) *cb__consec;       /* &cb__sh->consec                   */
     _Atomic(uint64_t) *cb__win_count;    /* cb__sh->win_count: the count window's figures */
     uint32_t cb__window_calls;          /* the count window's size, 0 if none */
-    uint64_t cb__id;                    /* unique per handle in this process: keys the thread's stripe cache */
     uint32_t cb__fast;                  /* CB__F_* */
+    uint64_t cb__id;                    /* unique per handle in this process: keys the thread's stripe cache */
+    uint64_t cb__tag;                   /* the breaker's identity, stamped on its tickets; never 0 */
     uint32_t cb__kind;                  /* how the handle was made: init, new, shm */
     void (*cb__on_event)(const cb_event *ev, void *user);
     void *cb__user;
     uint64_t (*cb__clock_ns)(void *clock_user);
     void *cb__clock_user;
+    void *cb__window;                   /* the window storage (ring or buckets) in the block */
+    uint64_t cb__bucket_ns;             /* time window: ns per bucket */
+    cb__cfg cb__config;                 /* the resolved config */
     void *cb__mem;                      /* cb_new: the allocation; shm: the mapping */
     size_t cb__map_len;
 };
@@ -423,6 +452,7 @@ static inline bool cb_allow(cb_breaker *b, cb_ticket *t)
         cb__count(b, CB__N_ADMITTED);
         t->cb__gen = cb__w_gen(w);
         t->cb__flags = CB__T_ADMITTED;
+        t->cb__owner = b->cb__tag;
         t->cb__start_ns = 0;
         return true;
     }
@@ -448,10 +478,18 @@ static inline bool cb__window_full_plain(const cb_breaker *b, uint32_t gen)
     return atomic_load_explicit(&b->cb__win_count[3], memory_order_relaxed) == (uint64_t)gen << 32;
 }
 
+/* A ticket is spent by its first valid record, so a second record of it finds no owner
+   and is refused (a copy taken before the first record is not spent with it: record the
+   ticket itself). The ticket is the caller's object, written through its pointer. */
+static inline void cb__spend(const cb_ticket *t)
+{
+    ((cb_ticket *)(uintptr_t)t)->cb__owner = 0;
+}
+
 static inline bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
 {
-    if (CB__LIKELY(o == CB_SUCCESS && t->cb__flags == CB__T_ADMITTED &&
-                   !(b->cb__fast & ~(uint32_t)CB__F_COUNT_WINDOW))) {
+    if (CB__LIKELY(o == CB_SUCCESS && t && t->cb__flags == CB__T_ADMITTED &&
+                   t->cb__owner == b->cb__tag && !(b->cb__fast & ~(uint32_t)CB__F_COUNT_WINDOW))) {
         /* acquire: as in cb_allow; the generation check below is the staleness test */
         uint64_t w = atomic_load_explicit(b->cb__word, memory_order_acquire);
         /* relaxed: a success only needs to know whether a failure run must be cut; the
@@ -459,6 +497,7 @@ static inline bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
         uint64_t run = atomic_load_explicit(b->cb__consec, memory_order_relaxed);
         if (CB__LIKELY(cb__w_state(w) == CB_CLOSED && cb__w_gen(w) == t->cb__gen &&
                        (uint32_t)run == 0)) {
+            cb__spend(t);
             cb__count(b, CB__N_SUCCESSES);
             /* a count window: the success takes its place in the ring, unless it changes
                nothing there */
@@ -511,25 +550,18 @@ static inline bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
 #endif
 
 #define CB__MAGIC 0x3168726b61657262ull   /* "breakrh1" */
-#define CB__VERSION 3u
+#define CB__VERSION 4u
 #define CB__WINDOW_MAX (1u << 20)
 #define CB__BUCKETS_MAX 1024u
-#define CB__NAME_MAX 63u
 #define CB__MS 1000000ull
+/* No loop on a shared word runs longer than this: a process scribbling over a shared file
+   can make a call give up (reject, or count its outcome stale), never hang it. Honest
+   contention never comes near: every failed CAS is another thread's progress. */
+#define CB__TRIES (1u << 20)
 
 #ifndef CB_STATIC
 _Thread_local _Alignas(64) cb__tls_entry cb__tls[CB__TLS_WAYS];
 #endif
-
-/* The resolved config as the shared block keeps it: plain values, no pointers. */
-typedef struct cb__cfg {
-    char name[CB__NAME_MAX + 1];
-    uint32_t consecutive_failures, window_calls, window_ms, window_buckets, minimum_calls;
-    uint32_t failures_in_window, slow_call_ms, max_concurrent, open_ms, max_open_ms;
-    uint32_t half_open_calls, probe_timeout_ms;
-    double failure_rate, slow_call_rate, backoff, jitter;
-    uint64_t seed;
-} cb__cfg;
 
 /* One transition, written by the thread that won it. seq: 0 never written;
    gen << 2 | 1 while being written; gen << 2 | 2 once complete. */
@@ -556,6 +588,7 @@ struct cb__shared {
     uint64_t checksum;                  /* hash of every static field above and cfg */
     uint64_t window_off;                /* offset of the window storage from the block */
     uint64_t bucket_ns;                 /* time window: ns per bucket */
+    uint64_t instance;                  /* drawn at creation: tags the breaker's tickets */
     cb__cfg cfg;
     _Atomic(uint64_t) ready;             /* shm: set last, with release order */
     _Atomic(uint64_t) created_ns;
@@ -824,14 +857,14 @@ static void cb__cfg_load(cb_config *out, const cb__cfg *d)
 
 CB_API void cb_config_get(const cb_breaker *b, cb_config *out)
 {
-    cb__cfg_load(out, &b->cb__sh->cfg);
+    cb__cfg_load(out, &b->cb__config);
     out->on_event = b->cb__on_event;
     out->user = b->cb__user;
     out->clock_ns = b->cb__clock_ns;
     out->clock_user = b->cb__clock_user;
 }
 
-CB_API const char *cb_name(const cb_breaker *b) { return b->cb__sh->cfg.name; }
+CB_API const char *cb_name(const cb_breaker *b) { return b->cb__config.name; }
 
 /* ---- layout and init ------------------------------------------------------------- */
 
@@ -849,6 +882,11 @@ static size_t cb__block_size(const cb_config *c)
     return sizeof(cb__shared) + cb__round_up(cb__window_bytes(c), CB_CACHELINE);
 }
 
+static uint64_t cb__bucket_ns(const cb_config *c)
+{
+    return c->window_ms ? (uint64_t)c->window_ms * CB__MS / c->window_buckets : 0;
+}
+
 static size_t cb__handle_size(void) { return cb__round_up(sizeof(cb_breaker), CB_CACHELINE); }
 
 CB_API size_t cb_size(const cb_config *cfg)
@@ -859,15 +897,8 @@ CB_API size_t cb_size(const cb_config *cfg)
     return CB_CACHELINE - 1 + cb__handle_size() + cb__block_size(&c);
 }
 
-static _Atomic(uint32_t) *cb__ring(const cb__shared *sh)
-{
-    return (_Atomic(uint32_t) *)((char *)(uintptr_t)sh + sh->window_off);
-}
-
-static cb__bucket *cb__buckets(const cb__shared *sh)
-{
-    return (cb__bucket *)((char *)(uintptr_t)sh + sh->window_off);
-}
+static _Atomic(uint32_t) *cb__ring(const cb_breaker *b) { return (_Atomic(uint32_t) *)b->cb__window; }
+static cb__bucket *cb__buckets(const cb_breaker *b) { return (cb__bucket *)b->cb__window; }
 
 static uint64_t cb__static_hash(const cb__shared *sh)
 {
@@ -879,7 +910,19 @@ static uint64_t cb__static_hash(const cb__shared *sh)
     h = cb__fnv(h, &sh->fingerprint, sizeof sh->fingerprint);
     h = cb__fnv(h, &sh->window_off, sizeof sh->window_off);
     h = cb__fnv(h, &sh->bucket_ns, sizeof sh->bucket_ns);
+    h = cb__fnv(h, &sh->instance, sizeof sh->instance);
     return cb__fnv(h, &sh->cfg, sizeof sh->cfg);
+}
+
+/* A breaker's identity, never 0: distinct for blocks made at distinct times, places or
+   processes, so a ticket of one breaker is refused by every other. */
+static uint64_t cb__instance(const void *where, uint64_t now)
+{
+    static _Atomic(uint64_t) made;
+    /* relaxed: only distinctness matters */
+    uint64_t n = atomic_fetch_add_explicit(&made, 1, memory_order_relaxed);
+    uint64_t x = cb__splitmix(now ^ (uint64_t)(uintptr_t)where ^ (uint64_t)getpid() << 40 ^ n << 20);
+    return x ? x : 1;
 }
 
 /* Lay out and initialise a block for the resolved config c (memory already zeroed). */
@@ -892,7 +935,8 @@ static void cb__block_init(cb__shared *sh, const cb_config *c, uint64_t now)
     cb__cfg_store(&sh->cfg, c);
     sh->fingerprint = cb__fnv(0xcbf29ce484222325ull, &sh->cfg, sizeof sh->cfg);
     sh->window_off = sizeof(cb__shared);
-    sh->bucket_ns = c->window_ms ? (uint64_t)c->window_ms * CB__MS / c->window_buckets : 0;
+    sh->bucket_ns = cb__bucket_ns(c);
+    sh->instance = cb__instance(sh, now);
     sh->checksum = cb__static_hash(sh);
     /* relaxed: the block is not yet visible to other threads; publication (the caller
        returning the handle, or the release store of ready) orders these */
@@ -900,21 +944,27 @@ static void cb__block_init(cb__shared *sh, const cb_config *c, uint64_t now)
     atomic_store_explicit(&sh->word, cb__w_make(CB_CLOSED, 0, 0, 0, 0), memory_order_relaxed);
 }
 
-static void cb__handle_init(cb_breaker *b, cb__shared *sh, const cb_config *c, uint32_t kind)
+/* The handle of block sh, whose resolved config is c and identity tag: everything the
+   calls use to find their way is taken from c and the layout it implies, never from sh. */
+static void cb__handle_init(cb_breaker *b, cb__shared *sh, const cb_config *c, uint64_t tag,
+                            uint32_t kind)
 {
     static _Atomic(uint64_t) next_id = 1;
     memset(b, 0, sizeof *b);
+    cb__cfg_store(&b->cb__config, c);
+    const cb__cfg *k = &b->cb__config;
     b->cb__sh = sh;
     b->cb__word = &sh->word;
     b->cb__consec = &sh->consec;
     b->cb__win_count = sh->win_count;
-    b->cb__window_calls = sh->cfg.window_calls;
+    b->cb__window_calls = k->window_calls;
+    b->cb__window = (char *)sh + sizeof(cb__shared);
+    b->cb__bucket_ns = cb__bucket_ns(c);
+    b->cb__tag = tag;
     /* relaxed: only uniqueness matters */
     b->cb__id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
-    b->cb__fast = (sh->cfg.slow_call_ms ? CB__F_SLOW : 0) |
-                  (sh->cfg.max_concurrent ? CB__F_BULKHEAD : 0) |
-                  (sh->cfg.window_ms ? CB__F_TIME_WINDOW : 0) |
-                  (sh->cfg.window_calls ? CB__F_COUNT_WINDOW : 0);
+    b->cb__fast = (k->slow_call_ms ? CB__F_SLOW : 0) | (k->max_concurrent ? CB__F_BULKHEAD : 0) |
+                  (k->window_ms ? CB__F_TIME_WINDOW : 0) | (k->window_calls ? CB__F_COUNT_WINDOW : 0);
     b->cb__kind = kind;
     b->cb__on_event = c->on_event;
     b->cb__user = c->user;
@@ -935,7 +985,7 @@ CB_API cb_err cb_init(void *mem, size_t len, const cb_config *cfg, cb_breaker **
     cb__shared *sh = (cb__shared *)(base + cb__handle_size());
     memset(sh, 0, cb__block_size(&c));
     cb__block_init(sh, &c, c.clock_ns ? c.clock_ns(c.clock_user) : cb__mono_ns());
-    cb__handle_init(b, sh, &c, CB__KIND_INIT);
+    cb__handle_init(b, sh, &c, sh->instance, CB__KIND_INIT);
     atomic_store_explicit(&sh->ready, 1, memory_order_release);
     *out = b;
     return CB_OK;
@@ -1037,6 +1087,20 @@ static uint64_t cb__thread_token(void)
     return cb__token;
 }
 
+/* Give back n bulkhead places, never below zero: whatever a caller's bug or a damaged
+   file gives back too often cannot wrap the count and shut the bulkhead for good. */
+static void cb__places_give(cb__shared *sh, uint64_t n)
+{
+    uint64_t cur = atomic_load_explicit(&sh->in_flight, memory_order_relaxed);
+    for (uint32_t tries = 0; cur && tries < CB__TRIES; tries++) {
+        CB_YIELD_POINT();
+        /* relaxed: the count alone bounds admissions, as in cb__bulkhead_take */
+        if (atomic_compare_exchange_weak_explicit(&sh->in_flight, &cur, cur > n ? cur - n : 0,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            return;
+    }
+}
+
 /* Give back the bulkhead places a dead process's stripe still holds; the caller has just
    taken the stripe over from the dead owner. Its places were taken by that process alone
    and can be given back by nobody else (tickets do not cross processes). */
@@ -1046,7 +1110,7 @@ static void cb__settle_places(cb__shared *sh, cb__stripe *st)
     uint64_t given = atomic_load_explicit(&st->n[CB__N_PLACES_GIVEN], memory_order_relaxed);
     if (taken > given) {   /* relaxed: counts alone, as in cb__bulkhead_take */
         atomic_fetch_add_explicit(&st->n[CB__N_PLACES_GIVEN], taken - given, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&sh->in_flight, taken - given, memory_order_relaxed);
+        cb__places_give(sh, taken - given);
     }
 }
 
@@ -1165,7 +1229,7 @@ static void cb__publish_time(cb__shared *sh, uint32_t gen, uint64_t ms)
 {
     uint64_t want = (uint64_t)(gen & 0xffff) << 48 | (ms & CB__MS_MASK);
     uint64_t cur = atomic_load_explicit(&sh->deadline, memory_order_relaxed);
-    for (;;) {
+    for (uint32_t tries = 0; tries < CB__TRIES; tries++) {
         if ((uint16_t)(cur >> 48) == (uint16_t)gen || !cb__period_current(sh, gen))
             return;   /* published already, or a newer generation's time is what counts */
         CB_YIELD_POINT();
@@ -1208,8 +1272,8 @@ static void cb__history_write(cb__shared *sh, const cb_event *ev)
     uint32_t gen = (uint32_t)ev->generation;
     cb__hist *h = &sh->hist[gen % CB_HISTORY];
     uint64_t cur = atomic_load_explicit(&h->seq, memory_order_relaxed);
-    for (;;) {
-        if ((cur & 3) == 1)
+    for (uint32_t tries = 0;; tries++) {
+        if ((cur & 3) == 1 || tries == CB__TRIES)
             return;   /* a writer CB_HISTORY transitions late holds it: drop ours, never wait */
         if (cur && (int32_t)(gen - (uint32_t)(cur >> 2)) <= 0)
             return;   /* a newer entry is there */
@@ -1247,7 +1311,7 @@ static bool cb__history_read(const cb_breaker *b, const cb__hist *h, cb_event *e
         unsigned from = what & 0xff, to = (what >> 8) & 0xff, why = (what >> 16) & 0xff;
         if (from > CB_METRICS_ONLY || to > CB_METRICS_ONLY || why > CB_REASON_MANUAL)
             return false;   /* damaged (a shared file edited by hand): skip it */
-        ev->name = b->cb__sh->cfg.name;
+        ev->name = b->cb__config.name;
         ev->from = (cb_state)from;
         ev->to = (cb_state)to;
         ev->reason = (cb_reason)why;
@@ -1299,6 +1363,8 @@ CB_API size_t cb_history(const cb_breaker *b, cb_event *out, size_t max)
      any        cb_set_state / cb_reset                        any         MANUAL
 */
 
+static void cb__buckets_clear(const cb_breaker *b, uint64_t now);
+
 static bool cb__transition(cb_breaker *b, uint64_t *w, uint64_t to, cb_reason why, uint64_t now)
 {
     cb__shared *sh = b->cb__sh;
@@ -1321,26 +1387,18 @@ static bool cb__transition(cb_breaker *b, uint64_t *w, uint64_t to, cb_reason wh
 #endif
     *w = to;
     cb_event ev;
-    ev.name = sh->cfg.name;
+    ev.name = b->cb__config.name;
     ev.from = cb__w_state(from);
     ev.to = cb__w_state(to);
     ev.reason = why;
     ev.generation = cb__w_gen(to);
     ev.at_ns = now;
-    cb__publish_time(sh, cb__w_gen(to), cb__time_for(&sh->cfg, to, now, &ev.open_ms));
+    cb__publish_time(sh, cb__w_gen(to), cb__time_for(&b->cb__config, to, now, &ev.open_ms));
     if (ev.to == CB_OPEN)
         /* relaxed: a statistic; once per transition, so no contention */
         atomic_fetch_add_explicit(&sh->opens, 1, memory_order_relaxed);
-    if ((ev.to == CB_CLOSED || ev.to == CB_METRICS_ONLY) && sh->cfg.window_ms) {
-        /* a fresh time window; relaxed: a late writer may still add one outcome, which
-           ages out with its bucket (count windows are tagged instead, see cb__ring_add) */
-        cb__bucket *bk = cb__buckets(sh);
-        for (uint32_t i = 0; i < sh->cfg.window_buckets; i++) {
-            atomic_store_explicit(&bk[i].calls, 0, memory_order_relaxed);
-            atomic_store_explicit(&bk[i].failures, 0, memory_order_relaxed);
-            atomic_store_explicit(&bk[i].slow, 0, memory_order_relaxed);
-        }
-    }
+    if ((ev.to == CB_CLOSED || ev.to == CB_METRICS_ONLY) && b->cb__config.window_ms)
+        cb__buckets_clear(b, now);
     cb__history_write(sh, &ev);
     if (b->cb__on_event)
         b->cb__on_event(&ev, b->cb__user);
@@ -1359,9 +1417,9 @@ static bool cb__transition(cb_breaker *b, uint64_t *w, uint64_t to, cb_reason wh
 static int32_t cb__tagged_add(cb__shared *sh, _Atomic(uint64_t) *word, uint32_t gen, int32_t delta)
 {
     uint64_t cur = atomic_load_explicit(word, memory_order_relaxed);
-    for (;;) {
+    for (uint32_t tries = 0;; tries++) {
         int32_t v = (uint32_t)(cur >> 32) == gen ? (int32_t)(uint32_t)cur : 0;
-        if ((uint32_t)(cur >> 32) != gen && !cb__period_current(sh, gen))
+        if (((uint32_t)(cur >> 32) != gen && !cb__period_current(sh, gen)) || tries == CB__TRIES)
             return 0;
         int32_t next = delta > 0 && v == INT32_MAX ? v : v + delta;
         if (next == v && (uint32_t)(cur >> 32) == gen)
@@ -1387,7 +1445,7 @@ static uint32_t cb__consec_update(cb__shared *sh, uint32_t gen, bool failure)
         return (uint32_t)cb__tagged_add(sh, &sh->consec, gen, 1);
     /* a success cuts the run to 0 under this period's tag; no write when it is 0 already */
     uint64_t cur = atomic_load_explicit(&sh->consec, memory_order_relaxed);
-    while ((uint32_t)cur != 0) {
+    for (uint32_t tries = 0; (uint32_t)cur != 0 && tries < CB__TRIES; tries++) {
         if ((uint32_t)(cur >> 32) != gen && !cb__period_current(sh, gen))
             break;
         CB_YIELD_POINT();
@@ -1422,16 +1480,16 @@ static bool cb__ring_add(const cb_breaker *b, uint32_t gen, bool fail, bool slow
     if (!fail && !slow && cb__window_full_plain(b, gen))
         return false;
     cb__shared *sh = b->cb__sh;
-    _Atomic(uint32_t) *ring = cb__ring(sh);
+    _Atomic(uint32_t) *ring = cb__ring(b);
     uint32_t entry = CB__RING_GEN(gen) << 3 | 4u | (slow ? 2u : 0u) | (fail ? 1u : 0u);
     /* relaxed: the position only spreads writers over the ring; entries carry their tag */
     uint64_t pos = atomic_fetch_add_explicit(&sh->win_head, 1, memory_order_relaxed);
-    _Atomic(uint32_t) *slot = &ring[pos % sh->cfg.window_calls];
+    _Atomic(uint32_t) *slot = &ring[pos % b->cb__window_calls];
     bool changed = false;
     /* relaxed: replacing an entry by an equal one is no change, so skipping the write
        is the same as making it (linearised at this load) */
     uint32_t old = atomic_load_explicit(slot, memory_order_relaxed);
-    while (old != entry) {
+    for (uint32_t tries = 0; old != entry && tries < CB__TRIES; tries++) {
         if ((old >> 3) != CB__RING_GEN(gen) && !cb__period_current(sh, gen))
             break;   /* a late writer must not take out an entry the current period counts */
         CB_YIELD_POINT();
@@ -1465,16 +1523,18 @@ static bool cb__ring_add(const cb_breaker *b, uint32_t gen, bool fail, bool slow
 }
 
 /* Time window: bucket words are epoch:32 | count:32; an epoch is bucket_ns of the clock.
-   The newest epoch seen only moves forward, so a clock that goes back is not moving. */
-static uint64_t cb__epoch(cb__shared *sh, uint64_t now, bool advance)
+   Within a period the newest epoch seen only moves forward, so a clock that goes back is
+   not moving; a fresh window (cb__buckets_clear) starts at the clock's own epoch. */
+static uint64_t cb__epoch(const cb_breaker *b, uint64_t now, bool advance)
 {
-    uint64_t e = now / sh->bucket_ns;
-    uint64_t seen = atomic_load_explicit(&sh->win_epoch, memory_order_relaxed);
-    while (advance && e > seen) {
+    _Atomic(uint64_t) *newest = &b->cb__sh->win_epoch;
+    uint64_t e = now / b->cb__bucket_ns;
+    uint64_t seen = atomic_load_explicit(newest, memory_order_relaxed);
+    for (uint32_t tries = 0; advance && e > seen && tries < CB__TRIES; tries++) {
         CB_YIELD_POINT();
         /* relaxed: a monotonic maximum, no data hangs on it */
-        if (atomic_compare_exchange_weak_explicit(&sh->win_epoch, &seen, e,
-                                                  memory_order_relaxed, memory_order_relaxed))
+        if (atomic_compare_exchange_weak_explicit(newest, &seen, e, memory_order_relaxed,
+                                                  memory_order_relaxed))
             return e;
     }
     return e > seen ? e : seen;
@@ -1483,14 +1543,15 @@ static uint64_t cb__epoch(cb__shared *sh, uint64_t now, bool advance)
 /* Count one outcome in the bucket word for epoch e (64-bit): restart a bucket that holds
    an older epoch only while e itself is still in the window, judged on the 64-bit newest
    epoch, never by the sign of a 32-bit difference. */
-static void cb__bucket_add(cb__shared *sh, _Atomic(uint64_t) *word, uint64_t e)
+static void cb__bucket_add(const cb_breaker *b, _Atomic(uint64_t) *word, uint64_t e)
 {
     uint64_t cur = atomic_load_explicit(word, memory_order_relaxed);
-    for (;;) {
+    for (uint32_t tries = 0; tries < CB__TRIES; tries++) {
         uint64_t next;
         if ((uint32_t)(cur >> 32) == (uint32_t)e)
             next = (uint32_t)cur == UINT32_MAX ? cur : cur + 1;
-        else if (atomic_load_explicit(&sh->win_epoch, memory_order_relaxed) - e < sh->cfg.window_buckets)
+        else if (atomic_load_explicit(&b->cb__sh->win_epoch, memory_order_relaxed) - e <
+                 b->cb__config.window_buckets)
             next = (uint64_t)(uint32_t)e << 32 | 1;   /* the bucket ages out: start it afresh */
         else
             return;                                   /* e itself has aged out */
@@ -1502,10 +1563,10 @@ static void cb__bucket_add(cb__shared *sh, _Atomic(uint64_t) *word, uint64_t e)
     }
 }
 
-static void cb__buckets_figures(const cb__shared *sh, uint64_t epoch, cb__figures *f)
+static void cb__buckets_figures(const cb_breaker *b, uint64_t epoch, cb__figures *f)
 {
-    const cb__bucket *bk = cb__buckets(sh);
-    uint32_t n = sh->cfg.window_buckets;
+    const cb__bucket *bk = cb__buckets(b);
+    uint32_t n = b->cb__config.window_buckets;
     f->calls = f->failures = f->slow = 0;
     for (uint32_t i = 0; i < n; i++) {
         /* relaxed: self-tagged figures; a sum over buckets is a snapshot */
@@ -1521,17 +1582,31 @@ static void cb__buckets_figures(const cb__shared *sh, uint64_t epoch, cb__figure
     }
 }
 
+/* A fresh time window at now: every bucket empty, the newest epoch the clock's own (so a
+   window left ahead of the clock, by a file from before a reboot, ages again). Relaxed: a
+   late writer may still add one outcome, which ages out with its bucket (count windows
+   are tagged instead, see cb__ring_add). */
+static void cb__buckets_clear(const cb_breaker *b, uint64_t now)
+{
+    cb__bucket *bk = cb__buckets(b);
+    for (uint32_t i = 0; i < b->cb__config.window_buckets; i++) {
+        atomic_store_explicit(&bk[i].calls, 0, memory_order_relaxed);
+        atomic_store_explicit(&bk[i].failures, 0, memory_order_relaxed);
+        atomic_store_explicit(&bk[i].slow, 0, memory_order_relaxed);
+    }
+    atomic_store_explicit(&b->cb__sh->win_epoch, now / b->cb__bucket_ns, memory_order_relaxed);
+}
+
 /* What the window of the current period holds: nothing outside CLOSED and METRICS_ONLY
    (the count window's tags say so by themselves; the time window's buckets do not). */
 static void cb__window_figures(const cb_breaker *b, uint64_t w, cb__figures *f)
 {
-    const cb__shared *sh = b->cb__sh;
     uint32_t gen = cb__w_gen(w);
     f->calls = f->failures = f->slow = 0;
-    if (sh->cfg.window_calls)
-        cb__ring_figures(sh, gen, f);
-    else if (sh->cfg.window_ms && (cb__w_state(w) == CB_CLOSED || cb__w_state(w) == CB_METRICS_ONLY))
-        cb__buckets_figures(sh, cb__epoch((cb__shared *)(uintptr_t)sh, cb__now(b), false), f);
+    if (b->cb__config.window_calls)
+        cb__ring_figures(b->cb__sh, gen, f);
+    else if (b->cb__config.window_ms && (cb__w_state(w) == CB_CLOSED || cb__w_state(w) == CB_METRICS_ONLY))
+        cb__buckets_figures(b, cb__epoch(b, cb__now(b), false), f);
 }
 
 /* The window rules, in the BRIEF's order; -1 if none holds. */
@@ -1553,7 +1628,7 @@ static void cb__closed_outcome(cb_breaker *b, uint64_t w, bool fail, bool slow, 
                                bool have_now)
 {
     cb__shared *sh = b->cb__sh;
-    const cb__cfg *c = &sh->cfg;
+    const cb__cfg *c = &b->cb__config;
     uint32_t gen = cb__w_gen(w);
     int why = -1;
     uint32_t run = cb__consec_update(sh, gen, fail);
@@ -1566,14 +1641,14 @@ static void cb__closed_outcome(cb_breaker *b, uint64_t w, bool fail, bool slow, 
     } else if (c->window_ms) {
         if (!have_now)
             now = cb__now(b), have_now = true;
-        uint64_t e = cb__epoch(sh, now, true);
-        cb__bucket *bk = &cb__buckets(sh)[e % c->window_buckets];
-        cb__bucket_add(sh, &bk->calls, e);
+        uint64_t e = cb__epoch(b, now, true);
+        cb__bucket *bk = &cb__buckets(b)[e % c->window_buckets];
+        cb__bucket_add(b, &bk->calls, e);
         if (fail)
-            cb__bucket_add(sh, &bk->failures, e);
+            cb__bucket_add(b, &bk->failures, e);
         if (slow)
-            cb__bucket_add(sh, &bk->slow, e);
-        cb__buckets_figures(sh, e, &f);
+            cb__bucket_add(b, &bk->slow, e);
+        cb__buckets_figures(b, e, &f);
         changed = true;
     }
     if (why < 0 && changed)
@@ -1604,9 +1679,9 @@ static bool cb__bulkhead_take(cb_breaker *b)
        fewer than max_concurrent before it, so at most that many hold a place */
     for (int tries = 0; tries < 2; tries++) {
         uint64_t before = atomic_fetch_add_explicit(&b->cb__sh->in_flight, 1, memory_order_relaxed);
-        if (before < b->cb__sh->cfg.max_concurrent)
+        if (before < b->cb__config.max_concurrent)
             return true;
-        atomic_fetch_sub_explicit(&b->cb__sh->in_flight, 1, memory_order_relaxed);
+        cb__places_give(b->cb__sh, 1);
         if (tries == 0)
             cb__bulkhead_sweep(b);
     }
@@ -1616,7 +1691,7 @@ static bool cb__bulkhead_take(cb_breaker *b)
 static void cb__bulkhead_give(cb_breaker *b)
 {
     if (b->cb__fast & CB__F_BULKHEAD)
-        atomic_fetch_sub_explicit(&b->cb__sh->in_flight, 1, memory_order_relaxed); /* see take */
+        cb__places_give(b->cb__sh, 1);
 }
 
 /* A process killed while its calls held bulkhead places would keep them forever. Each
@@ -1653,6 +1728,7 @@ static bool cb__reject(cb_breaker *b, cb_ticket *t)
     cb__count(b, CB__N_REJECTED);
     t->cb__gen = 0;
     t->cb__flags = 0;
+    t->cb__owner = 0;
     t->cb__start_ns = 0;
     return false;
 }
@@ -1662,6 +1738,7 @@ static bool cb__admit(cb_breaker *b, cb_ticket *t, uint32_t gen, uint32_t flags,
     cb__count(b, CB__N_ADMITTED);
     t->cb__gen = gen;
     t->cb__flags = CB__T_ADMITTED | flags;
+    t->cb__owner = b->cb__tag;
     t->cb__start_ns = 0;
     if ((b->cb__fast & CB__F_SLOW) && !(flags & CB__T_DISABLED)) {
         t->cb__flags |= CB__T_STAMPED;
@@ -1679,8 +1756,8 @@ static bool cb__admit(cb_breaker *b, cb_ticket *t, uint32_t gen, uint32_t flags,
 CB_API bool cb__allow_slow(cb_breaker *b, cb_ticket *t, uint64_t w)
 {
     cb__shared *sh = b->cb__sh;
-    const cb__cfg *c = &sh->cfg;
-    for (;;) {
+    const cb__cfg *c = &b->cb__config;
+    for (uint32_t tries = 0; tries < CB__TRIES; tries++) {
         uint32_t gen = cb__w_gen(w), k = cb__w_k(w);
         uint64_t now, ms;
         switch (cb__w_state(w)) {
@@ -1739,6 +1816,7 @@ CB_API bool cb__allow_slow(cb_breaker *b, cb_ticket *t, uint64_t w)
             return cb__reject(b, t);
         }
     }
+    return cb__reject(b, t);   /* the word never held still: a damaged shared file */
 }
 
 /* Count an outcome that counted; a failure also stamps last_failure_ns, reading the clock
@@ -1758,8 +1836,10 @@ static void cb__count_outcome(cb_breaker *b, cb_outcome o, bool slow, uint64_t *
 
 CB_API bool cb__record_slow(cb_breaker *b, const cb_ticket *t, cb_outcome o)
 {
-    if (!t || !(t->cb__flags & CB__T_ADMITTED) || (unsigned)o > CB_IGNORED)
-        return false;   /* a rejected call's ticket, or not a ticket at all */
+    if (!t || !(t->cb__flags & CB__T_ADMITTED) || t->cb__owner != b->cb__tag ||
+        (unsigned)o > CB_IGNORED)
+        return false;   /* rejected, spent, another breaker's, or not a ticket at all */
+    cb__spend(t);
     cb__shared *sh = b->cb__sh;
     if (t->cb__flags & CB__T_BULKHEAD) {
         /* tallied in the stripe that took the place, whichever thread records: relaxed
@@ -1775,12 +1855,12 @@ CB_API bool cb__record_slow(cb_breaker *b, const cb_ticket *t, cb_outcome o)
         now = cb__now(b);
         have_now = true;
         slow = now > t->cb__start_ns &&
-               now - t->cb__start_ns >= (uint64_t)sh->cfg.slow_call_ms * CB__MS;
+               now - t->cb__start_ns >= (uint64_t)b->cb__config.slow_call_ms * CB__MS;
     }
     /* acquire: as in cb_allow */
     uint64_t w = atomic_load_explicit(&sh->word, memory_order_acquire);
-    for (;;) {
-        if (cb__w_gen(w) != t->cb__gen) {
+    for (uint32_t tries = 0;; tries++) {
+        if (cb__w_gen(w) != t->cb__gen || tries == CB__TRIES) {
             cb__count(b, CB__N_STALE);
             return false;
         }
@@ -1809,9 +1889,9 @@ CB_API bool cb__record_slow(cb_breaker *b, const cb_ticket *t, cb_outcome o)
             uint64_t to;
             cb_reason why;
             if (o == CB_FAILURE || slow) {
-                to = cb__w_make(CB_OPEN, cb__next_k(&sh->cfg, cb__w_k(w)), 0, 0, t->cb__gen + 1);
+                to = cb__w_make(CB_OPEN, cb__next_k(&b->cb__config, cb__w_k(w)), 0, 0, t->cb__gen + 1);
                 why = CB_REASON_PROBE_FAILED;
-            } else if (cb__w_succeeded(w) + 1 >= sh->cfg.half_open_calls) {
+            } else if (cb__w_succeeded(w) + 1 >= b->cb__config.half_open_calls) {
                 to = cb__w_make(CB_CLOSED, 0, 0, 0, t->cb__gen + 1);
                 why = CB_REASON_PROBES_SUCCEEDED;
             } else {
@@ -1859,11 +1939,13 @@ CB_API cb_err cb_set_state(cb_breaker *b, cb_state s)
     if ((unsigned)s > CB_METRICS_ONLY)
         return CB_EINVAL;
     uint64_t w = atomic_load_explicit(b->cb__word, memory_order_acquire);
-    /* the clock is read after the word it replaces, so transition times never go back */
-    while (!cb__transition(b, &w, cb__w_make(s, s == CB_CLOSED ? 0 : cb__w_k(w), 0, 0, cb__w_gen(w) + 1),
+    /* the clock is read after the word it replaces, so transition times never go back;
+       a failed CAS reloads w, and the next try decides on the fresh word */
+    for (uint32_t tries = 0; tries < CB__TRIES; tries++)
+        if (cb__transition(b, &w, cb__w_make(s, s == CB_CLOSED ? 0 : cb__w_k(w), 0, 0, cb__w_gen(w) + 1),
                            CB_REASON_MANUAL, cb__now(b)))
-        ;   /* the failed CAS reloaded w: retry on the fresh word */
-    return CB_OK;
+            return CB_OK;
+    return CB_ECORRUPT;   /* the word never held still: a damaged shared file */
 }
 
 CB_API void cb_reset(cb_breaker *b) { cb_set_state(b, CB_CLOSED); }
@@ -1884,13 +1966,17 @@ CB_API uint64_t cb_retry_after_ms(const cb_breaker *b)
     if (cb__w_state(w) != CB_OPEN)
         return 0;
     if (!cb__time_of(b->cb__sh, cb__w_gen(w), &ms))   /* just opened: the whole period */
-        return cb__period_ms(&b->cb__sh->cfg, cb__w_k(w), cb__w_gen(w));
+        return cb__period_ms(&b->cb__config, cb__w_k(w), cb__w_gen(w));
+    uint64_t period = cb__period_ms(&b->cb__config, cb__w_k(w), cb__w_gen(w));
     uint64_t until = cb__ms_to_ns(ms), now = cb__now(b), since;
     if (!cb__since(b, cb__w_gen(w), &since))
-        since = until - cb__ms_to_ns(cb__period_ms(&b->cb__sh->cfg, cb__w_k(w), cb__w_gen(w)));
+        since = until - cb__ms_to_ns(period);
     if (now < since)
         now = since;   /* a clock gone back is not moving */
-    return until > now ? cb__ceil_ms(until - now) : 0;
+    /* the deadline is the period's end rounded up to a whole ms: never say more than the
+       period itself */
+    uint64_t left = until > now ? cb__ceil_ms(until - now) : 0;
+    return left < period ? left : period;
 }
 
 CB_API void cb_stats_get(const cb_breaker *b, cb_stats *s)
@@ -1918,7 +2004,7 @@ CB_API void cb_stats_get(const cb_breaker *b, cb_stats *s)
     s->window_failures = f.failures;
     s->window_slow = f.slow;
     uint64_t done = s->successes + s->failures + s->ignored + s->stale + n[CB__N_UNCOUNTED];
-    uint64_t flight = sh->cfg.max_concurrent ? atomic_load_explicit(&sh->in_flight, memory_order_relaxed)
+    uint64_t flight = b->cb__config.max_concurrent ? atomic_load_explicit(&sh->in_flight, memory_order_relaxed)
                                              : ((int64_t)(s->admitted - done) > 0 ? s->admitted - done : 0);
     s->in_flight = flight > UINT32_MAX ? UINT32_MAX : (uint32_t)flight;
     if (!cb__since(b, gen, &s->state_since_ns) &&
@@ -2183,7 +2269,7 @@ CB_API void cb__test_preset(cb_breaker *b, uint32_t generation, uint64_t counter
 #ifndef CB_NO_SHM
 
 #ifndef CB_SHM_WAIT_MS
-#define CB_SHM_WAIT_MS 2000   /* how long an attacher waits for a creator at work */
+#define CB_SHM_WAIT_MS 2000   /* how long an opener waits for a creator at work */
 #endif
 
 static void cb__sleep_ms(long ms)
@@ -2192,165 +2278,326 @@ static void cb__sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* Check an attached block against the layout and config this process expects. */
-static cb_err cb__shm_validate(const cb__shared *sh, size_t file_len, const cb_config *c)
+/* Where a refusal is explained: "PATH: what is wrong". */
+typedef struct cb__why { const char *path; char *msg; size_t len; } cb__why;
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static cb_err cb__shm_fail(const cb__why *y, cb_err e, const char *fmt, ...)
+{
+    if (y->msg && y->len) {
+        int n = snprintf(y->msg, y->len, "%s: ", y->path);
+        size_t at = n > 0 && (size_t)n < y->len ? (size_t)n : y->len - 1;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(y->msg + at, y->len - at, fmt, ap);
+        va_end(ap);
+    }
+    return e;
+}
+
+static bool cb__in_group(gid_t gid)
+{
+    gid_t groups[256];
+    int n = getgroups(256, groups);
+    for (int i = 0; i < n; i++)
+        if (groups[i] == gid)
+            return true;
+    return gid == getegid();
+}
+
+/* The trust boundary: only a regular file of this user (or, with CB_SHM_GROUP, of a user
+   of one of this process's groups), never writable by every user. */
+static cb_err cb__shm_trust(const struct stat *st, unsigned flags, const cb__why *y)
+{
+    if (S_ISLNK(st->st_mode))
+        return cb__shm_fail(y, CB_EPERM, "is a symbolic link: refused (name the file itself)");
+    if (!S_ISREG(st->st_mode))
+        return cb__shm_fail(y, CB_EPERM, "not a regular file: refused");
+    if (st->st_mode & S_IWOTH)
+        return cb__shm_fail(y, CB_EPERM, "writable by every user (mode %04o): refused",
+                            (unsigned)(st->st_mode & 07777));
+    if (st->st_uid != geteuid() && !((flags & CB_SHM_GROUP) && cb__in_group(st->st_gid)))
+        return cb__shm_fail(y, CB_EPERM, "owned by uid %u, not by this user (uid %u): refused; "
+                            "run as its owner (sudo -u OWNER ...)", (unsigned)st->st_uid,
+                            (unsigned)geteuid());
+    return CB_OK;
+}
+
+/* Open (or create) the file, refusing what may not be trusted before and after open:
+   lstat first, so a device or fifo is never opened at all; O_NOFOLLOW, so a symlink
+   swapped in since is refused too; then fstat of what was opened. */
+static int cb__shm_fd(const cb__why *y, bool create, unsigned flags, bool *created, cb_err *e)
+{
+    mode_t mode = flags & CB_SHM_GROUP ? 0660 : 0600;
+    struct stat st;
+    for (int tries = 0; tries < 3; tries++) {
+        if (lstat(y->path, &st) == 0 && (*e = cb__shm_trust(&st, flags, y)) != CB_OK)
+            return -1;
+        int fd = create ? open(y->path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode) : -1;
+        if (fd >= 0) {
+            *created = true;
+            if (fchmod(fd, mode) == 0)   /* whatever the umask */
+                return fd;
+            *e = cb__shm_fail(y, CB_EIO, "cannot set mode %04o: %s", (unsigned)mode, strerror(errno));
+            unlink(y->path);
+            close(fd);
+            return -1;
+        }
+        if (create && errno != EEXIST)
+            break;
+        fd = open(y->path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0 && errno == ELOOP) {
+            *e = cb__shm_fail(y, CB_EPERM, "is a symbolic link: refused (name the file itself)");
+            return -1;
+        }
+        if (fd < 0 && errno == ENOENT && create)
+            continue;   /* removed between the two opens: create it after all */
+        if (fd < 0)
+            break;
+        if (fstat(fd, &st) != 0 || (*e = cb__shm_trust(&st, flags, y)) != CB_OK) {
+            if (*e == CB_OK)
+                *e = cb__shm_fail(y, CB_EIO, "fstat: %s", strerror(errno));
+            close(fd);
+            return -1;
+        }
+        return fd;
+    }
+    *e = cb__shm_fail(y, CB_EIO, "cannot %s: %s", create ? "open or create" : "open", strerror(errno));
+    return -1;
+}
+
+/* The static part of the header (everything before `ready`), read into private memory:
+   every check and every value taken from it is made on this copy, never on the mapping. */
+static cb_err cb__shm_header(int fd, cb__shared *h, uint64_t *file_len, const cb__why *y)
+{
+    struct stat st;
+    memset(h, 0, sizeof *h);
+    if (fstat(fd, &st) != 0)
+        return cb__shm_fail(y, CB_EIO, "fstat: %s", strerror(errno));
+    *file_len = (uint64_t)st.st_size;
+    size_t want = offsetof(cb__shared, ready);
+    ssize_t got = pread(fd, h, want, 0);
+    if (got < 0)
+        return cb__shm_fail(y, CB_EIO, "read: %s", strerror(errno));
+    if ((size_t)got < sizeof h->magic || h->magic != CB__MAGIC)
+        return cb__shm_fail(y, CB_ECORRUPT, "not a cb.h breaker file");
+    if (h->version != CB__VERSION || h->header_size != sizeof(cb__shared))
+        return cb__shm_fail(y, CB_EMISMATCH, "file format %u (header %u bytes), this cb.h reads "
+                            "format %u (%zu bytes)", h->version, h->header_size, CB__VERSION,
+                            sizeof(cb__shared));
+    if ((size_t)got < want || h->checksum != cb__static_hash(h))
+        return cb__shm_fail(y, CB_ECORRUPT, "header checksum does not match: damaged");
+    if (h->total_size > *file_len)
+        return cb__shm_fail(y, CB_ECORRUPT, "truncated: %llu bytes, the breaker needs %llu",
+                            (unsigned long long)*file_len, (unsigned long long)h->total_size);
+    return CB_OK;
+}
+
+/* The file's header against the layout and config this process expects (c resolved). */
+static cb_err cb__shm_validate(const cb__shared *h, const cb_config *c, const cb__why *y)
 {
     cb__shared want;
     memset(&want, 0, sizeof want);
     cb__block_init(&want, c, 0);
-    if (sh->magic != CB__MAGIC)
-        return CB_ECORRUPT;   /* not a breaker file */
-    if (sh->version != CB__VERSION || sh->header_size != want.header_size)
-        return CB_EMISMATCH;  /* another layout (another cb.h version or build options) */
-    if (sh->checksum != cb__static_hash(sh) || sh->total_size > file_len)
-        return CB_ECORRUPT;
-    if (memcmp(&sh->cfg, &want.cfg, sizeof want.cfg) != 0 || sh->total_size != want.total_size ||
-        sh->window_off != want.window_off || sh->bucket_ns != want.bucket_ns)
-        return CB_EMISMATCH;
-    if (cb__w_state(atomic_load_explicit(&sh->word, memory_order_acquire)) > CB_METRICS_ONLY)
-        return CB_ECORRUPT;
+    const cb__cfg *f = &h->cfg, *k = &want.cfg;
+    if (memcmp(f->name, k->name, sizeof f->name) != 0)
+        return cb__shm_fail(y, CB_EMISMATCH, "config differs: the file's breaker has another name");
+#define CB__SAME(field)                                                                        \
+    if (memcmp(&f->field, &k->field, sizeof f->field) != 0)                                   \
+        return cb__shm_fail(y, CB_EMISMATCH, "config differs: " #field " is %g in the file, %g here", \
+                            (double)f->field, (double)k->field);
+    CB__CFG_FIELDS(CB__SAME)
+#undef CB__SAME
+    if (h->total_size != want.total_size || h->window_off != want.window_off ||
+        h->bucket_ns != want.bucket_ns || h->fingerprint != want.fingerprint)
+        return cb__shm_fail(y, CB_EMISMATCH, "layout differs from what its config implies: damaged");
     return CB_OK;
 }
 
-static cb_breaker *cb__shm_handle(cb__shared *sh, size_t len, const cb_config *c)
+/* Is the block published (1), not yet (0), or is the file someone else's (-1)? Read from
+   a short private mapping of the header alone, without the lock: a reader holding the
+   file's lock cannot hold up the open of a finished file. */
+static int cb__shm_published(int fd, uint64_t len)
 {
-    cb_breaker *b = (cb_breaker *)CB_MALLOC(sizeof *b);
-    if (b) {
-        cb__handle_init(b, sh, c, CB__KIND_SHM);
-        b->cb__mem = sh;
-        b->cb__map_len = len;
+    if (len < sizeof(cb__shared)) {   /* a creator cut short, or someone's file? */
+        uint64_t magic = 0, want = CB__MAGIC;
+        ssize_t got = pread(fd, &magic, sizeof magic, 0);
+        return got < 0 || (magic != 0 && memcmp(&magic, &want, (size_t)got) != 0) ? -1 : 0;
     }
-    return b;
+    cb__shared *sh = (cb__shared *)mmap(NULL, sizeof(cb__shared), PROT_READ, MAP_SHARED, fd, 0);
+    if (sh == MAP_FAILED)
+        return -1;
+    /* acquire: pairs with the publisher's release store of ready */
+    int r = atomic_load_explicit(&sh->ready, memory_order_acquire) == 1 ? 1
+          : sh->magic != 0 && sh->magic != CB__MAGIC                     ? -1 : 0;
+    munmap(sh, sizeof(cb__shared));
+    return r;
 }
 
 /* Under the file's lock (so nobody else is initialising it): if the block was never
    published - this process creates it, or its creator died midway - size and initialise
-   it from c and publish it. Without c (attach only) an unfinished file is damaged. */
-static cb_err cb__shm_finish(int fd, const cb_config *c)
+   it from c and publish it. Without c (attach only) an unfinished file is an error. */
+static cb_err cb__shm_finish(int fd, const cb_config *c, const cb__why *y)
 {
     struct stat st;
     if (fstat(fd, &st) != 0)
-        return CB_EIO;
-    if (!S_ISREG(st.st_mode))
-        return CB_ECORRUPT;
-    size_t len = (size_t)st.st_size;
-    if (len > 0 && len < sizeof(cb__shared)) {   /* a creator cut short, or someone's file? */
-        uint64_t magic = 0, want = CB__MAGIC;
-        ssize_t got = pread(fd, &magic, sizeof magic, 0);
-        if (got < 0)
-            return CB_EIO;
-        if (magic != 0 && memcmp(&magic, &want, (size_t)got) != 0)
-            return CB_ECORRUPT;   /* not ours: never overwrite it */
-    }
-    if (len >= sizeof(cb__shared)) {
-        cb__shared *sh = (cb__shared *)mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
-        if (sh == MAP_FAILED)
-            return CB_EIO;
-        /* acquire: pairs with the publisher's release store of ready */
-        bool ready = atomic_load_explicit(&sh->ready, memory_order_acquire) == 1;
-        bool foreign = sh->magic != 0 && sh->magic != CB__MAGIC;
-        munmap(sh, len);
-        if (ready || foreign)
-            return ready ? CB_OK : CB_ECORRUPT;
-    }
+        return cb__shm_fail(y, CB_EIO, "fstat: %s", strerror(errno));
+    int state = cb__shm_published(fd, (uint64_t)st.st_size);
+    if (state != 0)
+        return state > 0 ? CB_OK : cb__shm_fail(y, CB_ECORRUPT, "not a cb.h breaker file: left untouched");
     if (!c)
-        return CB_ECORRUPT;
-    len = cb__round_up(cb__block_size(c), (size_t)sysconf(_SC_PAGESIZE));
+        return cb__shm_fail(y, CB_ECORRUPT, "unfinished: its creator died before publishing it");
+    size_t len = cb__round_up(cb__block_size(c), (size_t)sysconf(_SC_PAGESIZE));
     if (ftruncate(fd, (off_t)len) != 0)
-        return CB_EIO;
+        return cb__shm_fail(y, CB_EIO, "cannot size to %zu bytes: %s", len, strerror(errno));
     cb__shared *sh = (cb__shared *)mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (sh == MAP_FAILED)
-        return CB_EIO;
+        return cb__shm_fail(y, CB_EIO, "mmap: %s", strerror(errno));
     memset(sh, 0, cb__block_size(c));
     cb__block_init(sh, c, c->clock_ns ? c->clock_ns(c->clock_user) : cb__mono_ns());
-    /* release: pairs with the acquire load of ready by attachers; they see the block */
+    /* release: pairs with the acquire load of ready by openers; they see the block */
     atomic_store_explicit(&sh->ready, 1, memory_order_release);
     munmap(sh, len);
     return CB_OK;
 }
 
-/* Map a published file and check it. With c == NULL the config is taken from the file
-   (once its header checks out) and returned in *from_file. */
-static cb_err cb__shm_map(int fd, const cb_config *c, cb_config *from_file, char *name,
-                          void **map, size_t *len)
+/* Wait for the block to be published, finishing it under the lock if nobody else is. */
+static cb_err cb__shm_publish(int fd, bool created, const cb_config *c, const cb__why *y)
 {
-    struct stat st;
-    if (fstat(fd, &st) != 0)
-        return CB_EIO;
-    *len = (size_t)st.st_size;
-    if (*len < sizeof(cb__shared))
-        return CB_ECORRUPT;
-    *map = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (*map == MAP_FAILED)
-        return CB_EIO;
-    const cb__shared *sh = (const cb__shared *)*map;
-    if (!c) {   /* trust the file's config only once its header checks out */
-        if (sh->magic != CB__MAGIC)
-            return CB_ECORRUPT;
-        if (sh->version != CB__VERSION || sh->header_size != sizeof(cb__shared))
-            return CB_EMISMATCH;
-        if (sh->checksum != cb__static_hash(sh))
-            return CB_ECORRUPT;
+    for (int waited = 0;; waited += 10) {
+        if (flock(fd, created ? LOCK_EX : LOCK_EX | LOCK_NB) == 0) {
+            cb_err e = cb__shm_finish(fd, c, y);
+            flock(fd, LOCK_UN);
+            return e;
+        }
+        if (errno != EWOULDBLOCK && errno != EINTR)
+            return cb__shm_fail(y, CB_EIO, "flock: %s", strerror(errno));
+        struct stat st;   /* published meanwhile by the lock holder? */
+        if (fstat(fd, &st) == 0 && cb__shm_published(fd, (uint64_t)st.st_size) > 0)
+            return CB_OK;
+        if (waited >= CB_SHM_WAIT_MS)
+            return cb__shm_fail(y, CB_ECORRUPT, "unfinished, and another process has held its "
+                                "lock for %d ms", CB_SHM_WAIT_MS);
+        cb__sleep_ms(10);
+    }
+}
+
+/* A file from before a reboot keeps times of the old clock, which may lie far ahead of
+   this one: a window that would not age, a deadline days away. Bring them back within
+   what the config allows (a whole window, a longest period or probe round). */
+static void cb__shm_adopt_times(cb_breaker *b)
+{
+    cb__shared *sh = b->cb__sh;
+    const cb__cfg *c = &b->cb__config;
+    uint64_t now = cb__now(b);
+    if (c->window_ms) {
+        uint64_t e = now / b->cb__bucket_ns;
+        uint64_t seen = atomic_load_explicit(&sh->win_epoch, memory_order_relaxed);
+        if (seen > e + c->window_buckets)   /* relaxed: as in cb__epoch; one try is enough */
+            atomic_compare_exchange_strong_explicit(&sh->win_epoch, &seen, e, memory_order_relaxed,
+                                                    memory_order_relaxed);
+    }
+    uint64_t w = atomic_load_explicit(&sh->word, memory_order_acquire), ms;
+    cb_state s = cb__w_state(w);
+    if ((s != CB_OPEN && s != CB_HALF_OPEN) || !cb__time_of(sh, cb__w_gen(w), &ms))
+        return;
+    uint64_t span = s == CB_OPEN ? c->max_open_ms : c->probe_timeout_ms;
+    if (ms <= cb__ceil_ms(now) + span + 1)
+        return;
+    uint64_t fresh = s == CB_OPEN ? cb__period_ms(c, cb__w_k(w), cb__w_gen(w)) : c->probe_timeout_ms;
+    uint64_t cur = (uint64_t)(cb__w_gen(w) & 0xffff) << 48 | ms;
+    /* relaxed: the deadline word carries its own tag, see cb__publish_time() */
+    atomic_compare_exchange_strong_explicit(&sh->deadline, &cur,
+        (cur & ~CB__MS_MASK) | cb__ceil_ms(cb__add_sat(now, fresh * CB__MS)),
+        memory_order_relaxed, memory_order_relaxed);
+}
+
+/* Map a published file, checked against c (or, with c == NULL, taking its config once
+   the header checks out, resolved into *from_file with the name kept in name). Only the
+   bytes the config implies are mapped, however long the file is. */
+static cb_breaker *cb__shm_map(int fd, const cb_config *c, const cb__why *y, cb_err *e)
+{
+    cb__shared h;
+    uint64_t file_len;
+    cb_config from_file;
+    char name[CB__NAME_MAX + 1];
+    if ((*e = cb__shm_header(fd, &h, &file_len, y)) != CB_OK)
+        return NULL;
+    if (!c) {
         cb_config raw;
-        cb__cfg_load(&raw, &sh->cfg);
-        memcpy(name, sh->cfg.name, CB__NAME_MAX);
+        cb__cfg_load(&raw, &h.cfg);
+        memcpy(name, h.cfg.name, CB__NAME_MAX);
         name[CB__NAME_MAX] = 0;
         raw.name = name;
-        if (cb__resolve(&raw, from_file, NULL, 0) != CB_OK)
-            return CB_ECORRUPT;
-        c = from_file;
+        char why[160];
+        if (cb__resolve(&raw, &from_file, why, sizeof why) != CB_OK) {
+            *e = cb__shm_fail(y, CB_ECORRUPT, "the file's config is invalid: %s", why);
+            return NULL;
+        }
+        c = &from_file;
     }
-    return cb__shm_validate(sh, *len, c);
+    if ((*e = cb__shm_validate(&h, c, y)) != CB_OK)
+        return NULL;
+    size_t len = cb__block_size(c);
+    void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) {
+        *e = cb__shm_fail(y, CB_EIO, "mmap: %s", strerror(errno));
+        return NULL;
+    }
+    cb_breaker *b = (cb_breaker *)CB_MALLOC(sizeof *b);
+    if (!b) {
+        munmap(map, len);
+        *e = cb__shm_fail(y, CB_ENOMEM, "no memory for the handle");
+        return NULL;
+    }
+    cb__handle_init(b, (cb__shared *)map, c, h.instance, CB__KIND_SHM);
+    b->cb__mem = map;
+    b->cb__map_len = len;
+    if (cb__w_state(atomic_load_explicit(b->cb__word, memory_order_acquire)) > CB_METRICS_ONLY) {
+        cb_shm_close(b);
+        *e = cb__shm_fail(y, CB_ECORRUPT, "the state word is damaged");
+        return NULL;
+    }
+    cb__shm_adopt_times(b);
+    return b;
 }
 
 /* Create the file, or attach to it (cfg == NULL: attach only, config from the file).
    Whoever holds the file's flock finishes an unpublished block; a creator that dies
    midway releases the lock with its last descriptor, so the next opener takes over. */
-static cb_breaker *cb__shm(const char *path, const cb_config *cfg, cb_err *err)
+CB_API cb_breaker *cb_shm_open_ex(const char *path, const cb_config *cfg, unsigned flags,
+                                  cb_err *err, char *msg, size_t msg_len)
 {
-    cb_config c, from_file;
-    char name[CB__NAME_MAX + 1];
-    cb_err e = !path ? CB_EINVAL : cfg ? cb__resolve(cfg, &c, NULL, 0) : CB_OK;
+    cb__why y = { path, msg, msg_len };
+    cb_config c;
+    char bad[160];
     cb_breaker *b = NULL;
-    void *map = MAP_FAILED;
-    size_t len = 0;
-    int fd = -1;
     bool created = false;
-    if (e != CB_OK)
-        goto out;
-    if (cfg && (fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) >= 0)
-        created = true;
-    else if ((cfg && errno != EEXIST) || (fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK)) < 0) {
-        e = CB_EIO;
-        goto out;
-    }
-    for (int waited = 0;; waited += 10) {
-        if (flock(fd, created ? LOCK_EX : LOCK_EX | LOCK_NB) == 0) {
-            e = cb__shm_finish(fd, cfg ? &c : NULL);
-            flock(fd, LOCK_UN);
-            break;
-        }
-        if (errno != EWOULDBLOCK && errno != EINTR) {
-            e = CB_EIO;
-            break;
-        }
-        if (waited >= CB_SHM_WAIT_MS) {   /* a creator stuck for seconds: give up */
-            e = CB_ECORRUPT;
-            break;
-        }
-        cb__sleep_ms(10);
-    }
-    if (e != CB_OK && created)
-        unlink(path);
-    if (e == CB_OK && (e = cb__shm_map(fd, cfg ? &c : NULL, &from_file, name, &map, &len)) == CB_OK) {
-        b = cb__shm_handle((cb__shared *)map, len, cfg ? &c : &from_file);
-        e = b ? CB_OK : CB_ENOMEM;
-    }
-out:
-    if (fd >= 0)
+    int fd = -1;
+    cb_err e = CB_OK;
+    if (msg && msg_len)
+        msg[0] = 0;
+    if (!path)
+        e = CB_EINVAL;
+    else if (flags & ~(unsigned)CB_SHM_GROUP)
+        e = cb__shm_fail(&y, CB_EINVAL, "unknown flags 0x%x", flags & ~(unsigned)CB_SHM_GROUP);
+    else if (cfg && cb__resolve(cfg, &c, bad, sizeof bad) != CB_OK)
+        e = cb__shm_fail(&y, CB_EINVAL, "%s", bad);
+    else if ((fd = cb__shm_fd(&y, cfg != NULL, flags, &created, &e)) >= 0) {
+        struct stat st;
+        int state = created || fstat(fd, &st) != 0 ? 0 : cb__shm_published(fd, (uint64_t)st.st_size);
+        if (state < 0)
+            e = cb__shm_fail(&y, CB_ECORRUPT, "not a cb.h breaker file: left untouched");
+        else if (state == 0)
+            e = cb__shm_publish(fd, created, cfg ? &c : NULL, &y);
+        if (e != CB_OK && created)
+            unlink(path);
+        if (e == CB_OK)
+            b = cb__shm_map(fd, cfg ? &c : NULL, &y, &e);
         close(fd);   /* the mapping stays valid without the descriptor */
-    if (!b && map != MAP_FAILED)
-        munmap(map, len);
+    }
     if (err)
         *err = e;
     return b;
@@ -2359,10 +2606,13 @@ out:
 CB_API cb_breaker *cb_shm_open(const char *path, const cb_config *cfg, cb_err *err)
 {
     static const cb_config zero;
-    return cb__shm(path, cfg ? cfg : &zero, err);
+    return cb_shm_open_ex(path, cfg ? cfg : &zero, 0, err, NULL, 0);
 }
 
-CB_API cb_breaker *cb_shm_attach(const char *path, cb_err *err) { return cb__shm(path, NULL, err); }
+CB_API cb_breaker *cb_shm_attach(const char *path, cb_err *err)
+{
+    return cb_shm_open_ex(path, NULL, 0, err, NULL, 0);
+}
 
 CB_API void cb_shm_close(cb_breaker *b)
 {
@@ -2372,12 +2622,19 @@ CB_API void cb_shm_close(cb_breaker *b)
     CB_FREE(b);
 }
 #else
+CB_API cb_breaker *cb_shm_open_ex(const char *path, const cb_config *cfg, unsigned flags,
+                                  cb_err *err, char *msg, size_t msg_len)
+{
+    (void)path, (void)cfg, (void)flags;
+    if (msg && msg_len)
+        snprintf(msg, msg_len, "built with CB_NO_SHM: no shared breakers");
+    if (err)
+        *err = CB_EIO;
+    return NULL;
+}
 CB_API cb_breaker *cb_shm_open(const char *path, const cb_config *cfg, cb_err *err)
 {
-    (void)path, (void)cfg;
-    if (err)
-        *err = CB_EIO;   /* built with CB_NO_SHM */
-    return NULL;
+    return cb_shm_open_ex(path, cfg, 0, err, NULL, 0);
 }
 CB_API cb_breaker *cb_shm_attach(const char *path, cb_err *err) { return cb_shm_open(path, NULL, err); }
 CB_API void cb_shm_close(cb_breaker *b) { (void)b; }

@@ -244,6 +244,8 @@ static void transition(model *m, cb_state to, cb_reason why, uint32_t k)
     } else if (to == CB_CLOSED || to == CB_METRICS_ONLY) {
         m->nwin = 0;
         m->run = 0;
+        if (m->cfg.window_ms)  /* a fresh window starts at the clock's own epoch */
+            m->newest_epoch = m->now_ns / ((uint64_t)m->cfg.window_ms * NS_PER_MS / m->cfg.window_buckets);
     }
 }
 
@@ -385,7 +387,9 @@ uint64_t model_retry_after_ms(const model *m)
     uint64_t now = m->now_ns > m->state_since_ns ? m->now_ns : m->state_since_ns;  /* not back */
     if (m->state != CB_OPEN || now >= until_ns)
         return 0;
-    return (until_ns - now + NS_PER_MS - 1) / NS_PER_MS;
+    uint64_t left = (until_ns - now + NS_PER_MS - 1) / NS_PER_MS;
+    uint64_t period = model_period_ms(&m->cfg, m->k, m->gen);
+    return left < period ? left : period;   /* never more than the period */
 }
 
 void model_stats(const model *m, cb_stats *s)

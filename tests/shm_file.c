@@ -378,13 +378,13 @@ TEST(a_creator_at_work_is_waited_for_then_the_file_is_corrupt)
     cb_shm_close(t_open(path, t_cfg, CB_OK));   /* lock gone: the next opener finishes it */
 }
 
-TEST(paths_that_cannot_hold_a_breaker_are_io_errors)
+TEST(a_missing_folder_is_an_io_error_and_a_folder_is_refused)
 {
     t_path("x");   /* makes the folder */
     char missing[160];
     snprintf(missing, sizeof missing, "%s/no/such/dir.cb", t_dir);
     t_open(missing, t_cfg, CB_EIO);
-    t_open(t_dir, t_cfg, CB_EIO);   /* a folder */
+    t_open(t_dir, t_cfg, CB_EPERM);   /* a folder: not a regular file */
 }
 
 TEST(bad_arguments_are_invalid_and_create_nothing)
@@ -471,7 +471,7 @@ TEST(attach_never_creates_a_file)
     const char *path = t_path("absent.cb");
     t_attach(path, CB_EIO);
     CHECK(access(path, F_OK) != 0);
-    t_attach(t_dir, CB_EIO);
+    t_attach(t_dir, CB_EPERM);
     cb_err e = CB_OK;
     CHECK(cb_shm_attach(NULL, &e) == NULL);
     CHECK_EQ(e, CB_EINVAL);

