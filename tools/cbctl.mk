@@ -13,7 +13,8 @@
 
 CBCTL_BIN   := $(BUILD)/tools/cbctl
 SHM_BUILD   := $(BUILD)/shm
-SHM_TESTS   := $(SHM_BUILD)/shm_file $(SHM_BUILD)/asan/shm_file $(SHM_BUILD)/registry_threads \
+SHM_TESTS   := $(SHM_BUILD)/shm_file $(SHM_BUILD)/asan/shm_file $(SHM_BUILD)/shm_trust \
+               $(SHM_BUILD)/asan/shm_trust $(SHM_BUILD)/registry_threads \
                $(SHM_BUILD)/tsan/registry_threads $(SHM_BUILD)/shm_cross
 SHM_DRIVE   := $(SHM_BUILD)/shm_drive
 FUZZ_SHM    := $(BUILD)/fuzz/fuzz_shm
@@ -41,6 +42,14 @@ $(SHM_BUILD)/shm_file: tests/shm_file.c tests/t_other.c tests/t.h cb.h
 	$(CC) $(WARN) $(CFLAGS) -I. -o $@ $< tests/t_other.c $(LDLIBS)
 
 $(SHM_BUILD)/asan/shm_file: tests/shm_file.c tests/t_other.c tests/t.h cb.h
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(SHM_SAN) -I. -o $@ $< tests/t_other.c $(LDLIBS)
+
+$(SHM_BUILD)/shm_trust: tests/shm_trust.c tests/t_other.c tests/t.h cb.h
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(CFLAGS) -I. -o $@ $< tests/t_other.c $(LDLIBS)
+
+$(SHM_BUILD)/asan/shm_trust: tests/shm_trust.c tests/t_other.c tests/t.h cb.h
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(SHM_SAN) -I. -o $@ $< tests/t_other.c $(LDLIBS)
 
