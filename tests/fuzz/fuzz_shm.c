@@ -19,6 +19,11 @@
                  with bit 4 set they are laid from the stored config on and the checksum
                  is made to match, so that any config a file can hold reaches
                  cb_shm_attach's checks.
+     live mode   (bit 6) a valid block of the config is opened, and the rest of the input
+                 is a stream of writes made into the mapping while it is in use: after
+                 each operation, 3 bytes (a 16-bit offset scaled to the block, a value)
+                 land anywhere in the file, static header included, as a second writer
+                 scribbling over a live file would. Nothing may crash or hang.
    No input waits: an opener waits only for a creator that holds the file's lock, and
    none does here; CB_SHM_WAIT_MS is cut to 20 ms all the same, so that a regression
    there costs 20 ms an input, not 2 s.
@@ -156,7 +161,18 @@ static void run_op(cb_breaker *b, uint8_t op, cb_ticket *held, unsigned *nheld)
     }
 }
 
-enum { F_STATE = 1, F_ATTACH = 8, F_CONFIG = 16, F_PAD = 32 };
+enum { F_STATE = 1, F_ATTACH = 8, F_CONFIG = 16, F_PAD = 32, F_LIVE = 64 };
+
+/* Live mode: the next write of the stream into the mapping, if any is left. */
+static void scribble(cb_breaker *b, size_t len, const uint8_t **w, size_t *wn)
+{
+    if (*wn < 3)
+        return;
+    size_t off = ((size_t)(*w)[0] << 8 | (*w)[1]) * len >> 16;
+    ((volatile unsigned char *)b->cb__sh)[off] = (*w)[2];
+    *w += 3;
+    *wn -= 3;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -168,6 +184,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t *ops = data + 2, *file = ops + nops;
     size_t flen = size - 2 - nops;
 
+    bool live = flags & F_LIVE;
+    if (live)
+        flags = (flags | F_STATE) & ~(unsigned)F_CONFIG;   /* a valid block, written to later */
+    const uint8_t *writes = file;
+    size_t nwrites = live ? flen : 0;
+    if (live)
+        flen = 0;
     bool pad = !(flags & F_STATE) && (flags & F_PAD);
     size_t len = flags & F_STATE ? block_len[ci] : pad && flen < sizeof(cb__shared) ? sizeof(cb__shared) : flen;
     size_t at = flags & F_STATE ? (flags & F_CONFIG ? offsetof(cb__shared, cfg) : READY_AT) : 0;
@@ -200,8 +223,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     cb_ticket held[4];
     unsigned nheld = 0;
-    for (size_t i = 0; i < nops; i++)
+    for (size_t i = 0; i < nops; i++) {
         run_op(b, ops[i], held, &nheld);
+        scribble(b, len, &writes, &nwrites);
+    }
     while (nheld)
         cb_record(b, &held[--nheld], CB_SUCCESS);
     run_op(b, 6 | 8, held, &nheld);   /* always read everything back once */
@@ -271,6 +296,13 @@ int main(int argc, char **argv)
                 snprintf(name, sizeof name, "config-%s-%s", configs[ci].name, states[s].name);
                 seed(argv[1], name, (uint8_t)(F_STATE | F_CONFIG | F_ATTACH | ci << 1), read_ops,
                      sizeof read_ops, m + cfg_at, end - cfg_at);
+            }
+            if (s == 3) {   /* the mixed calls again, with writes into the live mapping */
+                uint8_t w[3 * 16];
+                for (size_t i = 0; i < sizeof w; i++)
+                    w[i] = (uint8_t)(cb__splitmix(ci * 1000 + i) >> 56);
+                snprintf(name, sizeof name, "live-%s-%s", configs[ci].name, states[s].name);
+                seed(argv[1], name, (uint8_t)(F_LIVE | ci << 1), states[s].ops, states[s].n, w, sizeof w);
             }
             if (s == 1 && ci == 0) {   /* a whole real file, and damaged or unfinished ones */
                 snprintf(name, sizeof name, "raw-%s-open", configs[ci].name);
