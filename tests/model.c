@@ -321,10 +321,11 @@ bool model_allow(model *m, model_ticket *t)
     return reject(m);
 }
 
-bool model_record(model *m, const model_ticket *t, cb_outcome o)
+bool model_record(model *m, model_ticket *t, cb_outcome o)
 {
-    if (!t->admitted || (unsigned)o > CB_IGNORED)   /* not a call, or not an outcome */
+    if (!t->admitted || (unsigned)o > CB_IGNORED)   /* not a call (or spent), or not an outcome */
         return false;
+    t->admitted = false;   /* spent: a second record of it is no call */
     m->in_flight--;
     if (t->gen != m->gen) {
         m->stale++;

@@ -53,7 +53,7 @@ cb_err model_init(model *m, const cb_config *cfg, uint64_t now_ns);
 void model_free(model *m);
 
 bool model_allow(model *m, model_ticket *t);
-bool model_record(model *m, const model_ticket *t, cb_outcome o);
+bool model_record(model *m, model_ticket *t, cb_outcome o);  /* spends t */
 void model_set_state(model *m, cb_state s);
 void model_reset(model *m);
 uint64_t model_retry_after_ms(const model *m);

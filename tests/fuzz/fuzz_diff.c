@@ -1,7 +1,8 @@
 /* fuzz_diff.c - differential fuzzing: cb.h against the reference model (tests/model.c).
 
    The input is a config followed by operations: allow, record (success, failure,
-   ignored; of any ticket still held, or of a rejected one), clock steps (zero, sub-ms,
+   ignored; of any ticket still held, or of a rejected one, or again of one recorded
+   before), clock steps (zero, sub-ms,
    large, backwards, onto the open deadline), set_state, reset. After every operation
    every observable is compared: return values, state, stats, retry-after, the events
    delivered, the history, and that the CLOSED path reads no clock when no rule needs it.
@@ -260,12 +261,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 break;
             /* arg's top bit: an outcome outside the enum, which leaves the call in flight */
             cb_outcome o = (cb_outcome)(arg & 0x80 ? 3 + code % 2 : code % 12 - 3);
+            /* code's upper bits: keep the ticket in hand, so that a later record of it
+               is a second record of one ticket (a caller bug: refused, counts nothing) */
+            bool keep = (code / 12) & 1;
             size_t i = (arg & 0x7f) % nt;
-            held t = tickets[i];
-            if (o <= CB_IGNORED)
+            held copy = tickets[i], *t = keep ? &tickets[i] : &copy;
+            if (o <= CB_IGNORED && !keep)
                 tickets[i] = tickets[--nt];
-            bool a = cb_record(b, &t.c, o), e = model_record(&m, &t.m, o);
-            say("record #%zu %s (%d) -> %d\n", i, cb_outcome_name(o), (int)o, e);
+            bool a = cb_record(b, &t->c, o), e = model_record(&m, &t->m, o);
+            say("record #%zu%s %s (%d) -> %d\n", i, keep ? " (kept)" : "", cb_outcome_name(o), (int)o, e);
             EQ("cb_record", a, e);
             if (before_state == CB_CLOSED && m.state == CB_CLOSED && quiet_path &&
                 o == CB_SUCCESS)
