@@ -13,18 +13,18 @@ import sys
 # name, scenario, what should catch it, [(text in cb.h, replacement)]
 MUTANTS = [
     ("stale-counted", "consecutive", "stale ticket counted",
-     [("        if (cb__w_gen(w) != t->cb__gen) {",
-       "        if (cb__w_gen(w) != t->cb__gen && 0) {")]),
+     [("        if (cb__w_gen(w) != t->cb__gen || tries == CB__TRIES) {",
+       "        if ((cb__w_gen(w) != t->cb__gen && 0) || tries == CB__TRIES) {")]),
     ("stale-moves-run", "consecutive", "stale record changes the consecutive run",
-     [("        if (cb__w_gen(w) != t->cb__gen) {\n",
-       "        if (cb__w_gen(w) != t->cb__gen) {\n"
+     [("        if (cb__w_gen(w) != t->cb__gen || tries == CB__TRIES) {\n",
+       "        if (cb__w_gen(w) != t->cb__gen || tries == CB__TRIES) {\n"
        "            cb__consec_update(sh, cb__w_gen(w), o == CB_FAILURE);\n")]),
     ("ignored-probe-uncounted", "consecutive", "accounts",
      [("        if (won) {\n            cb__count_outcome(b, o, slow, &now, &have_now);",
        "        if (won) {\n            if (o != CB_IGNORED) cb__count_outcome(b, o, slow, &now, &have_now);")]),
     ("bulkhead-off-by-one", "bulkhead", "calls in flight above max_concurrent",
-     [("    if (before < b->cb__sh->cfg.max_concurrent)",
-       "    if (before <= b->cb__sh->cfg.max_concurrent)")]),
+     [("    if (before < b->cb__config.max_concurrent)",
+       "    if (before <= b->cb__config.max_concurrent)")]),
     ("permit-off-by-one", "consecutive", "probes in flight above half_open_calls",
      [("if (cb__w_taken(w) >= c->half_open_calls ||",
        "if (cb__w_taken(w) > c->half_open_calls ||")]),
