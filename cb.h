@@ -2364,7 +2364,7 @@ static int cb__shm_fd(const cb__why *y, bool create, unsigned flags, bool *creat
         }
         return fd;
     }
-    *e = cb__shm_fail(y, CB_EIO, "cannot %s: %s", create ? "open or create" : "open", strerror(errno));
+    *e = cb__shm_fail(y, CB_EIO, "%s", strerror(errno));
     return -1;
 }
 
@@ -2382,7 +2382,7 @@ static cb_err cb__shm_header(int fd, cb__shared *h, uint64_t *file_len, const cb
     if (got < 0)
         return cb__shm_fail(y, CB_EIO, "read: %s", strerror(errno));
     if ((size_t)got < sizeof h->magic || h->magic != CB__MAGIC)
-        return cb__shm_fail(y, CB_ECORRUPT, "not a cb.h breaker file");
+        return cb__shm_fail(y, CB_ECORRUPT, "not a breaker file (no cb.h magic number)");
     if (h->version != CB__VERSION || h->header_size != sizeof(cb__shared))
         return cb__shm_fail(y, CB_EMISMATCH, "file format %u (header %u bytes), this cb.h reads "
                             "format %u (%zu bytes)", h->version, h->header_size, CB__VERSION,
@@ -2430,8 +2430,8 @@ static int cb__shm_published(int fd, uint64_t len)
     if (sh == MAP_FAILED)
         return -1;
     /* acquire: pairs with the publisher's release store of ready */
-    int r = atomic_load_explicit(&sh->ready, memory_order_acquire) == 1 ? 1
-          : sh->magic != 0 && sh->magic != CB__MAGIC                     ? -1 : 0;
+    bool ready = atomic_load_explicit(&sh->ready, memory_order_acquire) == 1;
+    int r = sh->magic == 0 ? 0 : sh->magic != CB__MAGIC ? -1 : ready;   /* no magic: unfinished */
     munmap(sh, sizeof(cb__shared));
     return r;
 }
@@ -2446,9 +2446,13 @@ static cb_err cb__shm_finish(int fd, const cb_config *c, const cb__why *y)
         return cb__shm_fail(y, CB_EIO, "fstat: %s", strerror(errno));
     int state = cb__shm_published(fd, (uint64_t)st.st_size);
     if (state != 0)
-        return state > 0 ? CB_OK : cb__shm_fail(y, CB_ECORRUPT, "not a cb.h breaker file: left untouched");
+        return state > 0 ? CB_OK : cb__shm_fail(y, CB_ECORRUPT, "not a breaker file (no cb.h magic number): left untouched");
+    if (!c && (size_t)st.st_size < sizeof(cb__shared))
+        return cb__shm_fail(y, CB_ECORRUPT, "truncated: %lld bytes, shorter than a breaker header "
+                            "(%zu)", (long long)st.st_size, sizeof(cb__shared));
     if (!c)
-        return cb__shm_fail(y, CB_ECORRUPT, "unfinished: its creator died before publishing it");
+        return cb__shm_fail(y, CB_ECORRUPT, "never initialised: its creator died before finishing "
+                            "it (the next cb_shm_open with its config finishes it)");
     size_t len = cb__round_up(cb__block_size(c), (size_t)sysconf(_SC_PAGESIZE));
     if (ftruncate(fd, (off_t)len) != 0)
         return cb__shm_fail(y, CB_EIO, "cannot size to %zu bytes: %s", len, strerror(errno));
@@ -2589,7 +2593,7 @@ CB_API cb_breaker *cb_shm_open_ex(const char *path, const cb_config *cfg, unsign
         struct stat st;
         int state = created || fstat(fd, &st) != 0 ? 0 : cb__shm_published(fd, (uint64_t)st.st_size);
         if (state < 0)
-            e = cb__shm_fail(&y, CB_ECORRUPT, "not a cb.h breaker file: left untouched");
+            e = cb__shm_fail(&y, CB_ECORRUPT, "not a breaker file (no cb.h magic number): left untouched");
         else if (state == 0)
             e = cb__shm_publish(fd, created, cfg ? &c : NULL, &y);
         if (e != CB_OK && created)

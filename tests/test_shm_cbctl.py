@@ -4,9 +4,16 @@ scraped over 127.0.0.1 while worker processes drive (and are SIGKILLed on) the b
 Run by `make test-cbctl`, which sets CBCTL and SHM_DRIVE to the built programs."""
 import json
 import os
+import pathlib
 import re
+import resource
+import selectors
+import shutil
 import signal
+import socket
 import subprocess
+import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -90,6 +97,10 @@ def test_help_names_every_command_and_each_command_has_its_own():
     (["serve", "--listen", "127.0.0.1", "x"], "want HOST:PORT"),
     (["serve", "--listen", "127.0.0.1:70000", "x"], "--listen port: bad value '70000'"),
     (["serve", "--listen", "127.0.0.1:0", "--warn-failure-rate=1.5", "x"], "--warn-failure-rate"),
+    (["serve", "--listen", "127.0.0.1:0", "--max-connections=0", "x"],
+     "--max-connections: bad value '0'"),
+    (["serve", "--listen", "127.0.0.1:0", "--header-timeout-ms=5", "x"],
+     "--header-timeout-ms: bad value '5'"),
     (["create", "x", "--open-ms=soon"], "--open-ms: bad value 'soon'"),
     (["create", "x", "--failure-rate=2"], "cb_config.failure_rate = 2"),
     (["create", "x", "--window-calls=10", "--window-ms=100"], "set one window, not both"),
@@ -178,7 +189,59 @@ def test_create_on_a_file_of_another_config_shows_both_configs(tmp_path, files):
 
 def test_create_in_a_missing_folder_says_why(tmp_path):
     p = cbctl("create", tmp_path / "no" / "x.cb", check=1)
-    assert "input/output error: No such file or directory" in p.stderr
+    assert f"{tmp_path / 'no' / 'x.cb'}: input/output error: No such file or directory" in p.stderr
+
+
+def test_a_symlink_is_refused_and_its_target_left_alone(tmp_path):
+    target = tmp_path / "precious.txt"
+    target.write_text("precious\n")
+    link = tmp_path / "link.cb"
+    link.symlink_to(target)
+    p = cbctl("create", link, *REDIS, check=1)
+    assert f"{link}: shared file refused for safety" in p.stderr and "symbolic link" in p.stderr
+    p = cbctl("show", link, check=1)
+    assert "symbolic link" in p.stderr
+    assert target.read_text() == "precious\n"
+
+
+def test_files_are_created_0600_whatever_the_umask_and_0660_with_group_shared(tmp_path):
+    old = os.umask(0)
+    try:
+        create(tmp_path / "private.cb", REDIS)
+        cbctl("--group-shared", "create", tmp_path / "group.cb", *REDIS, check=0)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "private.cb").stat().st_mode & 0o7777 == 0o600
+    assert (tmp_path / "group.cb").stat().st_mode & 0o7777 == 0o660
+    os.chmod(tmp_path / "group.cb", 0o666)
+    p = cbctl("--group-shared", "show", tmp_path / "group.cb", check=1)
+    assert "writable by every user" in p.stderr
+
+
+@pytest.fixture
+def public_dir():
+    """A folder a second user can write in (pytest's own are private to root)."""
+    d = pathlib.Path(tempfile.mkdtemp(prefix="cbctl-test-", dir="/tmp"))
+    os.chmod(d, 0o1777)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to play a second user (uid 65534)")
+def test_a_file_of_another_user_is_refused_naming_its_owner(public_dir):
+    path = public_dir / "planted.cb"
+
+    def as_nobody():
+        os.setgroups([])
+        os.setgid(0)    # group 0: one of ours
+        os.setuid(65534)
+    subprocess.run([CBCTL, "--group-shared", "create", str(path), *REDIS], check=True,
+                   capture_output=True, timeout=TIMEOUT, preexec_fn=as_nobody)
+    assert path.stat().st_uid == 65534
+    for command in (["show", path], ["reset", path], ["metrics", "--json", path]):
+        p = cbctl(*command, check=1)
+        assert "owned by uid 65534" in p.stderr and "sudo -u" in p.stderr, p.stderr
+    assert "redis" in cbctl("--group-shared", "show", path, check=0).stdout
 
 
 def test_metrics_refuses_two_files_with_one_breaker_name(tmp_path, files):
@@ -256,6 +319,20 @@ def test_ls_of_an_empty_or_missing_folder(tmp_path):
     assert "No such file or directory" in p.stderr
 
 
+def test_ls_opens_only_regular_files_and_escapes_names(tmp_path, files):
+    os.mkfifo(tmp_path / "pipe.cb")            # no writer: an open without O_NONBLOCK hangs
+    os.symlink(files[0], tmp_path / "link.cb")  # a breaker, but through a link: not followed
+    odd = create(tmp_path / "red\x1b[31mis\nh.cb", ["--name=back\\slash"])
+    out = cbctl("ls", tmp_path, check=0).stdout
+    assert "\x1b" not in out and out.count("\n") == 4
+    assert [line.split()[:2] for line in out.splitlines()[1:]] == [
+        ["db.cb", "db"], ["red\\x1b[31mis\\x0ah.cb", "back\\\\slash"], ["redis.cb", "redis"]]
+    show = cbctl("show", odd, check=0).stdout
+    assert show.startswith("back\\\\slash  " + str(tmp_path) + "/red\\x1b[31mis\\x0ah.cb\n")
+    p = cbctl("show", tmp_path / "gone\x07.cb", check=1)
+    assert "/gone\\x07.cb: No such file or directory" in p.stderr and "\x07" not in p.stderr
+
+
 def test_metrics_json_has_every_stats_field_and_the_file(files):
     redis, db = files
     drive(redis, REDIS, "s=2", "f=1")
@@ -322,9 +399,14 @@ class Server:
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=TIMEOUT)
-        self.proc.stdout.close()
-        self.proc.stderr.close()
+        try:
+            self.proc.wait(timeout=TIMEOUT)
+        finally:
+            if self.proc.poll() is None:    # never left running behind a failed test
+                self.proc.kill()
+                self.proc.wait()
+            self.proc.stdout.close()
+            self.proc.stderr.close()
         return self.proc.returncode
 
 
@@ -455,3 +537,201 @@ def test_serve_stops_cleanly_on_sigint(files):
 def test_serve_on_a_missing_file_is_exit_1(tmp_path):
     p = cbctl("serve", "--listen", "127.0.0.1:0", tmp_path / "gone.cb", check=1)
     assert "gone.cb: No such file or directory" in p.stderr
+
+
+def test_a_critical_breaker_is_critical_only_while_its_open_period_runs(tmp_path):
+    # Once the period is over the next call probes; a 503 then would keep a load balancer
+    # from sending that call, and the instance would stay out for good.
+    api_flags = ["--name=api", "--consecutive-failures=1", "--open-ms=1000"]
+    cache_flags = ["--name=cache", "--consecutive-failures=1", "--open-ms=1000"]
+    api = create(tmp_path / "api.cb", api_flags)
+    cache = create(tmp_path / "cache.cb", cache_flags)
+    s = Server("--critical=api", api, cache)
+    try:
+        drive(api, api_flags, "f=1")
+        drive(cache, cache_flags, "f=1")
+        opened = time.monotonic()
+        assert s.health() == (503, "CRITICAL", {"api": "CRITICAL", "cache": "UNHEALTHY"})
+        time.sleep(max(0.0, opened + 1.1 - time.monotonic()))
+        code, _, body = s.get("/health")
+        doc = json.loads(body)
+        assert (code, doc["status"]) == (200, "DEGRADED")
+        assert [(b["state"], b["health"], b["retry_after_ms"]) for b in doc["breakers"]] == \
+            [("open", "DEGRADED", 0), ("open", "DEGRADED", 0)]
+        assert state_of(api)["admitted"] == 1          # no call came in between
+        cbctl("set", api, "forced-open", check=0)       # forced open: no probe will come
+        assert s.health()[:2] == (503, "CRITICAL")
+    finally:
+        assert s.stop() == 0
+
+
+def replace(path, flags, *steps):
+    """A new breaker file made beside path, then renamed over it (an atomic replace)."""
+    new = path.parent / ("new-" + path.name)
+    create(new, flags)
+    for step in steps:
+        cbctl("set", new, step, check=0)
+    os.rename(new, path)
+
+
+def until(fn, seconds=3.0):
+    """fn() once it is truthy, polling for up to seconds; the last value otherwise."""
+    deadline = time.monotonic() + seconds
+    while not (got := fn()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return got
+
+
+def test_serve_follows_a_breaker_file_replaced_at_its_path(server, files, tmp_path):
+    redis, db = files
+    drive(redis, REDIS, "s=9", "f=1")
+    assert server.health()[2]["redis"] == "HEALTHY"
+    replace(redis, REDIS, "forced-open")
+    assert until(lambda: 'cb_state{name="redis",state="forced_open"} 1' in server.get("/metrics")[2])
+    code, _, text = server.get("/metrics")
+    assert 'cb_admitted_total{name="redis"} 0' in text      # the new file's counters
+    promtool_ok(text)
+    assert server.health()[2]["redis"] == "UNHEALTHY"
+
+    (tmp_path / "junk").write_text("not a breaker\n")
+    os.rename(tmp_path / "junk", redis)
+    doc = until(lambda: (d := json.loads(server.get("/health")[2]))["breakers"][0]["state"] ==
+                "unknown" and d)
+    assert doc["status"] == "UNHEALTHY"
+    assert {k: doc["breakers"][0][k] for k in ("name", "file", "state", "health")} == \
+        {"name": "redis", "file": str(redis), "state": "unknown", "health": "UNHEALTHY"}
+    assert "not a breaker file" in doc["breakers"][0]["error"]
+    code, _, text = server.get("/metrics")      # nothing stale for it, the others still there
+    assert code == 200 and 'name="redis"' not in text and 'cb_state{name="db",' in text
+    promtool_ok(text)
+
+    replace(redis, ["--name=cache", "--consecutive-failures=2"])
+    doc = until(lambda: "cache" in (d := json.loads(server.get("/health")[2]))["breakers"][0]
+                .get("error", "") and d)
+    assert "holds breaker 'cache', not 'redis'" in doc["breakers"][0]["error"]
+
+    os.unlink(redis)
+    assert until(lambda: "No such file" in json.loads(server.get("/health")[2])["breakers"][0]
+                 .get("error", ""))
+    replace(redis, REDIS)
+    assert until(lambda: server.health() == (200, "HEALTHY", {"redis": "HEALTHY", "db": "HEALTHY"}))
+    assert server.proc.poll() is None
+
+
+def test_watch_follows_a_replaced_file(files):
+    redis, _ = files
+    p = subprocess.Popen([CBCTL, "watch", "--interval-ms=50", str(redis)], stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        assert "state     closed" in "".join(p.stdout.readline() for _ in range(4))
+        replace(redis, REDIS, "forced-open")
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and "state     forced_open" not in p.stdout.readline():
+            pass
+        assert time.monotonic() < deadline, "watch did not follow the new file"
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.communicate(timeout=TIMEOUT)
+    assert p.returncode == 0
+
+
+SLOW_CLIENTS = 1500
+
+
+def open_files_at_least(n):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= n:
+        return
+    if hard != resource.RLIM_INFINITY and hard < n:
+        pytest.skip(f"needs {n} open files, RLIMIT_NOFILE hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))
+
+
+def closed_by_server(sock):
+    """Whether the server closed sock (non-blocking); nothing is read from it."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionError:
+        return True
+
+
+def slow_client(port, request=b""):
+    c = socket.create_connection(("127.0.0.1", port), timeout=2)
+    c.sendall(request)
+    c.setblocking(False)
+    return c
+
+
+def test_health_stays_answered_while_1500_clients_dribble_their_headers(files):
+    # More connections than select() can watch (FD_SETSIZE 1024), each sending a header
+    # line every 2 s: often enough that an inactivity timeout never fires.
+    open_files_at_least(SLOW_CLIENTS + 256)
+    s = Server("--header-timeout-ms=5000", *files)
+    port = int(s.base.rsplit(":", 1)[1])
+    slow, stop = [], threading.Event()
+
+    def dribble():
+        while not stop.wait(2):
+            for c in slow:
+                try:
+                    c.send(b"X-Slow: 1\r\n")
+                except OSError:
+                    pass
+
+    dribbler = threading.Thread(target=dribble)
+    began = time.monotonic()      # no connection's deadline comes before began + 5 s
+    try:
+        for _ in range(SLOW_CLIENTS):
+            slow.append(slow_client(port, b"GET /health HTTP/1.1\r\nHost: x\r\n"))
+        dribbler.start()
+        answered = []
+        for _ in range(10):
+            start = time.monotonic()
+            try:
+                with urllib.request.urlopen(s.base + "/health", timeout=2) as r:
+                    ok = r.status == 200 and json.loads(r.read())["status"] == "HEALTHY"
+            except (OSError, ValueError):
+                ok = False
+            answered.append(ok and time.monotonic() - start < 2)
+            time.sleep(0.25)
+        assert sum(answered) >= 9, answered
+        if time.monotonic() < began + 4.8:
+            assert not any(map(closed_by_server, slow)), "all of them are held meanwhile"
+        # Still dribbling, yet every one is cut at its header deadline.
+        sel = selectors.DefaultSelector()
+        for c in slow:
+            sel.register(c, selectors.EVENT_READ)
+        left = len(slow)
+        while left and time.monotonic() < began + 15:
+            for key, _ in sel.select(timeout=0.5):
+                assert time.monotonic() > began + 4.9, "cut before its header deadline"
+                sel.unregister(key.fileobj)
+                left -= 1
+        sel.close()
+        assert left == 0, f"{left} slow clients outlived the header deadline"
+    finally:
+        stop.set()
+        if dribbler.is_alive():
+            dribbler.join()
+        for c in slow:
+            c.close()
+        assert s.stop() == 0
+
+
+def test_connections_beyond_max_connections_wait_for_a_free_place(files):
+    s = Server("--max-connections=4", "--header-timeout-ms=600", *files)
+    port = int(s.base.rsplit(":", 1)[1])
+    idle = [slow_client(port) for _ in range(4)]
+    try:
+        time.sleep(0.2)
+        start = time.monotonic()
+        assert s.health()[0] == 200
+        waited = time.monotonic() - start
+        assert 0.2 < waited < 3, f"answered after {waited:.2f} s"   # once the idle were cut
+        assert all(map(closed_by_server, idle))
+    finally:
+        for c in idle:
+            c.close()
+        assert s.stop() == 0

@@ -345,6 +345,7 @@ typedef struct outages {
 static outages find_outages(const trace *tr, uint64_t slow_ns)
 {
     outages o = {0};
+    size_t cap = 0;
     bool in = false;
     for (size_t i = 0; i < tr->n; i++) {
         const call *c = &tr->v[i];
@@ -352,7 +353,8 @@ static outages find_outages(const trace *tr, uint64_t slow_ns)
         bool bad = c->outcome == CB_FAILURE || (c->outcome == CB_SUCCESS && slow);
         bool good = c->outcome == CB_SUCCESS && !slow;
         if (!in && bad) {
-            o.v = xrealloc(o.v, o.n + 1, sizeof *o.v);
+            if (o.n == cap)
+                o.v = xrealloc(o.v, cap = cap ? 2 * cap : 64, sizeof *o.v);
             o.v[o.n++] = (outage){c->t_ns, 0, false};
             in = true;
         } else if (in && good) {
@@ -364,22 +366,70 @@ static outages find_outages(const trace *tr, uint64_t slow_ns)
     return o;
 }
 
-/* The state after every transition at or before t. */
-static cb_state state_at(const run *r, uint64_t t)
+/* Each outage looks up the transitions around its start and end; a scan per outage would
+   make --compare quadratic in the trace. The lookups binary-search running maxima of the
+   transition times instead: a running maximum is sorted even where at_ns is not (a trace
+   whose t_ns goes back), and the first entry where it reaches t is the first transition
+   at or after t, the one a scan in order would stop at. */
+typedef struct timeline {
+    uint64_t *all;               /* over every transition */
+    uint64_t *open, *closed;     /* over the transitions into OPEN, into CLOSED */
+    size_t nopen, nclosed;
+} timeline;
+
+static timeline timeline_of(const run *r)
 {
-    cb_state s = CB_CLOSED;
-    for (size_t i = 0; i < r->ntr && r->tr[i].ev.at_ns <= t; i++)
-        s = r->tr[i].ev.to;
-    return s;
+    size_t n = r->ntr ? r->ntr : 1;
+    timeline tl = { xrealloc(NULL, n, sizeof(uint64_t)), xrealloc(NULL, n, sizeof(uint64_t)),
+                    xrealloc(NULL, n, sizeof(uint64_t)), 0, 0 };
+    uint64_t all = 0, open = 0, closed = 0;
+    for (size_t i = 0; i < r->ntr; i++) {
+        uint64_t at = r->tr[i].ev.at_ns;
+        tl.all[i] = all = at > all ? at : all;
+        if (r->tr[i].ev.to == CB_OPEN)
+            tl.open[tl.nopen++] = open = at > open ? at : open;
+        else if (r->tr[i].ev.to == CB_CLOSED)
+            tl.closed[tl.nclosed++] = closed = at > closed ? at : closed;
+    }
+    return tl;
 }
 
-/* Time of the first transition into state `to` at or after t, or UINT64_MAX. */
-static uint64_t next_entry(const run *r, uint64_t t, cb_state to)
+static void timeline_free(timeline *tl)
 {
-    for (size_t i = 0; i < r->ntr; i++)
-        if (r->tr[i].ev.at_ns >= t && r->tr[i].ev.to == to)
-            return r->tr[i].ev.at_ns;
-    return UINT64_MAX;
+    free(tl->all);
+    free(tl->open);
+    free(tl->closed);
+}
+
+/* The first k with v[k] >= t (v sorted), or n. */
+static size_t first_reaching(const uint64_t *v, size_t n, uint64_t t)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid] < t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The state after the transitions before the first one later than t. */
+static cb_state state_at(const run *r, const timeline *tl, uint64_t t)
+{
+    size_t k = first_reaching(tl->all, r->ntr, t + 1);   /* t < 2^53: no overflow */
+    return k ? r->tr[k - 1].ev.to : CB_CLOSED;
+}
+
+/* Time of the first transition into OPEN or CLOSED at or after t, or UINT64_MAX. At that
+   entry the running maximum is the transition's own time. */
+static uint64_t next_entry(const timeline *tl, uint64_t t, cb_state to)
+{
+    const uint64_t *v = to == CB_OPEN ? tl->open : tl->closed;
+    size_t n = to == CB_OPEN ? tl->nopen : tl->nclosed;
+    size_t k = first_reaching(v, n, t);
+    return k < n ? v[k] : UINT64_MAX;
 }
 
 typedef struct sample {
@@ -433,11 +483,12 @@ static void measure(const trace *tr, const outages *o, const run *r, cell col[RO
     }
     sample detect = {0}, recover = {0};
     size_t detected = 0, ended = 0;
+    timeline tl = timeline_of(r);
     for (size_t k = 0; k < o->n; k++) {
         const outage *u = &o->v[k];
-        uint64_t opened = state_at(r, u->start_ns) == CB_OPEN
+        uint64_t opened = state_at(r, &tl, u->start_ns) == CB_OPEN
                               ? u->start_ns
-                              : next_entry(r, u->start_ns, CB_OPEN);
+                              : next_entry(&tl, u->start_ns, CB_OPEN);
         if (opened == UINT64_MAX || (u->ended && opened >= u->end_ns))
             continue;
         detected++;
@@ -445,12 +496,13 @@ static void measure(const trace *tr, const outages *o, const run *r, cell col[RO
         if (!u->ended)
             continue;
         ended++;
-        uint64_t closed = state_at(r, u->end_ns) == CB_CLOSED
+        uint64_t closed = state_at(r, &tl, u->end_ns) == CB_CLOSED
                               ? u->end_ns
-                              : next_entry(r, u->end_ns, CB_CLOSED);
+                              : next_entry(&tl, u->end_ns, CB_CLOSED);
         if (closed != UINT64_MAX)
             add(&recover, closed - u->end_ns);
     }
+    timeline_free(&tl);
     snprintf(col[ROW_REJECTED], sizeof(cell), "%" PRIu64, r->stats.rejected);
     snprintf(col[ROW_REJECTED_OK], sizeof(cell), "%" PRIu64, rejected_ok);
     snprintf(col[ROW_LET_THROUGH], sizeof(cell), "%" PRIu64, let_through);

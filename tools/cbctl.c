@@ -6,13 +6,15 @@
        cbctl set FILE STATE
        cbctl reset FILE
        cbctl metrics --json|--prometheus FILE...
-       cbctl serve --listen HOST:PORT [--warn-failure-rate=R] [--critical=NAME]... FILE...
+       cbctl serve --listen HOST:PORT [--warn-failure-rate=R] [--critical=NAME]...
+                   [--max-connections=N] [--header-timeout-ms=N] FILE...
        cbctl create FILE [breaker flags]
 
    Every command but create opens the files with cb_shm_attach, which takes the config
-   from the file, so cbctl needs no config and never creates a file. Exit status: 0 ok,
-   1 a file could not be used (missing, another config or layout, damaged) or another
-   runtime error, 2 a bad command line. Details: docs/cbctl.md. */
+   from the file, so cbctl needs no config and never creates a file. File and breaker
+   names are printed escaped (esc()). Exit status: 0 ok, 1 a file could not be used
+   (missing, another config or layout, damaged) or another runtime error, 2 a bad command
+   line. Details: docs/cbctl.md. */
 #define _POSIX_C_SOURCE 200809L
 #define CB_IMPLEMENTATION
 #include "cb.h"
@@ -22,13 +24,18 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,6 +69,36 @@ static void *xmalloc(size_t n)
     return p;
 }
 
+/* s as cbctl prints a file or breaker name: bytes outside printable ASCII as \xNN and
+   '\' doubled, so that a name can neither drive the terminal (escape sequences) nor pass
+   for other lines or names. The text lives until ESC_SLOTS more calls, enough for the
+   names of one message. */
+#define ESC_SLOTS 4
+static const char *esc(const char *s)
+{
+    static char *slot[ESC_SLOTS];
+    static size_t cap[ESC_SLOTS];
+    static unsigned next;
+    unsigned k = next++ % ESC_SLOTS;
+    size_t need = 4 * strlen(s) + 1;
+    if (cap[k] < need) {
+        char *p = realloc(slot[k], need);
+        if (!p)
+            die(EXIT_FILE, "out of memory");
+        slot[k] = p, cap[k] = need;
+    }
+    char *o = slot[k];
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+        if (*c == '\\')
+            *o++ = '\\', *o++ = '\\';
+        else if (*c >= 0x20 && *c <= 0x7e)
+            *o++ = (char)*c;
+        else
+            o += sprintf(o, "\\x%02x", *c);
+    *o = 0;
+    return slot[k];
+}
+
 /* If argv[*i] is option `name` ("--name", or with a value "--name=V" or "--name V"),
    consume it and return true, with the value in *val. */
 static bool opt(int argc, char **argv, int *i, const char *name, const char **val)
@@ -88,7 +125,7 @@ static uint32_t opt_uint(const char *name, const char *v, uint32_t lo, uint32_t 
 {
     uint64_t u;
     if (!cbflags__unsigned(v, hi, &u) || u < lo)
-        die(EXIT_USAGE, "%s: bad value '%s' (want an integer %u..%u)", name, v, lo, hi);
+        die(EXIT_USAGE, "%s: bad value '%s' (want an integer %u..%u)", name, esc(v), lo, hi);
     return (uint32_t)u;
 }
 
@@ -104,7 +141,7 @@ static int operands(int argc, char **argv, opt_fn known, void *ctx, const char *
             options = false;
         else if (options && argv[i][0] == '-' && argv[i][1] != 0) {
             if (!known || !known(argc, argv, &i, ctx))
-                die(EXIT_USAGE, "unknown option '%s'", argv[i]);
+                die(EXIT_USAGE, "unknown option '%s'", esc(argv[i]));
         } else
             out[n++] = argv[i];
     }
@@ -113,63 +150,57 @@ static int operands(int argc, char **argv, opt_fn known, void *ctx, const char *
 
 /* ---- opening breaker files --------------------------------------------------------- */
 
-/* Stats path and reads its first 8 bytes (the magic number of a breaker file) without
-   blocking on a FIFO: how many bytes came (0 for anything but a regular file), or -1
-   with errno set. */
-static ssize_t peek(const char *path, struct stat *st, uint64_t *magic)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return -1;
-    ssize_t got = fstat(fd, st) != 0 ? -1 : S_ISREG(st->st_mode) ? pread(fd, magic, sizeof *magic, 0) : 0;
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return got;
-}
-
-/* Why cb_shm_attach refused path (e, and errno as it left it), told from what the file
-   holds. cb.h judges the file; this only names the case. */
-static void explain(const char *path, cb_err e, int err_no, char *why, size_t len)
-{
-    struct stat st;
-    uint64_t magic = 0;
-    const uint64_t ours = CB__MAGIC;
-    ssize_t got = peek(path, &st, &magic);
-    if (got >= 0 && !S_ISREG(st.st_mode))   /* a folder, FIFO or device */
-        snprintf(why, len, "not a regular file");
-    else if (e == CB_EIO || got < 0)
-        snprintf(why, len, "%s", strerror(e == CB_EIO ? err_no : errno));
-    else if (got > 0 && magic != 0 && memcmp(&magic, &ours, (size_t)got) != 0)
-        snprintf(why, len, "not a breaker file (no cb.h magic number)");
-    else if (e == CB_ECORRUPT && magic == 0)
-        snprintf(why, len, "never initialised: its creator died before finishing it (the "
-                 "next cb_shm_open with its config finishes it), or has been at it for over "
-                 "%d ms: %s", CB_SHM_WAIT_MS, cb_strerror(e));
-    else if (e == CB_ECORRUPT && (size_t)st.st_size < sizeof(cb__shared))
-        snprintf(why, len, "truncated: %lld bytes, shorter than a breaker header (%zu): %s",
-                 (long long)st.st_size, sizeof(cb__shared), cb_strerror(e));
-    else if (e == CB_EMISMATCH)
-        snprintf(why, len, "made by another cb.h version or build: %s", cb_strerror(e));
-    else
-        snprintf(why, len, "%s", cb_strerror(e));
-}
-
 /* Opens the breaker file at path with the config stored in it (cb_shm_attach never
-   creates a file, and fails at once on a FIFO, a device or a foreign file); NULL and
-   the reason in why on failure. */
+   creates a file, and refuses at once what it may not trust: a link, a FIFO, a device,
+   another user's file); NULL and the reason in why on failure: cb.h's error, then its
+   message less the path, which the caller prints itself (a system error alone). */
+static unsigned attach_flags;   /* CB_SHM_GROUP with --group-shared */
 static cb_breaker *attach(const char *path, char *why, size_t len)
 {
     cb_err e;
-    cb_breaker *b = cb_shm_attach(path, &e);
-    if (!b)
-        explain(path, e, errno, why, len);
+    char msg[512];
+    cb_breaker *b = cb_shm_open_ex(path, NULL, attach_flags, &e, msg, sizeof msg);
+    if (!b) {
+        size_t n = strlen(path);
+        const char *reason = strncmp(msg, path, n) == 0 && msg[n] == ':' ? msg + n + 2 : msg;
+        if (e == CB_EIO)   /* the system's own words say it: "No such file or directory" */
+            snprintf(why, len, "%s", esc(reason));
+        else
+            snprintf(why, len, "%s: %s", cb_strerror(e), esc(reason));
+    }
     return b;
+}
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+/* attach(), and in *st the file it mapped: the path is statted before and after, and a
+   file replaced in between (the two differ) is attached again, so that *st never names
+   another file than the mapping. */
+static cb_breaker *attach_stat(const char *path, struct stat *st, char *why, size_t len)
+{
+    for (int tries = 0; tries < 4; tries++) {
+        struct stat before;
+        bool had = stat(path, &before) == 0;
+        cb_breaker *b = attach(path, why, len);
+        if (!b)
+            return NULL;
+        if (had && stat(path, st) == 0 && same_file(&before, st))
+            return b;
+        cb_shm_close(b);
+    }
+    snprintf(why, len, "replaced again and again while being opened");
+    return NULL;
 }
 
 typedef struct breaker {
     const char *path;
-    cb_breaker *b;
+    cb_breaker *b;                /* NULL while the file at path cannot be used */
+    struct stat st;               /* the file b maps */
+    char name[CB__NAME_MAX + 1];  /* the name it held at start */
+    char why[512];                /* why b is NULL */
     bool critical;
 } breaker;
 
@@ -179,10 +210,13 @@ static breaker *attach_all(const char **paths, int n)
     breaker *bs = xmalloc(sizeof *bs * (size_t)n);
     int bad = 0;
     for (int i = 0; i < n; i++) {
-        char why[512];
-        bs[i] = (breaker){ paths[i], attach(paths[i], why, sizeof why), false };
-        if (!bs[i].b) {
-            fprintf(stderr, "cbctl %s: %s: %s\n", cmd, paths[i], why);
+        breaker *br = &bs[i];
+        *br = (breaker){ .path = paths[i] };
+        br->b = attach_stat(paths[i], &br->st, br->why, sizeof br->why);
+        if (br->b)
+            snprintf(br->name, sizeof br->name, "%s", cb_name(br->b));
+        else {
+            fprintf(stderr, "cbctl %s: %s: %s\n", cmd, esc(paths[i]), br->why);
             bad++;
         }
     }
@@ -191,14 +225,42 @@ static breaker *attach_all(const char **paths, int n)
     return bs;
 }
 
+/* Follows a file replaced at its path (a new file renamed over it, or removed and made
+   again): the mapping held would go on showing the old file, which the processes that
+   open the path no longer use. The replacement must hold the same breaker, so that the
+   metrics and --critical keep their meaning; until a usable one is there, b is NULL and
+   why says what is wrong. Tells stderr when the file changes, once per change. */
+static void refresh(breaker *br)
+{
+    struct stat now;
+    if (br->b && stat(br->path, &now) == 0 && same_file(&now, &br->st))
+        return;
+    bool was = br->b != NULL;
+    char before[sizeof br->why];
+    memcpy(before, br->why, sizeof before);
+    cb_shm_close(br->b);
+    br->b = attach_stat(br->path, &br->st, br->why, sizeof br->why);
+    if (br->b && strcmp(cb_name(br->b), br->name) != 0) {
+        snprintf(br->why, sizeof br->why, "holds breaker '%s', not '%s' (restart cbctl to "
+                 "follow it)", esc(cb_name(br->b)), esc(br->name));
+        cb_shm_close(br->b);
+        br->b = NULL;
+    }
+    if (br->b)
+        fprintf(stderr, "cbctl %s: %s: %s\n", cmd, esc(br->path),
+                was ? "replaced: following the new file" : "usable again");
+    else if (was || strcmp(before, br->why) != 0)
+        fprintf(stderr, "cbctl %s: %s: %s\n", cmd, esc(br->path), br->why);
+}
+
 /* Metrics are keyed by breaker name: two files holding one name would collide. */
 static void check_names_unique(const breaker *bs, int n)
 {
     for (int i = 0; i < n; i++)
         for (int j = 0; j < i; j++)
-            if (strcmp(cb_name(bs[i].b), cb_name(bs[j].b)) == 0)
+            if (strcmp(bs[i].name, bs[j].name) == 0)
                 die(EXIT_FILE, "%s and %s both hold a breaker named '%s': their metrics would "
-                    "collide", bs[j].path, bs[i].path, cb_name(bs[i].b));
+                    "collide", esc(bs[j].path), esc(bs[i].path), esc(bs[i].name));
 }
 
 static void detach_all(breaker *bs, int n)
@@ -251,10 +313,14 @@ static void show(FILE *out, const breaker *br)
     char flags[1024], d[32], r1[48], r2[48];
     cb_event ev[HISTORY_SHOWN];
     uint64_t now = mono_ns();
+    fprintf(out, "%s  %s\n", esc(br->name), esc(br->path));
+    if (!br->b) {
+        fprintf(out, "  error     %s\n", br->why);
+        return;
+    }
     cb_stats_get(br->b, &s);
     cb_config_get(br->b, &c);
     cbflags_format(&c, flags, sizeof flags);
-    fprintf(out, "%s  %s\n", cb_name(br->b), br->path);
     fprintf(out, "  state     %s, generation %llu, for %s", cb_state_name(s.state),
             (ull)s.generation, s.state_since_ns <= now ? dur(d, now - s.state_since_ns) : "-");
     if (s.state == CB_OPEN)
@@ -273,7 +339,7 @@ static void show(FILE *out, const breaker *br)
                 ratio(r1, s.window_failures, s.window_calls), ratio(r2, s.window_slow, s.window_calls));
     } else
         fprintf(out, "  window    none (consecutive failures only)\n");
-    fprintf(out, "  config    %s\n", flags);
+    fprintf(out, "  config    %s\n", esc(flags));
     size_t n = cb_history(br->b, ev, HISTORY_SHOWN);
     fprintf(out, "  history   %s\n", n ? "(oldest first)" : "none");
     for (size_t i = 0; i < n; i++) {
@@ -313,13 +379,60 @@ static const char USAGE_LS[] =
     "usage: cbctl ls DIR\n"
     "\n"
     "Lists the breaker files in DIR (regular files that start with the cb.h magic\n"
-    "number; other files are skipped) with name, state, generation and window failure\n"
-    "rate. A breaker file that cannot be opened is listed with the reason, and the exit\n"
-    "status is then 1.\n";
+    "number; links, FIFOs, devices, folders and other files are skipped, and only\n"
+    "regular files are opened) with name, state, generation and window failure rate.\n"
+    "A breaker file that cannot be opened is listed with the reason, and the exit\n"
+    "status is then 1. Names are printed escaped (\\xNN, \\\\).\n";
 
-static int visible(const struct dirent *e)
+static int by_name(const void *a, const void *b)
 {
-    return e->d_name[0] != '.';
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The entry name of dir (dfd) opened for reading if it is a regular file, else -1: it is
+   statted without following a link first, so that a FIFO, device or socket is never
+   opened, and the file opened is checked to be the one statted. */
+static int open_regular(int dfd, const char *name)
+{
+    struct stat st, got;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+        return -1;
+    /* O_NONBLOCK and O_NOFOLLOW: it may have been replaced since, by a FIFO or a link */
+    int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd >= 0 && (fstat(fd, &got) != 0 || !S_ISREG(got.st_mode) || !same_file(&st, &got))) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+static void ls_entry(int dfd, const char *dir, const char *name, int *shown, int *status)
+{
+    uint64_t magic = 0;
+    int fd = open_regular(dfd, name);
+    if (fd < 0)
+        return;
+    if (pread(fd, &magic, sizeof magic, 0) == (ssize_t)sizeof magic && magic == CB__MAGIC) {
+        char why[512], r[48];
+        size_t len = strlen(dir) + strlen(name) + 2;
+        char *path = xmalloc(len);
+        snprintf(path, len, "%s/%s", dir, name);
+        cb_breaker *b = attach(path, why, sizeof why);
+        ++*shown;
+        if (b) {
+            cb_stats s;
+            cb_stats_get(b, &s);
+            printf("%-24s %-20s %-12s %8llu  %s\n", esc(name), esc(cb_name(b)),
+                   cb_state_name(s.state), (ull)s.generation,
+                   ratio(r, s.window_failures, s.window_calls));
+            cb_shm_close(b);
+        } else {
+            printf("%-24s %-20s error: %s\n", esc(name), "?", why);
+            *status = EXIT_FILE;
+        }
+        free(path);
+    }
+    close(fd);
 }
 
 static int cmd_ls(int argc, char **argv)
@@ -327,38 +440,33 @@ static int cmd_ls(int argc, char **argv)
     const char **dir = xmalloc(sizeof *dir * (size_t)argc);
     if (operands(argc, argv, NULL, NULL, dir) != 1)
         die(EXIT_USAGE, "takes exactly one DIR");
-    struct dirent **names;
-    int n = scandir(dir[0], &names, visible, alphasort), status = 0, shown = 0;
-    if (n < 0)
-        die(EXIT_FILE, "%s: %s", dir[0], strerror(errno));
+    DIR *d = opendir(dir[0]);
+    if (!d)
+        die(EXIT_FILE, "%s: %s", esc(dir[0]), strerror(errno));
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    for (struct dirent *e; (errno = 0, e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        if (n == cap && !(names = realloc(names, sizeof *names * (cap = cap ? 2 * cap : 64))))
+            die(EXIT_FILE, "out of memory");
+        if (!(names[n++] = strdup(e->d_name)))
+            die(EXIT_FILE, "out of memory");
+    }
+    if (errno)
+        die(EXIT_FILE, "%s: %s", esc(dir[0]), strerror(errno));
+    if (n)   /* qsort wants a non-null base even for none */
+        qsort(names, n, sizeof *names, by_name);
+    int status = 0, shown = 0;
     printf("%-24s %-20s %-12s %8s  %s\n", "FILE", "NAME", "STATE", "GEN", "FAILURE RATE");
-    for (int i = 0; i < n; i++) {
-        size_t len = strlen(dir[0]) + strlen(names[i]->d_name) + 2;
-        char *path = xmalloc(len), why[512], r[48];
-        uint64_t magic = 0;
-        struct stat st;
-        snprintf(path, len, "%s/%s", dir[0], names[i]->d_name);
-        if (peek(path, &st, &magic) == (ssize_t)sizeof magic && magic == CB__MAGIC) {
-            cb_breaker *b = attach(path, why, sizeof why);
-            shown++;
-            if (b) {
-                cb_stats s;
-                cb_stats_get(b, &s);
-                printf("%-24s %-20s %-12s %8llu  %s\n", names[i]->d_name, cb_name(b),
-                       cb_state_name(s.state), (ull)s.generation,
-                       ratio(r, s.window_failures, s.window_calls));
-                cb_shm_close(b);
-            } else {
-                printf("%-24s %-20s error: %s\n", names[i]->d_name, "?", why);
-                status = EXIT_FILE;
-            }
-        }
-        free(path);
+    for (size_t i = 0; i < n; i++) {
+        ls_entry(dirfd(d), dir[0], names[i], &shown, &status);
         free(names[i]);
     }
     free(names);
+    closedir(d);
     if (!shown)
-        printf("(no breaker files in %s)\n", dir[0]);
+        printf("(no breaker files in %s)\n", esc(dir[0]));
     free(dir);
     return status;
 }
@@ -368,7 +476,8 @@ static const char USAGE_WATCH[] =
     "\n"
     "Shows the breakers like cbctl show, refreshed in place every --interval-ms\n"
     "(default 1000, 10..3600000) until interrupted (Ctrl-C), or --count times.\n"
-    "When stdout is not a terminal, frames follow each other instead.\n";
+    "When stdout is not a terminal, frames follow each other instead. A file replaced\n"
+    "at its path is followed: the new file is shown, or why it cannot be used.\n";
 
 typedef struct watch_opts { uint32_t interval_ms, count; } watch_opts;
 
@@ -407,6 +516,7 @@ static int cmd_watch(int argc, char **argv)
         printf("%scbctl watch: every %u ms, %s\n\n", tty ? "\033[H\033[J" : frame ? "\n" : "",
                w.interval_ms, at);
         for (int i = 0; i < n; i++) {
+            refresh(&bs[i]);
             show(stdout, &bs[i]);
             fputc('\n', stdout);
         }
@@ -437,7 +547,7 @@ static void set_state(const char *path, cb_state to)
     cb_set_state(b->b, to);
     cb_stats s;
     cb_stats_get(b->b, &s);
-    printf("%s: %s -> %s (generation %llu)\n", cb_name(b->b), cb_state_name(from),
+    printf("%s: %s -> %s (generation %llu)\n", esc(b->name), cb_state_name(from),
            cb_state_name(to), (ull)s.generation);
     detach_all(b, 1);
 }
@@ -450,7 +560,7 @@ static int cmd_set(int argc, char **argv)
         die(EXIT_USAGE, "takes FILE and STATE");
     if (!cb_state_parse(ops[1], &to))
         die(EXIT_USAGE, "unknown state '%s' (want closed, open, half-open, forced-open, "
-            "disabled or metrics-only)", ops[1]);
+            "disabled or metrics-only)", esc(ops[1]));
     set_state(ops[0], to);
     free(ops);
     return 0;
@@ -484,7 +594,7 @@ static bool create_opt(int argc, char **argv, int *i, void *ctx)
     (void)argc;
     int got = cbflags_parse(argv[*i], ctx, err, sizeof err);
     if (got < 0)
-        die(EXIT_USAGE, "%s", err);
+        die(EXIT_USAGE, "%s", esc(err));
     return got == 1;
 }
 
@@ -497,24 +607,25 @@ static int cmd_create(int argc, char **argv)
     if (operands(argc, argv, create_opt, &cfg, ops) != 1)
         die(EXIT_USAGE, "takes exactly one FILE");
     if (cb_config_check(&cfg, msg, sizeof msg) != CB_OK)
-        die(EXIT_USAGE, "%s", msg);
-    cb_breaker *b = cb_shm_open(ops[0], &cfg, &e);
-    int saved = errno;   /* for CB_EIO: why the open, mmap or truncate failed */
+        die(EXIT_USAGE, "%s", esc(msg));
+    cb_breaker *b = cb_shm_open_ex(ops[0], &cfg, attach_flags, &e, msg, sizeof msg);
     if (!b && e == CB_EMISMATCH) {
         cb_config_resolve(&cfg, &cfg, NULL, 0);
         cbflags_format(&cfg, want, sizeof want);
         breaker *old = attach_all(ops, 1);
         cb_config_get(old->b, &cfg);
         cbflags_format(&cfg, have, sizeof have);
-        die(EXIT_FILE, "%s: %s\n  the file holds: %s\n  asked for:      %s", ops[0],
-            cb_strerror(e), have, want);
+        die(EXIT_FILE, "%s: %s\n  the file holds: %s\n  asked for:      %s", esc(ops[0]),
+            cb_strerror(e), esc(have), esc(want));
     }
-    if (!b)
-        die(EXIT_FILE, "%s: %s%s%s", ops[0], cb_strerror(e), e == CB_EIO ? ": " : "",
-            e == CB_EIO ? strerror(saved) : "");
+    if (!b) {
+        size_t n = strlen(ops[0]);
+        die(EXIT_FILE, "%s: %s: %s", esc(ops[0]), cb_strerror(e),
+            esc(strncmp(msg, ops[0], n) == 0 && msg[n] == ':' ? msg + n + 2 : msg));
+    }
     cb_config_get(b, &cfg);
     cbflags_format(&cfg, have, sizeof have);
-    printf("%s: %s\n", ops[0], have);
+    printf("%s: %s\n", esc(ops[0]), esc(have));
     cb_shm_close(b);
     free(ops);
     return 0;
@@ -542,11 +653,13 @@ static char *breaker_json(const breaker *br)
 static char *prometheus_text(const breaker *bs, int n)
 {
     cb_breaker **list = xmalloc(sizeof *list * (size_t)n);
+    size_t k = 0;
     for (int i = 0; i < n; i++)
-        list[i] = bs[i].b;
-    int len = cb_format_prometheus(list, (size_t)n, NULL, 0);
+        if (bs[i].b)   /* a file that cannot be used has no series rather than stale ones */
+            list[k++] = bs[i].b;
+    int len = cb_format_prometheus(list, k, NULL, 0);
     char *buf = xmalloc((size_t)len + 1);
-    cb_format_prometheus(list, (size_t)n, buf, (size_t)len + 1);
+    cb_format_prometheus(list, k, buf, (size_t)len + 1);
     free(list);
     return buf;
 }
@@ -607,11 +720,115 @@ static int cmd_metrics(int argc, char **argv)
 enum health { HEALTHY, DEGRADED, UNHEALTHY, CRITICAL };
 static const char *const health_names[] = { "HEALTHY", "DEGRADED", "UNHEALTHY", "CRITICAL" };
 
+/* A connection, from accept to close. While it waits for a request (its headers) it is in
+   the server's deadline list, which stays in deadline order because every deadline is the
+   same time after the moment it is armed. */
+typedef struct client {
+    struct client *prev, *next;
+    uint64_t deadline_ns;
+    int fd;
+    bool armed;
+} client;
+
 typedef struct server {
     breaker *bs;
     int n;
-    double warn;   /* failure rate at or above which a closed breaker is DEGRADED */
+    double warn;          /* failure rate at or above which a closed breaker is DEGRADED */
+    uint64_t header_ns;   /* a request's headers must be in within this */
+    client *head, *tail;  /* the connections waiting for a request, earliest deadline first */
+    unsigned closed;      /* connections closed in the last MHD_run */
 } server;
+
+static void disarm(server *sv, client *c)
+{
+    if (!c->armed)
+        return;
+    *(c->prev ? &c->prev->next : &sv->head) = c->next;
+    *(c->next ? &c->next->prev : &sv->tail) = c->prev;
+    c->prev = c->next = NULL;
+    c->armed = false;
+}
+
+static void arm(server *sv, client *c)
+{
+    disarm(sv, c);
+    c->deadline_ns = mono_ns() + sv->header_ns;
+    c->prev = sv->tail;
+    *(sv->tail ? &sv->tail->next : &sv->head) = c;
+    sv->tail = c;
+    c->armed = true;
+}
+
+static client *client_of(struct MHD_Connection *mc)
+{
+    const union MHD_ConnectionInfo *i = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return i ? i->socket_context : NULL;
+}
+
+/* A new connection's first request is due within the header timeout from accept. */
+static void on_connection(void *cls, struct MHD_Connection *mc, void **ctx,
+                          enum MHD_ConnectionNotificationCode what)
+{
+    server *sv = cls;
+    if (what == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *i = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+        client *c = xmalloc(sizeof *c);
+        *c = (client){ .fd = i ? i->connect_fd : -1 };
+        arm(sv, c);
+        *ctx = c;
+    } else if (what == MHD_CONNECTION_NOTIFY_CLOSED && *ctx) {
+        disarm(sv, *ctx);   /* before MHD closes the socket: no shutdown of a reused fd */
+        free(*ctx);
+        *ctx = NULL;
+        sv->closed++;
+    }
+}
+
+/* The next request on a kept-alive connection is due within the timeout from now. */
+static void on_completed(void *cls, struct MHD_Connection *mc, void **req,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)req, (void)toe;
+    client *c = client_of(mc);
+    if (c)
+        arm(cls, c);
+}
+
+/* Shuts down the connections whose request is overdue: MHD sees the end of the stream
+   and closes them. MHD's own timeout counts inactivity only, so a client that sent a
+   byte a second would hold its connection for ever. Returns the next deadline, or
+   UINT64_MAX. */
+static uint64_t cut_overdue(server *sv)
+{
+    uint64_t now = mono_ns();
+    while (sv->head && sv->head->deadline_ns <= now) {
+        client *c = sv->head;
+        disarm(sv, c);
+        if (c->fd >= 0)
+            shutdown(c->fd, SHUT_RDWR);
+    }
+    return sv->head ? sv->head->deadline_ns : UINT64_MAX;
+}
+
+/* MHD's messages, at most one a second: nearly all are about one client (gone away, or
+   cut at its header deadline), and a crowd of clients must not flood the log. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    static uint64_t last_ns;
+    static unsigned long dropped;
+    uint64_t now = mono_ns();
+    (void)cls;
+    if (last_ns && now - last_ns < 1000000000u) {
+        dropped++;
+        return;
+    }
+    last_ns = now;
+    if (dropped)
+        fprintf(stderr, "cbctl serve: (%lu messages left out)\n", dropped);
+    dropped = 0;
+    fputs("cbctl serve: ", stderr);
+    vfprintf(stderr, fmt, ap);
+}
 
 /* The window's failure rate, or -1 while the window holds fewer than minimum_calls. */
 static double failure_rate(const cb_breaker *b, const cb_stats *s)
@@ -623,11 +840,15 @@ static double failure_rate(const cb_breaker *b, const cb_stats *s)
     return (double)s->window_failures / s->window_calls;
 }
 
-static enum health health_of(const breaker *br, const cb_stats *s, double rate, double warn)
+/* CRITICAL only while the breaker will refuse the next call for time still to run. Once
+   an open period is over the next call probes; a 503 then would keep a load balancer
+   from ever sending that call, and the instance would stay out for good. */
+static enum health health_of(const breaker *br, const cb_stats *s, uint64_t retry_ms,
+                             double rate, double warn)
 {
-    if (s->state == CB_OPEN || s->state == CB_FORCED_OPEN)
+    if (s->state == CB_FORCED_OPEN || (s->state == CB_OPEN && retry_ms > 0))
         return br->critical ? CRITICAL : UNHEALTHY;
-    if (s->state == CB_HALF_OPEN || (s->state != CB_DISABLED && rate >= warn))
+    if (s->state == CB_OPEN || s->state == CB_HALF_OPEN || (s->state != CB_DISABLED && rate >= warn))
         return DEGRADED;
     return HEALTHY;
 }
@@ -637,22 +858,35 @@ static char *health_json(const server *sv, enum health *worst)
     cJSON *doc = cJSON_CreateObject(), *list = cJSON_CreateArray();
     *worst = HEALTHY;
     for (int i = 0; i < sv->n; i++) {
-        cb_stats s;
-        cb_stats_get(sv->bs[i].b, &s);
-        double rate = failure_rate(sv->bs[i].b, &s);
-        enum health h = health_of(&sv->bs[i], &s, rate, sv->warn);
+        const breaker *br = &sv->bs[i];
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "name", cb_name(sv->bs[i].b));
-        cJSON_AddStringToObject(o, "file", sv->bs[i].path);
-        cJSON_AddStringToObject(o, "state", cb_state_name(s.state));
-        cJSON_AddStringToObject(o, "health", health_names[h]);
-        cJSON_AddBoolToObject(o, "critical", sv->bs[i].critical);
-        if (rate >= 0)
-            cJSON_AddNumberToObject(o, "failure_rate", rate);
-        else
+        cJSON_AddStringToObject(o, "name", br->name);
+        cJSON_AddStringToObject(o, "file", br->path);
+        enum health h = UNHEALTHY;   /* a file that cannot be used: unknown, not critical */
+        if (!br->b) {
+            cJSON_AddStringToObject(o, "state", "unknown");
+            cJSON_AddStringToObject(o, "health", health_names[h]);
+            cJSON_AddBoolToObject(o, "critical", br->critical);
             cJSON_AddNullToObject(o, "failure_rate");
-        cJSON_AddNumberToObject(o, "window_calls", s.window_calls);
-        cJSON_AddNumberToObject(o, "retry_after_ms", (double)cb_retry_after_ms(sv->bs[i].b));
+            cJSON_AddNullToObject(o, "window_calls");
+            cJSON_AddNullToObject(o, "retry_after_ms");
+            cJSON_AddStringToObject(o, "error", br->why);
+        } else {
+            cb_stats s;
+            cb_stats_get(br->b, &s);
+            uint64_t retry_ms = cb_retry_after_ms(br->b);
+            double rate = failure_rate(br->b, &s);
+            h = health_of(br, &s, retry_ms, rate, sv->warn);
+            cJSON_AddStringToObject(o, "state", cb_state_name(s.state));
+            cJSON_AddStringToObject(o, "health", health_names[h]);
+            cJSON_AddBoolToObject(o, "critical", br->critical);
+            if (rate >= 0)
+                cJSON_AddNumberToObject(o, "failure_rate", rate);
+            else
+                cJSON_AddNullToObject(o, "failure_rate");
+            cJSON_AddNumberToObject(o, "window_calls", s.window_calls);
+            cJSON_AddNumberToObject(o, "retry_after_ms", (double)retry_ms);
+        }
         cJSON_AddItemToArray(list, o);
         if (h > *worst)
             *worst = h;
@@ -662,6 +896,8 @@ static char *health_json(const server *sv, enum health *worst)
     cJSON_AddItemToObject(doc, "breakers", list);
     char *text = cJSON_PrintUnformatted(doc);
     cJSON_Delete(doc);
+    if (!text)
+        die(EXIT_FILE, "out of memory");
     return text;
 }
 
@@ -688,48 +924,66 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **state)
 {
-    const server *sv = cls;
+    server *sv = cls;
     (void)version, (void)upload, (void)state;
+    client *c = client_of(conn);
+    if (c)
+        disarm(sv, c);   /* the headers are in */
     if (*upload_size)
         return MHD_NO;   /* GET and HEAD carry no body */
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
         return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain", "only GET and HEAD\n");
-    if (strcmp(url, "/metrics") == 0) {
+    bool metrics = strcmp(url, "/metrics") == 0;
+    if (!metrics && strcmp(url, "/health") != 0)
+        return reply(conn, MHD_HTTP_NOT_FOUND, "text/plain", "not found: try /metrics or /health\n");
+    for (int i = 0; i < sv->n; i++)
+        refresh(&sv->bs[i]);
+    if (metrics) {
         char *text = prometheus_text(sv->bs, sv->n);
         enum MHD_Result ok = reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text);
         free(text);
         return ok;
     }
-    if (strcmp(url, "/health") == 0) {
-        enum health worst;
-        char *text = health_json(sv, &worst);
-        enum MHD_Result ok = reply(conn, worst == CRITICAL ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK,
-                                   "application/json", text);
-        cJSON_free(text);
-        return ok;
-    }
-    return reply(conn, MHD_HTTP_NOT_FOUND, "text/plain", "not found: try /metrics or /health\n");
+    enum health worst;
+    char *text = health_json(sv, &worst);
+    enum MHD_Result ok = reply(conn, worst == CRITICAL ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK,
+                               "application/json", text);
+    cJSON_free(text);
+    return ok;
 }
 
+#define MAX_CONNECTIONS 4096
+#define HEADER_TIMEOUT_MS 5000
+
 static const char USAGE_SERVE[] =
-    "usage: cbctl serve --listen HOST:PORT [--warn-failure-rate=R] [--critical=NAME]... FILE...\n"
+    "usage: cbctl serve --listen HOST:PORT [--warn-failure-rate=R] [--critical=NAME]...\n"
+    "                   [--max-connections=N] [--header-timeout-ms=N] FILE...\n"
     "\n"
     "Serves the breakers over HTTP until SIGINT or SIGTERM:\n"
     "  /metrics  Prometheus text format 0.0.4\n"
     "  /health   JSON {\"status\": ..., \"breakers\": [...]}; status is the worst of:\n"
-    "            HEALTHY, DEGRADED (half-open, or a window failure rate >= R),\n"
-    "            UNHEALTHY (open or forced-open), CRITICAL (a --critical breaker is open\n"
-    "            or forced-open: HTTP 503; otherwise 200)\n"
+    "            HEALTHY; DEGRADED (half-open, open with its period over so that the\n"
+    "            next call probes, or a window failure rate >= R); UNHEALTHY (forced-open,\n"
+    "            or open with time left in its period; or its file cannot be used);\n"
+    "            CRITICAL (a --critical breaker is so: HTTP 503; otherwise 200)\n"
+    "A file replaced at its path is followed (it must hold the same breaker).\n"
     "--listen HOST:PORT       a numeric address, e.g. 127.0.0.1:9464 or [::1]:9464; port 0\n"
     "                         picks a free one; the address is printed once listening\n"
     "--warn-failure-rate=R    in (0, 1], default 0.2\n"
-    "--critical=NAME          the breaker named NAME is critical (repeat for more)\n";
+    "--critical=NAME          the breaker named NAME is critical (repeat for more)\n"
+    "--max-connections=N      connections held at once, default 4096 (1..1000000), within\n"
+    "                         the open files limit; more wait to be accepted\n"
+    "--header-timeout-ms=N    a request's headers must be in within N ms of the accept\n"
+    "                         (or of the previous response), and a connection idle that\n"
+    "                         long is closed: default 5000 (10..600000)\n";
 
 typedef struct serve_opts {
     const char *listen;
     double warn;
     const char **critical;
     int ncritical;
+    uint32_t max_connections, header_timeout_ms;
+    bool max_given;
 } serve_opts;
 
 static bool serve_opt(int argc, char **argv, int *i, void *ctx)
@@ -740,9 +994,14 @@ static bool serve_opt(int argc, char **argv, int *i, void *ctx)
         o->listen = v;
     else if (opt(argc, argv, i, "--warn-failure-rate", &v)) {
         if (!cbflags__double(v, &o->warn) || !(o->warn > 0 && o->warn <= 1))
-            die(EXIT_USAGE, "--warn-failure-rate: bad value '%s' (want a number in (0, 1])", v);
+            die(EXIT_USAGE, "--warn-failure-rate: bad value '%s' (want a number in (0, 1])", esc(v));
     } else if (opt(argc, argv, i, "--critical", &v))
         o->critical[o->ncritical++] = v;
+    else if (opt(argc, argv, i, "--max-connections", &v)) {
+        o->max_connections = opt_uint("--max-connections", v, 1, 1000000);
+        o->max_given = true;
+    } else if (opt(argc, argv, i, "--header-timeout-ms", &v))
+        o->header_timeout_ms = opt_uint("--header-timeout-ms", v, 10, 600000);
     else
         return false;
     return true;
@@ -753,13 +1012,13 @@ static struct addrinfo *listen_addr(const char *arg)
 {
     const char *colon = strrchr(arg, ':');
     if (!colon || colon == arg)
-        die(EXIT_USAGE, "--listen '%s': want HOST:PORT, e.g. 127.0.0.1:9464", arg);
+        die(EXIT_USAGE, "--listen '%s': want HOST:PORT, e.g. 127.0.0.1:9464", esc(arg));
     size_t hl = (size_t)(colon - arg);
     char host[64];
     if (arg[0] == '[' && hl >= 2 && arg[hl - 1] == ']')
         arg++, hl -= 2;
     if (hl >= sizeof host)
-        die(EXIT_USAGE, "--listen '%s': host too long", arg);
+        die(EXIT_USAGE, "--listen '%s': host too long", esc(arg));
     memcpy(host, arg, hl);
     host[hl] = 0;
     opt_uint("--listen port", colon + 1, 0, 65535);
@@ -767,14 +1026,39 @@ static struct addrinfo *listen_addr(const char *arg)
                               .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *ai;
     int e = getaddrinfo(host, colon + 1, &hints, &ai);
     if (e != 0)
-        die(EXIT_USAGE, "--listen: '%s' is not a numeric IPv4 or IPv6 address: %s", host,
+        die(EXIT_USAGE, "--listen: '%s' is not a numeric IPv4 or IPv6 address: %s", esc(host),
             gai_strerror(e));
     return ai;
 }
 
+/* How many connections serve can hold: the open files limit is raised to its hard
+   limit, and each connection takes a descriptor, less a few for the listening socket,
+   epoll, signals, stdio and the breaker file being opened again. */
+static unsigned connection_limit(unsigned want, bool given)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return want;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t soft = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = soft;
+    }
+    const rlim_t reserve = 32;
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)want + reserve)
+        return want;
+    unsigned fit = rl.rlim_cur > reserve + 1 ? (unsigned)(rl.rlim_cur - reserve) : 1;
+    if (given)
+        fprintf(stderr, "cbctl serve: --max-connections=%u lowered to %u: the open files "
+                "limit (RLIMIT_NOFILE) is %llu\n", want, fit, (ull)rl.rlim_cur);
+    return fit;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
-    serve_opts o = { NULL, 0.2, xmalloc(sizeof(char *) * (size_t)argc), 0 };
+    serve_opts o = { NULL, 0.2, xmalloc(sizeof(char *) * (size_t)argc), 0, MAX_CONNECTIONS,
+                     HEADER_TIMEOUT_MS, false };
     const char **files = xmalloc(sizeof *files * (size_t)argc);
     int n = operands(argc, argv, serve_opt, &o, files);
     if (!o.listen)
@@ -782,32 +1066,46 @@ static int cmd_serve(int argc, char **argv)
     if (n == 0)
         die(EXIT_USAGE, "name at least one FILE");
     struct addrinfo *ai = listen_addr(o.listen);
-    server sv = { attach_all(files, n), n, o.warn };
+    server sv = { attach_all(files, n), n, o.warn, (uint64_t)o.header_timeout_ms * 1000000u,
+                  NULL, NULL, 0 };
     check_names_unique(sv.bs, n);
     for (int c = 0; c < o.ncritical; c++) {
         int i = 0;
-        while (i < n && strcmp(cb_name(sv.bs[i].b), o.critical[c]) != 0)
+        while (i < n && strcmp(sv.bs[i].name, o.critical[c]) != 0)
             i++;
         if (i == n)
-            die(EXIT_USAGE, "--critical=%s: no breaker of that name among the files", o.critical[c]);
+            die(EXIT_USAGE, "--critical=%s: no breaker of that name among the files",
+                esc(o.critical[c]));
         sv.bs[i].critical = true;
     }
+    /* epoll: select() cannot watch a descriptor above FD_SETSIZE (1024) */
+    if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) != MHD_YES)
+        die(EXIT_FILE, "this libmicrohttpd has no epoll support");
+    unsigned limit = connection_limit(o.max_connections, o.max_given);
 
-    /* Block the signals before the server's thread starts, so that it inherits the mask
-       and only sigwait() below receives them. */
+    /* SIGINT and SIGTERM are read from a descriptor polled with the server's. */
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
+    sigprocmask(SIG_BLOCK, &stop, NULL);
+    int sigfd = signalfd(-1, &stop, SFD_CLOEXEC);
+    if (sigfd < 0)
+        die(EXIT_FILE, "signalfd: %s", strerror(errno));
+
+    /* One thread runs MHD and the header deadlines both, so the deadlines can shut down
+       a socket that MHD cannot be closing at the same time. */
+    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
                      (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
-    struct MHD_Daemon *d = MHD_start_daemon(flags, 0, NULL, NULL, handle, &sv,
-                                            MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                                            MHD_OPTION_CONNECTION_TIMEOUT, 10u,
-                                            MHD_OPTION_END);
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, 0, NULL, NULL, handle, &sv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, limit,
+        MHD_OPTION_CONNECTION_TIMEOUT, (o.header_timeout_ms + 999) / 1000,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, &sv,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, &sv, MHD_OPTION_END);
     if (!d)
-        die(EXIT_FILE, "cannot listen on %s (address in use, or not of this machine?)", o.listen);
+        die(EXIT_FILE, "cannot listen on %s (address in use, or not of this machine?)",
+            esc(o.listen));
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     char host[64];
     getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof host, NULL, 0, NI_NUMERICHOST);
@@ -815,9 +1113,31 @@ static int cmd_serve(int argc, char **argv)
            n == 1 ? "" : "s", ai->ai_family == AF_INET6 ? "[" : "", host,
            ai->ai_family == AF_INET6 ? "]" : "", info ? info->port : 0);
     fflush(stdout);
-    int sig;
-    sigwait(&stop, &sig);
+    int epfd = MHD_get_daemon_info(d, MHD_DAEMON_INFO_EPOLL_FD)->epoll_fd;
+    for (;;) {
+        uint64_t next = cut_overdue(&sv), now = mono_ns();
+        MHD_UNSIGNED_LONG_LONG mhd_ms;
+        long long wait = MHD_get_timeout(d, &mhd_ms) == MHD_YES
+                             ? (long long)(mhd_ms < INT_MAX ? mhd_ms : INT_MAX) : -1;
+        if (next != UINT64_MAX) {
+            long long ms = (long long)((next - now + 999999) / 1000000);
+            wait = wait < 0 || ms < wait ? ms : wait;
+        }
+        /* MHD takes its listening socket back into epoll (it leaves it at the connection
+           limit) only at the start of a run: after a run that closed connections, one
+           more without waiting, or new clients would wait for some other event. */
+        if (sv.closed)
+            wait = 0;
+        struct pollfd p[2] = { { epfd, POLLIN, 0 }, { sigfd, POLLIN, 0 } };
+        if (poll(p, 2, (int)wait) < 0 && errno != EINTR)
+            die(EXIT_FILE, "poll: %s", strerror(errno));
+        if (p[1].revents & POLLIN)
+            break;
+        sv.closed = 0;
+        MHD_run(d);
+    }
     MHD_stop_daemon(d);
+    close(sigfd);
     freeaddrinfo(ai);
     detach_all(sv.bs, n);
     free(files);
@@ -856,13 +1176,27 @@ static const char USAGE[] =
     "  create FILE [breaker flags]               create (or check) a breaker file\n"
     "\n"
     "cbctl COMMAND --help describes a command. Exit status: 0 ok, 1 a file could not be\n"
-    "used or another runtime error, 2 a bad command line.\n";
+    "used or another runtime error, 2 a bad command line.\n"
+    "\n"
+    "Files of another user, links, FIFOs, devices and files writable by every user are\n"
+    "refused: run cbctl as the service's user (sudo -u USER cbctl ...). Before the\n"
+    "command, --group-shared creates files 0660 instead of 0600 and opens files of other\n"
+    "users whose group is one of cbctl's (never one writable by every user).\n";
 
 int main(int argc, char **argv)
 {
     if (argc < 2) {
         fputs(USAGE, stderr);
         return EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--group-shared") == 0) {   /* the one option before the command */
+        attach_flags = CB_SHM_GROUP;
+        argv[1] = argv[0];
+        argc--, argv++;
+        if (argc < 2) {
+            fputs(USAGE, stderr);
+            return EXIT_USAGE;
+        }
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         fputs(USAGE, stdout);
@@ -879,5 +1213,5 @@ int main(int argc, char **argv)
             }
         return commands[i].run(argc - 2, argv + 2);
     }
-    die(EXIT_USAGE, "unknown command '%s'", argv[1]);
+    die(EXIT_USAGE, "unknown command '%s'", esc(argv[1]));
 }

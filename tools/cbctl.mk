@@ -4,7 +4,8 @@
 #                  accounting run, >= 100 kill -9 of a probe holder, random kills, and
 #                  bulkhead places of killed processes settled (those of live ones kept)
 #   test-cbctl     tests/test_shm_cbctl.py: every cbctl command and its errors, cbctl serve
-#                  scraped over 127.0.0.1, promtool check metrics on the exposition
+#                  scraped over 127.0.0.1 (also past 1,500 slow clients), promtool check
+#                  metrics on the exposition
 #   test-fuzz-shm  tests/fuzz/fuzz_shm.c: the committed corpus replayed, then fuzzed for
 #                  FUZZ_SHM_SECONDS (default 15) on a scratch copy of it
 # Also: fuzz-shm (a longer fuzz run, FUZZ_SHM_SECONDS=600 by default there), and after a
