@@ -1421,7 +1421,7 @@ static int32_t cb__tagged_add(cb__shared *sh, _Atomic(uint64_t) *word, uint32_t 
         int32_t v = (uint32_t)(cur >> 32) == gen ? (int32_t)(uint32_t)cur : 0;
         if (((uint32_t)(cur >> 32) != gen && !cb__period_current(sh, gen)) || tries == CB__TRIES)
             return 0;
-        int32_t next = delta > 0 && v == INT32_MAX ? v : v + delta;
+        int32_t next = (delta > 0 && v == INT32_MAX) || (delta < 0 && v == INT32_MIN) ? v : v + delta;
         if (next == v && (uint32_t)(cur >> 32) == gen)
             return v;   /* nothing to write */
         CB_YIELD_POINT();
@@ -1971,8 +1971,9 @@ CB_API uint64_t cb_retry_after_ms(const cb_breaker *b)
     uint64_t until = cb__ms_to_ns(ms), now = cb__now(b), since;
     if (!cb__since(b, cb__w_gen(w), &since))
         since = until - cb__ms_to_ns(period);
-    if (now < since)
-        now = since;   /* a clock gone back is not moving */
+    if (now < since && since <= until)
+        now = since;   /* a clock gone back is not moving (a since past the deadline is a
+                          time of another clock: a file from before a reboot) */
     /* the deadline is the period's end rounded up to a whole ms: never say more than the
        period itself */
     uint64_t left = until > now ? cb__ceil_ms(until - now) : 0;
@@ -2315,6 +2316,9 @@ static cb_err cb__shm_trust(const struct stat *st, unsigned flags, const cb__why
         return cb__shm_fail(y, CB_EPERM, "is a symbolic link: refused (name the file itself)");
     if (!S_ISREG(st->st_mode))
         return cb__shm_fail(y, CB_EPERM, "not a regular file: refused");
+    if (st->st_nlink > 1)   /* a second name someone made for a file of ours */
+        return cb__shm_fail(y, CB_EPERM, "has %llu names (hard links): refused",
+                            (unsigned long long)st->st_nlink);
     if (st->st_mode & S_IWOTH)
         return cb__shm_fail(y, CB_EPERM, "writable by every user (mode %04o): refused",
                             (unsigned)(st->st_mode & 07777));
@@ -2347,7 +2351,11 @@ static int cb__shm_fd(const cb__why *y, bool create, unsigned flags, bool *creat
         }
         if (create && errno != EEXIST)
             break;
-        fd = open(y->path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        fd = open(y->path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        if (fd < 0 && errno == EISDIR) {   /* swapped in since the lstat */
+            *e = cb__shm_fail(y, CB_EPERM, "not a regular file: refused");
+            return -1;
+        }
         if (fd < 0 && errno == ELOOP) {
             *e = cb__shm_fail(y, CB_EPERM, "is a symbolic link: refused (name the file itself)");
             return -1;
@@ -2453,8 +2461,14 @@ static cb_err cb__shm_finish(int fd, const cb_config *c, const cb__why *y)
     if (!c)
         return cb__shm_fail(y, CB_ECORRUPT, "never initialised: its creator died before finishing "
                             "it (the next cb_shm_open with its config finishes it)");
+    cb__shared h;
+    uint64_t flen;
+    const cb__why quiet = { y->path, NULL, 0 };
+    if (cb__shm_header(fd, &h, &flen, &quiet) == CB_OK && cb__shm_validate(&h, c, y) != CB_OK)
+        return CB_EMISMATCH;   /* a whole block of another config, its ready mark cleared */
+    /* never shrink: processes that map a longer block of this file keep their pages */
     size_t len = cb__round_up(cb__block_size(c), (size_t)sysconf(_SC_PAGESIZE));
-    if (ftruncate(fd, (off_t)len) != 0)
+    if ((size_t)st.st_size < len && ftruncate(fd, (off_t)len) != 0)
         return cb__shm_fail(y, CB_EIO, "cannot size to %zu bytes: %s", len, strerror(errno));
     cb__shared *sh = (cb__shared *)mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (sh == MAP_FAILED)
@@ -2468,10 +2482,10 @@ static cb_err cb__shm_finish(int fd, const cb_config *c, const cb__why *y)
 }
 
 /* Wait for the block to be published, finishing it under the lock if nobody else is. */
-static cb_err cb__shm_publish(int fd, bool created, const cb_config *c, const cb__why *y)
+static cb_err cb__shm_publish(int fd, const cb_config *c, const cb__why *y)
 {
     for (int waited = 0;; waited += 10) {
-        if (flock(fd, created ? LOCK_EX : LOCK_EX | LOCK_NB) == 0) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {   /* never blocks: the wait is bounded below */
             cb_err e = cb__shm_finish(fd, c, y);
             flock(fd, LOCK_UN);
             return e;
@@ -2544,6 +2558,14 @@ static cb_breaker *cb__shm_map(int fd, const cb_config *c, const cb__why *y, cb_
     }
     if ((*e = cb__shm_validate(&h, c, y)) != CB_OK)
         return NULL;
+    struct stat st;
+    if (h.instance == 0 || fstat(fd, &st) != 0) {
+        *e = cb__shm_fail(y, CB_ECORRUPT, "the breaker's identity is missing: damaged");
+        return NULL;
+    }
+    /* the tickets' tag: the breaker's identity and the file's, so that a copy of the file
+       (cp, a backup put back) is another breaker whose tickets are not taken here */
+    uint64_t tag = cb__splitmix(h.instance ^ (uint64_t)st.st_ino ^ (uint64_t)st.st_dev << 32);
     size_t len = cb__block_size(c);
     void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED) {
@@ -2556,7 +2578,7 @@ static cb_breaker *cb__shm_map(int fd, const cb_config *c, const cb__why *y, cb_
         *e = cb__shm_fail(y, CB_ENOMEM, "no memory for the handle");
         return NULL;
     }
-    cb__handle_init(b, (cb__shared *)map, c, h.instance, CB__KIND_SHM);
+    cb__handle_init(b, (cb__shared *)map, c, tag ? tag : 1, CB__KIND_SHM);
     b->cb__mem = map;
     b->cb__map_len = len;
     if (cb__w_state(atomic_load_explicit(b->cb__word, memory_order_acquire)) > CB_METRICS_ONLY) {
@@ -2595,7 +2617,7 @@ CB_API cb_breaker *cb_shm_open_ex(const char *path, const cb_config *cfg, unsign
         if (state < 0)
             e = cb__shm_fail(&y, CB_ECORRUPT, "not a breaker file (no cb.h magic number): left untouched");
         else if (state == 0)
-            e = cb__shm_publish(fd, created, cfg ? &c : NULL, &y);
+            e = cb__shm_publish(fd, cfg ? &c : NULL, &y);
         if (e != CB_OK && created)
             unlink(path);
         if (e == CB_OK)

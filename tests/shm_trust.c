@@ -532,3 +532,109 @@ TEST(a_process_that_records_tickets_twice_does_not_wedge_the_others)
     cb_shm_close(other);
     cb_shm_close(b);
 }
+
+/* ---- found by attacking the checks above ---------------------------------------------- */
+
+TEST(a_file_with_a_second_name_is_refused)
+{
+    char other[128];
+    snprintf(other, sizeof other, "%s", t_path("second-name.cb"));
+    const char *path = t_path("first-name.cb");
+    cb_shm_close(t_open(path, &t_cfg, 0, CB_OK, ""));
+    REQUIRE(link(path, other) == 0);
+    t_open(other, &t_cfg, 0, CB_EPERM, "hard links");
+    t_open(path, NULL, 0, CB_EPERM, "hard links");
+    unlink(other);
+    cb_shm_close(t_open(path, NULL, 0, CB_OK, ""));
+}
+
+TEST(a_cleared_ready_mark_never_lets_an_opener_wipe_or_shrink_a_live_block)
+{
+    const char *path = t_path("ready-cleared.cb");
+    cb_config big = t_cfg;
+    big.window_calls = 1u << 16;
+    big.minimum_calls = 1u << 16;
+    cb_breaker *live = t_open(path, &big, 0, CB_OK, "");
+    REQUIRE(live);
+    t_calls(live, F, 10);
+    struct stat before, after;
+    REQUIRE(stat(path, &before) == 0);
+    uint64_t zero = 0;
+    int fd = open(path, O_WRONLY);
+    REQUIRE(fd >= 0 && pwrite(fd, &zero, sizeof zero, offsetof(cb__shared, ready)) == sizeof zero);
+    close(fd);
+    t_open(path, &t_cfg, 0, CB_EMISMATCH, "config differs");   /* another config: not a fresh file */
+    REQUIRE(stat(path, &after) == 0);
+    CHECK_EQ(after.st_size, before.st_size);
+    t_calls(live, F, 10);                                     /* and the live one goes on */
+    CHECK_EQ(t_stats(live).window_failures, 20);
+    cb_shm_close(live);
+}
+
+TEST(a_header_without_an_identity_is_refused_and_a_copy_is_another_breaker)
+{
+    char copy[128];
+    snprintf(copy, sizeof copy, "%s", t_path("copy.cb"));
+    const char *path = t_path("original.cb");
+    cb_breaker *a = t_open(path, &t_cfg, 0, CB_OK, "");
+    REQUIRE(a);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "cp %s %s", path, copy);
+    REQUIRE(system(cmd) == 0);
+    cb_breaker *b = t_open(copy, NULL, 0, CB_OK, "");
+    REQUIRE(b);
+    cb_ticket t;
+    CHECK(cb_allow(a, &t));
+    CHECK(!cb_record(b, &t, S));   /* the copy's header says the same breaker: it is not */
+    CHECK_EQ(t_stats(b).in_flight, 0);
+    CHECK(cb_record(a, &t, S));
+    cb_shm_close(b);
+    cb_shm_close(a);
+
+    path = t_path("no-identity.cb");
+    cb_shm_close(t_open(path, &t_cfg, 0, CB_OK, ""));
+    cb__shared h;
+    int fd = open(path, O_RDWR);
+    REQUIRE(fd >= 0 && pread(fd, &h, offsetof(cb__shared, ready), 0) == (ssize_t)offsetof(cb__shared, ready));
+    h.instance = 0;
+    h.checksum = cb__static_hash(&h);   /* anyone can make the checksum match */
+    REQUIRE(pwrite(fd, &h, offsetof(cb__shared, ready), 0) == (ssize_t)offsetof(cb__shared, ready));
+    close(fd);
+    t_open(path, &t_cfg, 0, CB_ECORRUPT, "identity");
+    t_open(path, NULL, 0, CB_ECORRUPT, "identity");
+}
+
+TEST(count_window_words_at_their_lowest_value_do_not_overflow)
+{
+    const char *path = t_path("lowest.cb");
+    cb_breaker *b = t_open(path, &t_cfg, 0, CB_OK, "");
+    REQUIRE(b);
+    t_calls(b, F, 3);
+    uint32_t gen = cb__w_gen(atomic_load(b->cb__word));
+    for (int i = 1; i < 4; i++)   /* a writer leaves the figures at INT32_MIN */
+        atomic_store(&b->cb__sh->win_count[i], (uint64_t)gen << 32 | 0x80000000u);
+    t_calls(b, S, 40);            /* successes replace failures: -1 on each (UBSan watches) */
+    CHECK_STATE(b, CB_CLOSED);
+    cb_shm_close(b);
+}
+
+TEST(retry_after_of_a_file_from_before_a_reboot_is_the_time_left_on_the_new_clock)
+{
+    cb_config c = { .name = "reboot-retry", .consecutive_failures = 1, .open_ms = 60000,
+                    .clock_ns = t_fake };
+    const char *path = t_path("reboot-retry.cb");
+    t_fake_ns = 864000ull * 1000 * T_MS;   /* 10 days of uptime */
+    cb_breaker *b = t_open(path, &c, 0, CB_OK, "");
+    REQUIRE(b);
+    t_calls(b, F, 1);
+    CHECK_STATE(b, CB_OPEN);
+    cb_shm_close(b);
+    t_fake_ns = 5000 * T_MS;               /* after the reboot */
+    b = t_open(path, &c, 0, CB_OK, "");
+    REQUIRE(b);
+    CHECK_STATE(b, CB_OPEN);
+    CHECK_EQ(cb_retry_after_ms(b), 60000);
+    cb_ticket t;
+    CHECK(!cb_allow(b, &t));
+    cb_shm_close(b);
+}
