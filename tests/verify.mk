@@ -63,7 +63,8 @@ test-fuzz: $(FUZZ_BINS) $(FUZZ_BUG_BINS)
 	        { tail -40 $(BUILD)/fuzz/$$t.replay.log; exit 1; }; \
 	    echo "$$t: corpus of $$(ls tests/fuzz/corpus/$$t | wc -l) replayed, no mismatch"; done
 	@set -e; $(foreach b,$(FUZZ_BUGS), \
-	    if $(BUILD)/fuzz/$(b) -runs=0 tests/fuzz/corpus/$(call bug_target,$(b)) > $(BUILD)/fuzz/$(b).log 2>&1; \
+	    if $(BUILD)/fuzz/$(b) -runs=0 -artifact_prefix=$(BUILD)/fuzz/$(b)- \
+	        tests/fuzz/corpus/$(call bug_target,$(b)) > $(BUILD)/fuzz/$(b).log 2>&1; \
 	    then echo "planted bug $(b): NOT caught by the corpus"; exit 1; fi; \
 	    echo "planted bug $(b): caught: $$(grep -m1 '^fuzz_' $(BUILD)/fuzz/$(b).log)";)
 	@set -e; $(foreach t,$(FUZZ_TARGETS),$(call fuzz_run,$(t),$(FUZZ_TEST_TIME));)
