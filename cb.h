@@ -693,8 +693,11 @@ static uint64_t cb__now(const cb_breaker *b)
 }
 
 /* True if the default clock has surely not reached deadline_ms yet, read from the coarse
-   clock (a quarter of the cost on Linux): it lags the precise one by at most a tick, and
-   a margin of four ticks covers late tick updates. Rejecting while OPEN needs only this. */
+   clock (a quarter of the cost on Linux): it lags the precise one by a tick, and by more
+   when the tick itself runs late (a loaded VM delayed one by over four ticks, 16 ms, in
+   a stress run), so only a deadline more than CB__COARSE_MARGIN ticks away is judged by
+   it; nearer, the precise clock decides. Rejecting while OPEN needs only this. */
+#define CB__COARSE_MARGIN 16
 static bool cb__surely_before(const cb_breaker *b, uint64_t deadline_ms)
 {
 #ifdef CLOCK_MONOTONIC_COARSE
@@ -711,7 +714,7 @@ static bool cb__surely_before(const cb_breaker *b, uint64_t deadline_ms)
         clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0)
         return false;
     uint64_t coarse = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-    return (coarse + 4 * (uint64_t)tick) / CB__MS < deadline_ms;
+    return (coarse + CB__COARSE_MARGIN * (uint64_t)tick) / CB__MS < deadline_ms;
 #else
     (void)b, (void)deadline_ms;
     return false;
