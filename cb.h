@@ -28,11 +28,6 @@
        CB_NO_SHM            no shared memory: cb_shm_* return CB_EIO (no mmap, no file I/O)
        CB_SHM_WAIT_MS       how long cb_shm_open waits for a creator at work (default 2000)
        CB_TEST_HOOKS        tests only: cb__test_set_generation, cb__test_set_counters
-       CB_TEST_PLANT_BUG=N  tests only: plant a known atomicity bug (1: half-open permit
-                            by load+store, 2: count-window exchange by load+store,
-                            3: transition by load+store) to show the stress tests bite;
-                            4: IGNORED keeps its half-open permit, 5: the probe deadline
-                            is one ms late) to show the differential fuzzer bites
 
    CONTENTS
 
@@ -132,9 +127,6 @@
 #ifndef CB_YIELD_POINT
 #define CB_YIELD_POINT() ((void)0)
 #endif
-#ifndef CB_TEST_PLANT_BUG
-#define CB_TEST_PLANT_BUG 0   /* tests only: 1..5 plants a known bug */
-#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -144,33 +136,40 @@ extern "C" {
    1. Types and API
    --------------------------------------------------------------------------------- */
 
-typedef enum cb_state {
-    CB_CLOSED, CB_OPEN, CB_HALF_OPEN,   /* automatic states                  */
-    CB_FORCED_OPEN,                     /* manual: reject all, no timed exit */
-    CB_DISABLED,                        /* manual: admit all, record nothing */
-    CB_METRICS_ONLY                     /* manual: admit all, record, never trip */
-} cb_state;
-
-typedef enum cb_outcome { CB_SUCCESS, CB_FAILURE, CB_IGNORED } cb_outcome;
-
-/* Errors: one X-macro list gives the enum and the messages. */
+/* One list per item kind: each gives the enum (values in list order, never renumbered:
+   new items go at the end) and every name table cb.h and the tools print or parse. */
+#define CB__STATES(X)                                                                   \
+    X(CB_CLOSED, "closed")             /* automatic: admit, record, trip on a rule */     \
+    X(CB_OPEN, "open")                 /* automatic: reject until the period ends */      \
+    X(CB_HALF_OPEN, "half_open")       /* automatic: admit the round's probes */          \
+    X(CB_FORCED_OPEN, "forced_open")   /* manual: reject all, no timed exit */            \
+    X(CB_DISABLED, "disabled")         /* manual: admit all, record nothing */            \
+    X(CB_METRICS_ONLY, "metrics_only") /* manual: admit all, record, never trip */
+#define CB__OUTCOMES(X) X(CB_SUCCESS, "success") X(CB_FAILURE, "failure") X(CB_IGNORED, "ignored")
+#define CB__REASONS(X)                                                   \
+    X(CB_REASON_CONSECUTIVE_FAILURES, "consecutive_failures")            \
+    X(CB_REASON_FAILURE_RATE, "failure_rate")                            \
+    X(CB_REASON_FAILURE_COUNT, "failure_count")                          \
+    X(CB_REASON_SLOW_CALL_RATE, "slow_call_rate")                        \
+    X(CB_REASON_OPEN_ELAPSED, "open_elapsed")                            \
+    X(CB_REASON_PROBE_FAILED, "probe_failed")                            \
+    X(CB_REASON_PROBE_TIMEOUT, "probe_timeout")                          \
+    X(CB_REASON_PROBES_SUCCEEDED, "probes_succeeded")                    \
+    X(CB_REASON_MANUAL, "manual")
 #define CB__ERRORS(X)                                              \
     X(CB_OK, "ok")                                                 \
     X(CB_EINVAL, "invalid argument or configuration")              \
     X(CB_ENOMEM, "out of memory")                                  \
     X(CB_EMISMATCH, "shared breaker has another layout or config") \
     X(CB_ECORRUPT, "shared breaker file is truncated or damaged")  \
-    X(CB_EIO, "input/output error")                               \
+    X(CB_EIO, "input/output error")                                \
     X(CB_EPERM, "shared file refused for safety: a symlink, not a regular file, another owner, or writable by others")
-#define CB__ENUM_ITEM(id, msg) id,
+#define CB__ENUM_ITEM(id, text) id,
+typedef enum cb_state { CB__STATES(CB__ENUM_ITEM) } cb_state;
+typedef enum cb_outcome { CB__OUTCOMES(CB__ENUM_ITEM) } cb_outcome;
+typedef enum cb_reason { CB__REASONS(CB__ENUM_ITEM) } cb_reason;
 typedef enum cb_err { CB__ERRORS(CB__ENUM_ITEM) CB__ERR_COUNT } cb_err;
 #undef CB__ENUM_ITEM
-
-typedef enum cb_reason {
-    CB_REASON_CONSECUTIVE_FAILURES, CB_REASON_FAILURE_RATE, CB_REASON_FAILURE_COUNT,
-    CB_REASON_SLOW_CALL_RATE, CB_REASON_OPEN_ELAPSED, CB_REASON_PROBE_FAILED,
-    CB_REASON_PROBE_TIMEOUT, CB_REASON_PROBES_SUCCEEDED, CB_REASON_MANUAL
-} cb_reason;
 
 typedef struct cb_event {          /* one state transition */
     const char *name;
@@ -181,27 +180,37 @@ typedef struct cb_event {          /* one state transition */
     uint64_t open_ms;              /* when to == CB_OPEN: the open period chosen */
 } cb_event;
 
+/* The config's fields after the name, one line each: type (U32, U64 or DBL), field,
+   command-line flag of the tools, and what it means (0 = its default, or off for a rule).
+   The public struct, the copy a shared block keeps and checks, and the tools' flags
+   (tools/cbflags.h) all come from this list. Trip rules are off at zero; with every rule
+   off, consecutive_failures = 5. */
+#define CB__CONFIG_FIELDS(X)                                                                 \
+    X(U32, consecutive_failures, "consecutive-failures", "open at the Nth failure in a row") \
+    X(U32, window_calls, "window-calls", "count window: the last N recorded calls, <= 2^20") \
+    X(U32, window_ms, "window-ms", "time window: the calls of the last T ms ...")           \
+    X(U32, window_buckets, "window-buckets", "... in this many buckets (min(10, T), <= 1024)") \
+    X(U32, minimum_calls, "minimum-calls", "rate rules need this many calls in the window") \
+    X(DBL, failure_rate, "failure-rate", "(0,1]: open when failures/calls >= this")         \
+    X(U32, failures_in_window, "failures-in-window", "open when the window holds N failures") \
+    X(U32, slow_call_ms, "slow-call-ms", "a call that lasts >= this is slow")               \
+    X(DBL, slow_call_rate, "slow-call-rate", "(0,1]: open when slow/calls >= this")         \
+    X(U32, max_concurrent, "max-concurrent", "admit at most N calls in flight (no limit)")   \
+    X(U32, open_ms, "open-ms", "first open period (60000)")                                 \
+    X(DBL, backoff, "backoff", ">= 1: each re-open multiplies the period (1)")              \
+    X(U32, max_open_ms, "max-open-ms", "cap of the period, >= open_ms (10 * open_ms)")      \
+    X(DBL, jitter, "jitter", "[0,1): period scaled by a factor in [1-jitter, 1]")           \
+    X(U32, half_open_calls, "half-open-calls", "probe permits, all must succeed (1, <= 255)") \
+    X(U32, probe_timeout_ms, "probe-timeout-ms", "a round unresolved this long re-opens (60000)") \
+    X(U64, seed, "seed", "jitter seed (a hash of the name)")
+#define CB__TYPE_U32 uint32_t
+#define CB__TYPE_U64 uint64_t
+#define CB__TYPE_DBL double
+#define CB__CONFIG_MEMBER(type, field, flag, doc) CB__TYPE_##type field;
+
 typedef struct cb_config {         /* all-zero is valid: every zero field takes its default */
     const char *name;              /* default "breaker"; 1..63 printable ASCII bytes, copied */
-    /* trip rules; zero = off; with every rule off, consecutive_failures = 5 */
-    uint32_t consecutive_failures; /* open at the Nth failure in a row */
-    uint32_t window_calls;         /* count window: the last N recorded calls, N <= 2^20 */
-    uint32_t window_ms;            /* time window: the last T ms ...                     */
-    uint32_t window_buckets;       /* ... in this many buckets (default min(10, T), <= 1024) */
-    uint32_t minimum_calls;        /* rate rules need this many calls in the window      */
-    double   failure_rate;         /* (0,1]: open when failures/calls >= this            */
-    uint32_t failures_in_window;   /* open when failures in the window >= N              */
-    uint32_t slow_call_ms;         /* a call that lasts >= this is slow                  */
-    double   slow_call_rate;       /* (0,1]: open when slow/calls >= this                */
-    uint32_t max_concurrent;       /* admit at most N calls in flight (0 = no limit)     */
-    /* recovery */
-    uint32_t open_ms;              /* first open period (default 60000)                  */
-    double   backoff;              /* >= 1: each re-open multiplies the period (default 1) */
-    uint32_t max_open_ms;          /* cap of the period, >= open_ms (default 10 * open_ms) */
-    double   jitter;               /* [0,1): period scaled by a factor in [1-jitter, 1]  */
-    uint32_t half_open_calls;      /* probe permits; all must succeed to close (default 1, <= 255) */
-    uint32_t probe_timeout_ms;     /* half-open round unresolved this long -> OPEN (default 60000) */
-    uint64_t seed;                 /* jitter seed (default: from the name)               */
+    CB__CONFIG_FIELDS(CB__CONFIG_MEMBER)
     /* observation; hooks are per process, never stored in shared memory */
     void (*on_event)(const cb_event *ev, void *user);
     void *user;
@@ -220,13 +229,33 @@ typedef struct cb_ticket {
     uint32_t cb__flags;      /* CB__T_* below */
 } cb_ticket;
 
+/* The stats after the state, one line each: type, field, how Prometheus sees it
+   (COUNTER: cb_FIELD_total, GAUGE: cb_FIELD, NONE: JSON only) and its help text. The
+   struct, the JSON object and the Prometheus families all come from this list.
+   Counters are cumulative and never decrease; window figures are what it holds now. */
+#define CB__STATS_FIELDS(X)                                                                  \
+    X(U64, generation, GAUGE, "Transitions since the breaker was created (mod 2^32)")        \
+    X(U64, admitted, COUNTER, "Calls admitted")                                               \
+    X(U64, rejected, COUNTER, "Calls rejected")                                               \
+    X(U64, successes, COUNTER, "Calls recorded as successes")                                 \
+    X(U64, failures, COUNTER, "Calls recorded as failures")                                   \
+    X(U64, ignored, COUNTER, "Calls recorded as ignored")                                     \
+    X(U64, slow, COUNTER, "Calls that lasted slow_call_ms or longer")                         \
+    X(U64, stale, COUNTER, "Results dropped because the breaker moved on")                    \
+    X(U64, opens, COUNTER, "Transitions into the open state")                                 \
+    X(U32, consecutive_failures, GAUGE, "Current run of failures")                            \
+    X(U32, window_calls, GAUGE, "Calls the window holds")                                     \
+    X(U32, window_failures, GAUGE, "Failures the window holds")                               \
+    X(U32, window_slow, GAUGE, "Slow calls the window holds")                                 \
+    X(U32, in_flight, GAUGE, "Calls admitted and not yet recorded")                           \
+    X(U64, state_since_ns, NONE, "When the current state began (breaker clock)")              \
+    X(U64, last_failure_ns, NONE, "When the last failure was recorded (breaker clock)")       \
+    X(U64, open_until_ns, NONE, "OPEN: when the period ends (breaker clock)")
+#define CB__STATS_MEMBER(type, field, kind, help) CB__TYPE_##type field;
+
 typedef struct cb_stats {
-    cb_state state; uint64_t generation;
-    uint64_t admitted, rejected, successes, failures, ignored, slow, stale, opens; /* cumulative */
-    uint32_t consecutive_failures;
-    uint32_t window_calls, window_failures, window_slow;  /* what the window holds now */
-    uint32_t in_flight;
-    uint64_t state_since_ns, last_failure_ns, open_until_ns;
+    cb_state state;
+    CB__STATS_FIELDS(CB__STATS_MEMBER)
 } cb_stats;
 
 CB_API const char *cb_strerror(cb_err e);
@@ -372,11 +401,7 @@ typedef struct cb__shared cb__shared;   /* the position-independent block (secti
 /* The resolved config as the shared block keeps it: plain values, no pointers. */
 typedef struct cb__cfg {
     char name[CB__NAME_MAX + 1];
-    uint32_t consecutive_failures, window_calls, window_ms, window_buckets, minimum_calls;
-    uint32_t failures_in_window, slow_call_ms, max_concurrent, open_ms, max_open_ms;
-    uint32_t half_open_calls, probe_timeout_ms;
-    double failure_rate, slow_call_rate, backoff, jitter;
-    uint64_t seed;
+    CB__CONFIG_FIELDS(CB__CONFIG_MEMBER)
 } cb__cfg;
 
 /* The handle: per-process things beside a pointer to the shared block. Everything that
@@ -550,7 +575,7 @@ static inline bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
 #endif
 
 #define CB__MAGIC 0x3168726b61657262ull   /* "breakrh1" */
-#define CB__VERSION 4u
+#define CB__VERSION 5u
 #define CB__WINDOW_MAX (1u << 20)
 #define CB__BUCKETS_MAX 1024u
 #define CB__MS 1000000ull
@@ -623,31 +648,31 @@ CB_API const char *cb_strerror(cb_err e)
     return (unsigned)e < CB__ERR_COUNT ? msgs[e] : "unknown error";
 }
 
-static const char *const cb__state_names[] = { "closed", "open", "half_open", "forced_open",
-                                               "disabled", "metrics_only" };
-static const char *const cb__reason_names[] = {
-    "consecutive_failures", "failure_rate", "failure_count", "slow_call_rate",
-    "open_elapsed", "probe_failed", "probe_timeout", "probes_succeeded", "manual" };
+#define CB__TEXT_ITEM(id, text) text,
+static const char *const cb__state_names[] = { CB__STATES(CB__TEXT_ITEM) };
+static const char *const cb__reason_names[] = { CB__REASONS(CB__TEXT_ITEM) };
+static const char *const cb__outcome_names[] = { CB__OUTCOMES(CB__TEXT_ITEM) };
+#undef CB__TEXT_ITEM
+#define CB__COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 CB_API const char *cb_state_name(cb_state s)
 {
-    return (unsigned)s < 6 ? cb__state_names[s] : "unknown";
+    return (unsigned)s < CB__COUNT_OF(cb__state_names) ? cb__state_names[s] : "unknown";
 }
 
 CB_API const char *cb_reason_name(cb_reason r)
 {
-    return (unsigned)r < 9 ? cb__reason_names[r] : "unknown";
+    return (unsigned)r < CB__COUNT_OF(cb__reason_names) ? cb__reason_names[r] : "unknown";
 }
 
 CB_API const char *cb_outcome_name(cb_outcome o)
 {
-    static const char *const names[] = { "success", "failure", "ignored" };
-    return (unsigned)o < 3 ? names[o] : "unknown";
+    return (unsigned)o < CB__COUNT_OF(cb__outcome_names) ? cb__outcome_names[o] : "unknown";
 }
 
 CB_API bool cb_state_parse(const char *s, cb_state *out)
 {
-    for (unsigned i = 0; s && i < 6; i++) {
+    for (unsigned i = 0; s && i < CB__COUNT_OF(cb__state_names); i++) {
         const char *n = cb__state_names[i];
         size_t j = 0;
         while (n[j] && (s[j] == n[j] || (n[j] == '_' && s[j] == '-')))
@@ -744,74 +769,94 @@ static cb_err cb__bad(char *msg, size_t len, const char *fmt, ...)
 
 static bool cb__rate_ok(double r) { return r == 0 || (r > 0 && r <= 1); } /* false for NaN */
 
+/* The name: 1..63 printable ASCII bytes; its length in *nl. */
+static cb_err cb__check_name(const char *name, size_t *nl, char *msg, size_t len)
+{
+    *nl = strnlen(name, CB__NAME_MAX + 1);
+    if (*nl == 0 || *nl > CB__NAME_MAX)
+        return cb__bad(msg, len, "cb_config.name: length %s: must be 1..%u bytes",
+                       *nl ? "> 63" : "0", CB__NAME_MAX);
+    for (size_t i = 0; i < *nl; i++)
+        if (name[i] < 0x20 || name[i] > 0x7e)
+            return cb__bad(msg, len, "cb_config.name: byte %zu is 0x%02x: must be printable ASCII",
+                           i, (unsigned char)name[i]);
+    return CB_OK;
+}
+
+/* Every field that is wrong whatever the others hold. */
+static cb_err cb__check_ranges(const cb_config *c, char *msg, size_t len)
+{
+    if (!cb__rate_ok(c->failure_rate))
+        return cb__bad(msg, len, "cb_config.failure_rate = %g: must be in (0, 1] (0 = off)", c->failure_rate);
+    if (!cb__rate_ok(c->slow_call_rate))
+        return cb__bad(msg, len, "cb_config.slow_call_rate = %g: must be in (0, 1] (0 = off)", c->slow_call_rate);
+    if (c->slow_call_rate > 0 && !c->slow_call_ms)
+        return cb__bad(msg, len, "cb_config.slow_call_rate = %g: needs slow_call_ms", c->slow_call_rate);
+    if (!(c->jitter >= 0 && c->jitter < 1))
+        return cb__bad(msg, len, "cb_config.jitter = %g: must be in [0, 1)", c->jitter);
+    if (!(c->backoff == 0 || c->backoff >= 1) || c->backoff > 1e6)
+        return cb__bad(msg, len, "cb_config.backoff = %g: must be >= 1 and <= 1e6 (0 = default 1)", c->backoff);
+    if (c->window_calls && c->window_ms)
+        return cb__bad(msg, len, "cb_config.window_calls = %u and window_ms = %u: set one window, not both",
+                       c->window_calls, c->window_ms);
+    if (c->window_calls > CB__WINDOW_MAX)
+        return cb__bad(msg, len, "cb_config.window_calls = %u: must be <= %u", c->window_calls, CB__WINDOW_MAX);
+    if (c->window_buckets && !c->window_ms)
+        return cb__bad(msg, len, "cb_config.window_buckets = %u: needs window_ms", c->window_buckets);
+    if (c->window_buckets > CB__BUCKETS_MAX)
+        return cb__bad(msg, len, "cb_config.window_buckets = %u: must be <= %u", c->window_buckets, CB__BUCKETS_MAX);
+    if (c->half_open_calls > CB__PROBES_MAX)
+        return cb__bad(msg, len, "cb_config.half_open_calls = %u: must be <= %u", c->half_open_calls, CB__PROBES_MAX);
+    return CB_OK;
+}
+
+/* Defaults that depend on other fields, and the checks between fields they allow. */
+static cb_err cb__fill_defaults(cb_config *c, char *msg, size_t len)
+{
+    bool window_rule = c->failure_rate > 0 || c->failures_in_window || c->slow_call_rate > 0;
+    if (!c->consecutive_failures && !window_rule)
+        c->consecutive_failures = 5;
+    if (window_rule && !c->window_calls && !c->window_ms)
+        c->window_calls = 100;
+    if (c->window_ms) {
+        c->window_buckets = cb__def(c->window_buckets, c->window_ms < 10 ? c->window_ms : 10);
+        if (c->window_ms < c->window_buckets)
+            return cb__bad(msg, len, "cb_config.window_ms = %u: must be >= window_buckets (%u), a bucket spans >= 1 ms",
+                           c->window_ms, c->window_buckets);
+    }
+    if (c->window_calls && c->minimum_calls > c->window_calls)
+        return cb__bad(msg, len, "cb_config.minimum_calls = %u: larger than window_calls = %u",
+                       c->minimum_calls, c->window_calls);
+    if (!c->minimum_calls)
+        c->minimum_calls = c->window_calls && c->window_calls < 10 ? c->window_calls : 10;
+    if (c->failures_in_window && c->window_calls && c->failures_in_window > c->window_calls)
+        return cb__bad(msg, len, "cb_config.failures_in_window = %u: larger than window_calls = %u",
+                       c->failures_in_window, c->window_calls);
+
+    c->open_ms = cb__def(c->open_ms, 60000);
+    c->backoff = cb__def(c->backoff, 1.0);
+    if (!c->max_open_ms)
+        c->max_open_ms = c->open_ms > UINT32_MAX / 10 ? UINT32_MAX : c->open_ms * 10;
+    if (c->max_open_ms < c->open_ms)
+        return cb__bad(msg, len, "cb_config.max_open_ms = %u: must be >= open_ms = %u", c->max_open_ms, c->open_ms);
+    c->half_open_calls = cb__def(c->half_open_calls, 1);
+    c->probe_timeout_ms = cb__def(c->probe_timeout_ms, 60000);
+    return CB_OK;
+}
+
 /* The one place where defaults are chosen and every field is checked. */
 static cb_err cb__resolve(const cb_config *in, cb_config *out, char *msg, size_t len)
 {
     static const cb_config zero;
     cb_config c = in ? *in : zero;
+    size_t nl;
+    cb_err e;
     if (msg && len)
         msg[0] = 0;
-
     c.name = cb__def(c.name, "breaker");
-    size_t nl = strnlen(c.name, CB__NAME_MAX + 1);
-    if (nl == 0 || nl > CB__NAME_MAX)
-        return cb__bad(msg, len, "cb_config.name: length %s: must be 1..%u bytes",
-                       nl ? "> 63" : "0", CB__NAME_MAX);
-    for (size_t i = 0; i < nl; i++)
-        if (c.name[i] < 0x20 || c.name[i] > 0x7e)
-            return cb__bad(msg, len, "cb_config.name: byte %zu is 0x%02x: must be printable ASCII",
-                           i, (unsigned char)c.name[i]);
-
-    if (!cb__rate_ok(c.failure_rate))
-        return cb__bad(msg, len, "cb_config.failure_rate = %g: must be in (0, 1] (0 = off)", c.failure_rate);
-    if (!cb__rate_ok(c.slow_call_rate))
-        return cb__bad(msg, len, "cb_config.slow_call_rate = %g: must be in (0, 1] (0 = off)", c.slow_call_rate);
-    if (c.slow_call_rate > 0 && !c.slow_call_ms)
-        return cb__bad(msg, len, "cb_config.slow_call_rate = %g: needs slow_call_ms", c.slow_call_rate);
-    if (!(c.jitter >= 0 && c.jitter < 1))
-        return cb__bad(msg, len, "cb_config.jitter = %g: must be in [0, 1)", c.jitter);
-    if (!(c.backoff == 0 || c.backoff >= 1) || c.backoff > 1e6)
-        return cb__bad(msg, len, "cb_config.backoff = %g: must be >= 1 and <= 1e6 (0 = default 1)", c.backoff);
-    if (c.window_calls && c.window_ms)
-        return cb__bad(msg, len, "cb_config.window_calls = %u and window_ms = %u: set one window, not both",
-                       c.window_calls, c.window_ms);
-    if (c.window_calls > CB__WINDOW_MAX)
-        return cb__bad(msg, len, "cb_config.window_calls = %u: must be <= %u", c.window_calls, CB__WINDOW_MAX);
-    if (c.window_buckets && !c.window_ms)
-        return cb__bad(msg, len, "cb_config.window_buckets = %u: needs window_ms", c.window_buckets);
-    if (c.window_buckets > CB__BUCKETS_MAX)
-        return cb__bad(msg, len, "cb_config.window_buckets = %u: must be <= %u", c.window_buckets, CB__BUCKETS_MAX);
-    if (c.half_open_calls > CB__PROBES_MAX)
-        return cb__bad(msg, len, "cb_config.half_open_calls = %u: must be <= %u", c.half_open_calls, CB__PROBES_MAX);
-
-    bool window_rule = c.failure_rate > 0 || c.failures_in_window || c.slow_call_rate > 0;
-    if (!c.consecutive_failures && !window_rule)
-        c.consecutive_failures = 5;
-    if (window_rule && !c.window_calls && !c.window_ms)
-        c.window_calls = 100;
-    if (c.window_ms) {
-        c.window_buckets = cb__def(c.window_buckets, c.window_ms < 10 ? c.window_ms : 10);
-        if (c.window_ms < c.window_buckets)
-            return cb__bad(msg, len, "cb_config.window_ms = %u: must be >= window_buckets (%u), a bucket spans >= 1 ms",
-                           c.window_ms, c.window_buckets);
-    }
-    if (c.window_calls && c.minimum_calls > c.window_calls)
-        return cb__bad(msg, len, "cb_config.minimum_calls = %u: larger than window_calls = %u",
-                       c.minimum_calls, c.window_calls);
-    if (!c.minimum_calls)
-        c.minimum_calls = c.window_calls && c.window_calls < 10 ? c.window_calls : 10;
-    if (c.failures_in_window && c.window_calls && c.failures_in_window > c.window_calls)
-        return cb__bad(msg, len, "cb_config.failures_in_window = %u: larger than window_calls = %u",
-                       c.failures_in_window, c.window_calls);
-
-    c.open_ms = cb__def(c.open_ms, 60000);
-    c.backoff = cb__def(c.backoff, 1.0);
-    if (!c.max_open_ms)
-        c.max_open_ms = c.open_ms > UINT32_MAX / 10 ? UINT32_MAX : c.open_ms * 10;
-    if (c.max_open_ms < c.open_ms)
-        return cb__bad(msg, len, "cb_config.max_open_ms = %u: must be >= open_ms = %u", c.max_open_ms, c.open_ms);
-    c.half_open_calls = cb__def(c.half_open_calls, 1);
-    c.probe_timeout_ms = cb__def(c.probe_timeout_ms, 60000);
+    if ((e = cb__check_name(c.name, &nl, msg, len)) != CB_OK ||
+        (e = cb__check_ranges(&c, msg, len)) != CB_OK || (e = cb__fill_defaults(&c, msg, len)) != CB_OK)
+        return e;
     if (!c.seed)
         c.seed = cb__fnv(0xcbf29ce484222325ull, c.name, nl);
     *out = c;
@@ -833,19 +878,13 @@ CB_API cb_err cb_config_resolve(const cb_config *cfg, cb_config *out, char *msg,
     return e;
 }
 
-/* The config fields the block keeps (all but the name and the per-process hooks). */
-#define CB__CFG_FIELDS(X)                                                                  \
-    X(consecutive_failures) X(window_calls) X(window_ms) X(window_buckets) X(minimum_calls) \
-    X(failures_in_window) X(slow_call_ms) X(max_concurrent) X(open_ms) X(max_open_ms)      \
-    X(half_open_calls) X(probe_timeout_ms) X(failure_rate) X(slow_call_rate) X(backoff)    \
-    X(jitter) X(seed)
-
+/* The block keeps every config field but the per-process hooks (CB__CONFIG_FIELDS). */
 static void cb__cfg_store(cb__cfg *d, const cb_config *c)
 {
     memset(d, 0, sizeof *d);
     memcpy(d->name, c->name, strlen(c->name));
-#define CB__STORE(f) d->f = c->f;
-    CB__CFG_FIELDS(CB__STORE)
+#define CB__STORE(type, f, flag, doc) d->f = c->f;
+    CB__CONFIG_FIELDS(CB__STORE)
 #undef CB__STORE
 }
 
@@ -853,8 +892,8 @@ static void cb__cfg_load(cb_config *out, const cb__cfg *d)
 {
     memset(out, 0, sizeof *out);
     out->name = d->name;
-#define CB__LOAD(f) out->f = d->f;
-    CB__CFG_FIELDS(CB__LOAD)
+#define CB__LOAD(type, f, flag, doc) out->f = d->f;
+    CB__CONFIG_FIELDS(CB__LOAD)
 #undef CB__LOAD
 }
 
@@ -1312,7 +1351,8 @@ static bool cb__history_read(const cb_breaker *b, const cb__hist *h, cb_event *e
         if (atomic_load_explicit(&h->seq, memory_order_relaxed) != s1)
             continue;
         unsigned from = what & 0xff, to = (what >> 8) & 0xff, why = (what >> 16) & 0xff;
-        if (from > CB_METRICS_ONLY || to > CB_METRICS_ONLY || why > CB_REASON_MANUAL)
+        if (from >= CB__COUNT_OF(cb__state_names) || to >= CB__COUNT_OF(cb__state_names) ||
+            why >= CB__COUNT_OF(cb__reason_names))
             return false;   /* damaged (a shared file edited by hand): skip it */
         ev->name = b->cb__config.name;
         ev->from = (cb_state)from;
@@ -1350,62 +1390,6 @@ CB_API size_t cb_history(const cb_breaker *b, cb_event *out, size_t max)
     for (size_t i = skip; i < n; i++)
         out[i - skip] = all[i];
     return n - skip;
-}
-
-/* ---- the state machine -------------------------------------------------------------
-
-   All transitions go through cb__transition(): one CAS on the state word, then the
-   winner publishes the rest. Where each is decided:
-
-     from       event (where)                                  to          reason
-     CLOSED     a rule holds after an outcome (cb__closed)     OPEN        the rule
-     OPEN       cb_allow at/after the deadline (allow_slow)    HALF_OPEN   OPEN_ELAPSED
-     HALF_OPEN  cb_allow at/after the probe deadline           OPEN, k+1   PROBE_TIMEOUT
-     HALF_OPEN  failed or slow probe (record_slow)             OPEN, k+1   PROBE_FAILED
-     HALF_OPEN  half_open_calls probes succeeded               CLOSED, k=0 PROBES_SUCCEEDED
-     any        cb_set_state / cb_reset                        any         MANUAL
-*/
-
-static void cb__buckets_clear(const cb_breaker *b, uint64_t now);
-
-static bool cb__transition(cb_breaker *b, uint64_t *w, uint64_t to, cb_reason why, uint64_t now)
-{
-    cb__shared *sh = b->cb__sh;
-    uint64_t from = *w;
-    CB_YIELD_POINT();
-    /* acq_rel: release publishes what this thread did before (e.g. its window writes);
-       acquire (also on failure) makes the winner's state visible to the loser, which
-       re-decides from the fresh word */
-#if CB_TEST_PLANT_BUG == 3   /* planted bug for the stress tests: transition by load + store */
-    if (atomic_load_explicit(&sh->word, memory_order_acquire) != from) {
-        *w = atomic_load_explicit(&sh->word, memory_order_acquire);
-        return false;
-    }
-    CB_YIELD_POINT();
-    atomic_store_explicit(&sh->word, to, memory_order_release);
-#else
-    if (!atomic_compare_exchange_strong_explicit(&sh->word, w, to, memory_order_acq_rel,
-                                                 memory_order_acquire))
-        return false;
-#endif
-    *w = to;
-    cb_event ev;
-    ev.name = b->cb__config.name;
-    ev.from = cb__w_state(from);
-    ev.to = cb__w_state(to);
-    ev.reason = why;
-    ev.generation = cb__w_gen(to);
-    ev.at_ns = now;
-    cb__publish_time(sh, cb__w_gen(to), cb__time_for(&b->cb__config, to, now, &ev.open_ms));
-    if (ev.to == CB_OPEN)
-        /* relaxed: a statistic; once per transition, so no contention */
-        atomic_fetch_add_explicit(&sh->opens, 1, memory_order_relaxed);
-    if ((ev.to == CB_CLOSED || ev.to == CB_METRICS_ONLY) && b->cb__config.window_ms)
-        cb__buckets_clear(b, now);
-    cb__history_write(sh, &ev);
-    if (b->cb__on_event)
-        b->cb__on_event(&ev, b->cb__user);
-    return true;
 }
 
 /* ---- windows --------------------------------------------------------------------- */
@@ -1498,13 +1482,9 @@ static bool cb__ring_add(const cb_breaker *b, uint32_t gen, bool fail, bool slow
         CB_YIELD_POINT();
         /* CAS: each entry's contribution is removed exactly once, by the writer that
            replaces it, so the counts never drift from the ring's contents */
-#if CB_TEST_PLANT_BUG == 2   /* planted bug for the stress tests: CAS by load + store */
-        atomic_store_explicit(slot, entry, memory_order_relaxed);
-#else
         if (!atomic_compare_exchange_weak_explicit(slot, &old, entry, memory_order_relaxed,
                                                    memory_order_relaxed))
             continue;
-#endif
         bool counted = (old & 4u) && (old >> 3) == CB__RING_GEN(gen);
         int32_t delta[4] = { counted ? 0 : 1, (int32_t)fail - (counted ? (int32_t)(old & 1u) : 0),
                              (int32_t)slow - (counted ? (int32_t)((old >> 1) & 1u) : 0),
@@ -1612,7 +1592,7 @@ static void cb__window_figures(const cb_breaker *b, uint64_t w, cb__figures *f)
         cb__buckets_figures(b, cb__epoch(b, cb__now(b), false), f);
 }
 
-/* The window rules, in the BRIEF's order; -1 if none holds. */
+/* The window rules, in their order; -1 if none holds. */
 static int cb__window_rule(const cb__cfg *c, const cb__figures *f)
 {
     bool enough = f->calls >= c->minimum_calls && f->calls > 0;
@@ -1625,52 +1605,39 @@ static int cb__window_rule(const cb__cfg *c, const cb__figures *f)
     return -1;
 }
 
-/* A SUCCESS or FAILURE counted in CLOSED or METRICS_ONLY: update the run and the window,
-   then check the rules (CLOSED only). */
-static void cb__closed_outcome(cb_breaker *b, uint64_t w, bool fail, bool slow, uint64_t now,
-                               bool have_now)
+/* The trip rules, in order, after an outcome left a failure run of `run` and (f not
+   NULL) changed the window to f; -1 if none holds. */
+static int cb__trip_reason(const cb__cfg *c, uint32_t run, const cb__figures *f)
 {
-    cb__shared *sh = b->cb__sh;
-    const cb__cfg *c = &b->cb__config;
-    uint32_t gen = cb__w_gen(w);
-    int why = -1;
-    uint32_t run = cb__consec_update(sh, gen, fail);
     if (c->consecutive_failures && run >= c->consecutive_failures)
-        why = CB_REASON_CONSECUTIVE_FAILURES;
-    cb__figures f;
-    bool changed = false;
-    if (c->window_calls) {
-        changed = cb__ring_add(b, gen, fail, slow, &f);
-    } else if (c->window_ms) {
-        if (!have_now)
-            now = cb__now(b), have_now = true;
-        uint64_t e = cb__epoch(b, now, true);
-        cb__bucket *bk = &cb__buckets(b)[e % c->window_buckets];
-        cb__bucket_add(b, &bk->calls, e);
-        if (fail)
-            cb__bucket_add(b, &bk->failures, e);
-        if (slow)
-            cb__bucket_add(b, &bk->slow, e);
-        cb__buckets_figures(b, e, &f);
-        changed = true;
-    }
-    if (why < 0 && changed)
-        why = cb__window_rule(c, &f);
-    if (why >= 0 && cb__w_state(w) == CB_CLOSED) {
-        if (!have_now)
-            now = cb__now(b);
-        cb__transition(b, &w, cb__w_make(CB_OPEN, cb__w_k(w), 0, 0, gen + 1), (cb_reason)why, now);
-    }
+        return CB_REASON_CONSECUTIVE_FAILURES;
+    return f ? cb__window_rule(c, f) : -1;
 }
 
-/* A CLOSED success that cb_record has counted, for a breaker whose only work beyond the
-   fast path is a count window: the same window step as cb__record_slow would take. */
-CB_API void cb__window_success(cb_breaker *b, uint64_t w)
+/* Put a SUCCESS or FAILURE of period gen in the window; true if the figures changed, and
+   then *f holds them. A time window reads the clock into *now unless *have_now. */
+static bool cb__window_add(const cb_breaker *b, uint32_t gen, bool fail, bool slow, uint64_t *now,
+                           bool *have_now, cb__figures *f)
 {
-    cb__closed_outcome(b, w, false, false, 0, false);
+    const cb__cfg *c = &b->cb__config;
+    if (c->window_calls)
+        return cb__ring_add(b, gen, fail, slow, f);
+    if (!c->window_ms)
+        return false;
+    if (!*have_now)
+        *now = cb__now(b), *have_now = true;
+    uint64_t e = cb__epoch(b, *now, true);
+    cb__bucket *bk = &cb__buckets(b)[e % c->window_buckets];
+    cb__bucket_add(b, &bk->calls, e);
+    if (fail)
+        cb__bucket_add(b, &bk->failures, e);
+    if (slow)
+        cb__bucket_add(b, &bk->slow, e);
+    cb__buckets_figures(b, e, f);
+    return true;
 }
 
-/* ---- allow and record: the slow paths -------------------------------------------- */
+/* ---- bulkhead and admission ----------------------------------------------------- */
 
 static void cb__bulkhead_sweep(cb_breaker *b);
 
@@ -1756,72 +1723,6 @@ static bool cb__admit(cb_breaker *b, cb_ticket *t, uint32_t gen, uint32_t flags,
     return true;
 }
 
-CB_API bool cb__allow_slow(cb_breaker *b, cb_ticket *t, uint64_t w)
-{
-    cb__shared *sh = b->cb__sh;
-    const cb__cfg *c = &b->cb__config;
-    for (uint32_t tries = 0; tries < CB__TRIES; tries++) {
-        uint32_t gen = cb__w_gen(w), k = cb__w_k(w);
-        uint64_t now, ms;
-        switch (cb__w_state(w)) {
-        case CB_CLOSED:
-        case CB_METRICS_ONLY:
-            if (!cb__bulkhead_take(b))
-                return cb__reject(b, t);
-            return cb__admit(b, t, gen, 0, (b->cb__fast & CB__F_SLOW) ? cb__now(b) : 0);
-        case CB_DISABLED:   /* admit beyond the limit, but count the call in flight */
-            if (b->cb__fast & CB__F_BULKHEAD)
-                atomic_fetch_add_explicit(&sh->in_flight, 1, memory_order_relaxed); /* see take */
-            return cb__admit(b, t, gen, CB__T_DISABLED, 0);
-        case CB_OPEN:
-            if (cb__time_of(sh, gen, &ms) && cb__surely_before(b, ms))
-                return cb__reject(b, t);
-            now = cb__now(b);
-            if (!cb__time_of(sh, gen, &ms)) {
-                /* the winner of this generation has not published its deadline yet (or
-                   died first): publish one from now, which is no earlier than it would */
-                cb__publish_time(sh, gen, cb__ceil_ms(cb__add_sat(now, cb__period_ms(c, k, gen) * CB__MS)));
-                return cb__reject(b, t);
-            }
-            if (now / CB__MS < ms || !cb__bulkhead_take(b))
-                return cb__reject(b, t);
-            if (cb__transition(b, &w, cb__w_make(CB_HALF_OPEN, k, 1, 0, gen + 1),
-                               CB_REASON_OPEN_ELAPSED, now))
-                return cb__admit(b, t, gen + 1, 0, now);
-            cb__bulkhead_give(b);
-            continue;   /* another thread moved first: decide again on the fresh word */
-        case CB_HALF_OPEN:
-            if (cb__w_taken(w) >= c->half_open_calls && cb__time_of(sh, gen, &ms) &&
-                cb__surely_before(b, ms))
-                return cb__reject(b, t);   /* no permit left and the round has time left */
-            now = cb__now(b);
-            if (!cb__time_of(sh, gen, &ms)) {
-                cb__publish_time(sh, gen, cb__ceil_ms(cb__add_sat(now, (uint64_t)c->probe_timeout_ms * CB__MS)));
-            } else if (now / CB__MS >= ms + (CB_TEST_PLANT_BUG == 5)) {
-                cb__transition(b, &w, cb__w_make(CB_OPEN, cb__next_k(c, k), 0, 0, gen + 1),
-                               CB_REASON_PROBE_TIMEOUT, now);
-                continue;   /* won or lost, the word is newer: decide again */
-            }
-            if (cb__w_taken(w) >= c->half_open_calls || !cb__bulkhead_take(b))
-                return cb__reject(b, t);
-            CB_YIELD_POINT();
-#if CB_TEST_PLANT_BUG == 1   /* planted bug for the stress tests: permit by load + store */
-            atomic_store_explicit(&sh->word, w + (1ull << 16), memory_order_release);
-            return cb__admit(b, t, gen, 0, now);
-#endif
-            /* acq_rel: a permit is part of the state word; same pairing as transitions */
-            if (atomic_compare_exchange_weak_explicit(&sh->word, &w, w + (1ull << 16),
-                                                      memory_order_acq_rel, memory_order_acquire))
-                return cb__admit(b, t, gen, 0, now);
-            cb__bulkhead_give(b);
-            continue;
-        default:   /* FORCED_OPEN, or a damaged word in a shared file */
-            return cb__reject(b, t);
-        }
-    }
-    return cb__reject(b, t);   /* the word never held still: a damaged shared file */
-}
-
 /* Count an outcome that counted; a failure also stamps last_failure_ns, reading the clock
    only if the record has not yet (the time is kept for a transition that may follow). */
 static void cb__count_outcome(cb_breaker *b, cb_outcome o, bool slow, uint64_t *now, bool *have_now)
@@ -1837,84 +1738,303 @@ static void cb__count_outcome(cb_breaker *b, cb_outcome o, bool slow, uint64_t *
     }
 }
 
-CB_API bool cb__record_slow(cb_breaker *b, const cb_ticket *t, cb_outcome o)
+/* The first valid record of a ticket: spend it, and give back its bulkhead place. False
+   for a rejected, spent, another breaker's or no ticket, or an outcome outside the enum
+   (which leaves the call in flight). */
+static bool cb__record_begin(cb_breaker *b, const cb_ticket *t, cb_outcome o)
 {
     if (!t || !(t->cb__flags & CB__T_ADMITTED) || t->cb__owner != b->cb__tag ||
         (unsigned)o > CB_IGNORED)
-        return false;   /* rejected, spent, another breaker's, or not a ticket at all */
+        return false;
     cb__spend(t);
-    cb__shared *sh = b->cb__sh;
     if (t->cb__flags & CB__T_BULKHEAD) {
         /* tallied in the stripe that took the place, whichever thread records: relaxed
            RMW, since other threads add to it too; before the place itself is given back */
         uint32_t idx = (t->cb__flags >> 8) & 0xffu;
         if (idx <= CB_STRIPES)
-            atomic_fetch_add_explicit(&sh->stripes[idx].n[CB__N_PLACES_GIVEN], 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&b->cb__sh->stripes[idx].n[CB__N_PLACES_GIVEN], 1,
+                                      memory_order_relaxed);
         cb__bulkhead_give(b);
     }
-    uint64_t now = 0;
-    bool have_now = false, slow = false;
-    if ((t->cb__flags & CB__T_STAMPED) && o != CB_IGNORED) {
+    return true;
+}
+
+/* Did the call last slow_call_ms or longer? Reads the clock into *now when it is stamped. */
+static bool cb__was_slow(cb_breaker *b, const cb_ticket *t, cb_outcome o, uint64_t *now,
+                         bool *have_now)
+{
+    if (!(t->cb__flags & CB__T_STAMPED) || o == CB_IGNORED)
+        return false;
+    *now = cb__now(b);
+    *have_now = true;
+    return *now > t->cb__start_ns &&
+           *now - t->cb__start_ns >= (uint64_t)b->cb__config.slow_call_ms * CB__MS;
+}
+
+/* ---- the state machine -------------------------------------------------------------
+
+   Every transition is decided in this section, state by state, and made by
+   cb__transition(): one CAS on the state word, then the winner publishes the rest (the
+   deadline, the opens counter, a fresh time window, the history entry, the event).
+
+     state      event                                    next       reason            k
+     CLOSED     a counted outcome makes a rule hold      OPEN       the rule          k
+     OPEN       cb_allow at or after the period's end    HALF_OPEN  OPEN_ELAPSED      k
+                (the call takes the round's first permit)
+     HALF_OPEN  cb_allow, a permit left, time left       (a permit taken)             k
+     HALF_OPEN  cb_allow at or after the probe deadline  OPEN       PROBE_TIMEOUT     k+1
+     HALF_OPEN  a probe fails, or is slow                OPEN       PROBE_FAILED      k+1
+     HALF_OPEN  a probe succeeds, more are due           (a probe counted)            k
+     HALF_OPEN  the half_open_calls-th probe succeeds    CLOSED     PROBES_SUCCEEDED  0
+     HALF_OPEN  a probe is IGNORED                       (its permit given back)      k
+     any        cb_set_state(s), cb_reset                s          MANUAL            0 for CLOSED
+
+   k + 1 only while the period is below max_open_ms (cb__next_k). Entering CLOSED or
+   METRICS_ONLY starts a fresh window and failure run. FORCED_OPEN rejects every call,
+   DISABLED admits every call and records nothing, METRICS_ONLY records and never trips.
+   One call is followed from cb__allow_slow to cb__record_slow at the end of the section. */
+
+/* The state word's edits, by name. */
+static uint64_t cb__w_take_permit(uint64_t w) { return w + (1ull << 16); }
+static uint64_t cb__w_give_permit(uint64_t w) { return w - (1ull << 16); }
+static uint64_t cb__w_count_probe(uint64_t w) { return w + (1ull << 24); }
+/* The first word of the next generation: state s at backoff step k, a fresh round. */
+static uint64_t cb__w_next(uint64_t w, cb_state s, uint32_t k)
+{
+    return cb__w_make(s, k, 0, 0, cb__w_gen(w) + 1);
+}
+
+static void cb__buckets_clear(const cb_breaker *b, uint64_t now);
+
+/* Make the transition from *w to `to` (false, with *w the fresh word, if another thread
+   moved first), and publish it. */
+static bool cb__transition(cb_breaker *b, uint64_t *w, uint64_t to, cb_reason why, uint64_t now)
+{
+    cb__shared *sh = b->cb__sh;
+    uint64_t from = *w;
+    CB_YIELD_POINT();
+    /* acq_rel: release publishes what this thread did before (e.g. its window writes);
+       acquire (also on failure) makes the winner's state visible to the loser, which
+       re-decides from the fresh word */
+    if (!atomic_compare_exchange_strong_explicit(&sh->word, w, to, memory_order_acq_rel,
+                                                 memory_order_acquire))
+        return false;
+    *w = to;
+    cb_event ev = { b->cb__config.name, cb__w_state(from), cb__w_state(to), why,
+                    cb__w_gen(to), now, 0 };
+    cb__publish_time(sh, cb__w_gen(to), cb__time_for(&b->cb__config, to, now, &ev.open_ms));
+    if (ev.to == CB_OPEN)
+        /* relaxed: a statistic; once per transition, so no contention */
+        atomic_fetch_add_explicit(&sh->opens, 1, memory_order_relaxed);
+    if ((ev.to == CB_CLOSED || ev.to == CB_METRICS_ONLY) && b->cb__config.window_ms)
+        cb__buckets_clear(b, now);
+    cb__history_write(sh, &ev);
+    if (b->cb__on_event)
+        b->cb__on_event(&ev, b->cb__user);
+    return true;
+}
+
+/* What an allow decides in a state: admit (the ticket filled), reject, or look again at a
+   newer word (another thread moved first). */
+typedef enum cb__verdict { CB__REJECT, CB__ADMIT, CB__AGAIN } cb__verdict;
+
+/* -- CLOSED (and METRICS_ONLY, which records alike and never trips) -- */
+
+static cb__verdict cb__allow_closed(cb_breaker *b, cb_ticket *t, uint64_t w)
+{
+    if (!cb__bulkhead_take(b))
+        return CB__REJECT;
+    cb__admit(b, t, cb__w_gen(w), 0, (b->cb__fast & CB__F_SLOW) ? cb__now(b) : 0);
+    return CB__ADMIT;
+}
+
+/* After a counted SUCCESS or FAILURE: the run and the window move, then the first rule
+   that holds opens the breaker, with its reason. */
+static void cb__closed_outcome(cb_breaker *b, uint64_t w, bool fail, bool slow, uint64_t now,
+                               bool have_now)
+{
+    uint32_t gen = cb__w_gen(w);
+    uint32_t run = cb__consec_update(b->cb__sh, gen, fail);
+    cb__figures f;
+    bool changed = cb__window_add(b, gen, fail, slow, &now, &have_now, &f);
+    int why = cb__trip_reason(&b->cb__config, run, changed ? &f : NULL);
+    if (why < 0 || cb__w_state(w) != CB_CLOSED)
+        return;
+    if (!have_now)
         now = cb__now(b);
-        have_now = true;
-        slow = now > t->cb__start_ns &&
-               now - t->cb__start_ns >= (uint64_t)b->cb__config.slow_call_ms * CB__MS;
+    cb__transition(b, &w, cb__w_next(w, CB_OPEN, cb__w_k(w)), (cb_reason)why, now);
+}
+
+/* A CLOSED success that cb_record has counted, for a breaker whose only work beyond the
+   fast path is a count window: the same window step as cb__record_slow would take. */
+CB_API void cb__window_success(cb_breaker *b, uint64_t w)
+{
+    cb__closed_outcome(b, w, false, false, 0, false);
+}
+
+/* -- OPEN: reject until the period ends; the first allow at or after it probes -- */
+
+static cb__verdict cb__allow_open(cb_breaker *b, cb_ticket *t, uint64_t *w)
+{
+    cb__shared *sh = b->cb__sh;
+    uint32_t gen = cb__w_gen(*w), k = cb__w_k(*w);
+    uint64_t ms;
+    if (cb__time_of(sh, gen, &ms) && cb__surely_before(b, ms))
+        return CB__REJECT;
+    uint64_t now = cb__now(b);
+    if (!cb__time_of(sh, gen, &ms)) {
+        /* the winner of this generation has not published its deadline yet (or died
+           first): publish one from now, which is no earlier than it would */
+        cb__publish_time(sh, gen, cb__ceil_ms(cb__add_sat(now, cb__period_ms(&b->cb__config, k, gen) * CB__MS)));
+        return CB__REJECT;
     }
+    if (now / CB__MS < ms || !cb__bulkhead_take(b))
+        return CB__REJECT;
+    if (cb__transition(b, w, cb__w_take_permit(cb__w_next(*w, CB_HALF_OPEN, k)),
+                       CB_REASON_OPEN_ELAPSED, now)) {
+        cb__admit(b, t, gen + 1, 0, now);
+        return CB__ADMIT;
+    }
+    cb__bulkhead_give(b);
+    return CB__AGAIN;
+}
+
+/* -- HALF_OPEN: half_open_calls probes at a time, until the round's deadline -- */
+
+static cb__verdict cb__allow_half_open(cb_breaker *b, cb_ticket *t, uint64_t *w)
+{
+    cb__shared *sh = b->cb__sh;
+    const cb__cfg *c = &b->cb__config;
+    uint32_t gen = cb__w_gen(*w);
+    uint64_t ms;
+    if (cb__w_taken(*w) >= c->half_open_calls && cb__time_of(sh, gen, &ms) &&
+        cb__surely_before(b, ms))
+        return CB__REJECT;   /* no permit left and the round has time left */
+    uint64_t now = cb__now(b);
+    if (!cb__time_of(sh, gen, &ms)) {   /* as in cb__allow_open */
+        cb__publish_time(sh, gen, cb__ceil_ms(cb__add_sat(now, (uint64_t)c->probe_timeout_ms * CB__MS)));
+    } else if (now / CB__MS >= ms) {
+        cb__transition(b, w, cb__w_next(*w, CB_OPEN, cb__next_k(c, cb__w_k(*w))),
+                       CB_REASON_PROBE_TIMEOUT, now);
+        return CB__AGAIN;   /* won or lost, the word is newer */
+    }
+    if (cb__w_taken(*w) >= c->half_open_calls || !cb__bulkhead_take(b))
+        return CB__REJECT;
+    CB_YIELD_POINT();
+    /* acq_rel: a permit is part of the state word; same pairing as transitions */
+    if (atomic_compare_exchange_weak_explicit(&sh->word, w, cb__w_take_permit(*w),
+                                              memory_order_acq_rel, memory_order_acquire)) {
+        cb__admit(b, t, gen, 0, now);
+        return CB__ADMIT;
+    }
+    cb__bulkhead_give(b);
+    return CB__AGAIN;
+}
+
+/* A probe's result: IGNORED gives its permit back, a failed or slow probe re-opens, the
+   half_open_calls-th success closes, an earlier one is counted. False when the word
+   changed first (*w is then the fresh word, to decide on again). */
+static bool cb__probe_result(cb_breaker *b, uint64_t *w, cb_outcome o, bool slow, uint64_t *now,
+                             bool *have_now)
+{
+    const cb__cfg *c = &b->cb__config;
+    uint64_t to;
+    if (o == CB_IGNORED) {
+        if (cb__w_taken(*w) == 0)
+            return true;   /* no permit to give (a manual HALF_OPEN's round) */
+        to = cb__w_give_permit(*w);
+    } else if (o == CB_FAILURE || slow) {
+        to = cb__w_next(*w, CB_OPEN, cb__next_k(c, cb__w_k(*w)));
+    } else if (cb__w_succeeded(*w) + 1 >= c->half_open_calls) {
+        to = cb__w_next(*w, CB_CLOSED, 0);
+    } else {
+        to = cb__w_count_probe(*w);
+    }
+    if (cb__w_state(to) == CB_HALF_OPEN) {   /* the round goes on: no transition */
+        CB_YIELD_POINT();
+        /* acq_rel: as the permit CAS in cb__allow_half_open */
+        return atomic_compare_exchange_weak_explicit(&b->cb__sh->word, w, to, memory_order_acq_rel,
+                                                     memory_order_acquire);
+    }
+    if (!*have_now)
+        *now = cb__now(b), *have_now = true;
+    return cb__transition(b, w, to, cb__w_state(to) == CB_OPEN ? CB_REASON_PROBE_FAILED
+                                                               : CB_REASON_PROBES_SUCCEEDED, *now);
+}
+
+/* -- manual -- */
+
+/* DISABLED admits beyond the limit, but counts the call in flight. */
+static cb__verdict cb__allow_disabled(cb_breaker *b, cb_ticket *t, uint64_t w)
+{
+    if (b->cb__fast & CB__F_BULKHEAD)   /* relaxed: see cb__bulkhead_take */
+        atomic_fetch_add_explicit(&b->cb__sh->in_flight, 1, memory_order_relaxed);
+    cb__admit(b, t, cb__w_gen(w), CB__T_DISABLED, 0);
+    return CB__ADMIT;
+}
+
+CB_API cb_err cb_set_state(cb_breaker *b, cb_state s)
+{
+    if ((unsigned)s > CB_METRICS_ONLY)
+        return CB_EINVAL;
+    uint64_t w = atomic_load_explicit(b->cb__word, memory_order_acquire);
+    /* the clock is read after the word it replaces, so transition times never go back;
+       a failed CAS reloads w, and the next try decides on the fresh word */
+    for (uint32_t tries = 0; tries < CB__TRIES; tries++)
+        if (cb__transition(b, &w, cb__w_next(w, s, s == CB_CLOSED ? 0 : cb__w_k(w)),
+                           CB_REASON_MANUAL, cb__now(b)))
+            return CB_OK;
+    return CB_ECORRUPT;   /* the word never held still: a damaged shared file */
+}
+
+CB_API void cb_reset(cb_breaker *b) { cb_set_state(b, CB_CLOSED); }
+
+/* -- one call: cb_allow's slow path, then cb_record's -- */
+
+CB_API bool cb__allow_slow(cb_breaker *b, cb_ticket *t, uint64_t w)
+{
+    for (uint32_t tries = 0; tries < CB__TRIES; tries++) {
+        cb__verdict v;
+        switch (cb__w_state(w)) {
+        case CB_CLOSED:
+        case CB_METRICS_ONLY: v = cb__allow_closed(b, t, w); break;
+        case CB_OPEN:         v = cb__allow_open(b, t, &w); break;
+        case CB_HALF_OPEN:    v = cb__allow_half_open(b, t, &w); break;
+        case CB_DISABLED:     v = cb__allow_disabled(b, t, w); break;
+        default:              v = CB__REJECT;   /* FORCED_OPEN, or a damaged word in a file */
+        }
+        if (v != CB__AGAIN)
+            return v == CB__ADMIT || cb__reject(b, t);
+    }
+    return cb__reject(b, t);   /* the word never held still: a damaged shared file */
+}
+
+CB_API bool cb__record_slow(cb_breaker *b, const cb_ticket *t, cb_outcome o)
+{
+    if (!cb__record_begin(b, t, o))
+        return false;   /* rejected, spent, another breaker's, or not a ticket at all */
+    uint64_t now = 0;
+    bool have_now = false;
+    bool slow = cb__was_slow(b, t, o, &now, &have_now);
     /* acquire: as in cb_allow */
-    uint64_t w = atomic_load_explicit(&sh->word, memory_order_acquire);
+    uint64_t w = atomic_load_explicit(b->cb__word, memory_order_acquire);
     for (uint32_t tries = 0;; tries++) {
-        if (cb__w_gen(w) != t->cb__gen || tries == CB__TRIES) {
-            cb__count(b, CB__N_STALE);
+        cb_state s = cb__w_state(w);
+        if (cb__w_gen(w) != t->cb__gen || tries == CB__TRIES ||
+            (s != CB_CLOSED && s != CB_METRICS_ONLY && s != CB_HALF_OPEN && s != CB_DISABLED)) {
+            cb__count(b, CB__N_STALE);   /* moved on (OPEN admits nothing in its generation) */
             return false;
         }
-        cb_state s = cb__w_state(w);
         if (s == CB_DISABLED) {
             cb__count(b, CB__N_UNCOUNTED);
             return false;
         }
-        if (s == CB_CLOSED || s == CB_METRICS_ONLY) {
-            cb__count_outcome(b, o, slow, &now, &have_now);
-            if (o != CB_IGNORED)
-                cb__closed_outcome(b, w, o == CB_FAILURE, slow, now, have_now);
-            return true;
-        }
-        if (s != CB_HALF_OPEN) {   /* OPEN/FORCED_OPEN admit nothing in their generation */
-            cb__count(b, CB__N_STALE);
-            return false;
-        }
-        bool won;
-        if (o == CB_IGNORED) {     /* give the permit back */
-            CB_YIELD_POINT();
-            won = cb__w_taken(w) == 0 || CB_TEST_PLANT_BUG == 4 ||
-                  atomic_compare_exchange_weak_explicit(&sh->word, &w, w - (1ull << 16),
-                                                        memory_order_acq_rel, memory_order_acquire);
-        } else {
-            uint64_t to;
-            cb_reason why;
-            if (o == CB_FAILURE || slow) {
-                to = cb__w_make(CB_OPEN, cb__next_k(&b->cb__config, cb__w_k(w)), 0, 0, t->cb__gen + 1);
-                why = CB_REASON_PROBE_FAILED;
-            } else if (cb__w_succeeded(w) + 1 >= b->cb__config.half_open_calls) {
-                to = cb__w_make(CB_CLOSED, 0, 0, 0, t->cb__gen + 1);
-                why = CB_REASON_PROBES_SUCCEEDED;
-            } else {
-                to = w + (1ull << 24);
-                why = CB_REASON_MANUAL;   /* unused: no transition */
-            }
-            if (cb__w_state(to) == CB_HALF_OPEN) {
-                CB_YIELD_POINT();
-                won = atomic_compare_exchange_weak_explicit(&sh->word, &w, to, memory_order_acq_rel,
-                                                            memory_order_acquire);
-            } else {
-                if (!have_now)
-                    now = cb__now(b), have_now = true;
-                won = cb__transition(b, &w, to, why, now);
-            }
-        }
-        if (won) {
-            cb__count_outcome(b, o, slow, &now, &have_now);
-            return true;
-        }
+        if (s == CB_HALF_OPEN && !cb__probe_result(b, &w, o, slow, &now, &have_now))
+            continue;
+        cb__count_outcome(b, o, slow, &now, &have_now);
+        if (s != CB_HALF_OPEN && o != CB_IGNORED)
+            cb__closed_outcome(b, w, o == CB_FAILURE, slow, now, have_now);
+        return true;
     }
 }
 
@@ -1930,28 +2050,13 @@ CB_API bool cb_call(cb_breaker *b, int (*fn)(void *arg), void *arg, int *rc)
     return true;
 }
 
-/* ---- manual control, stats --------------------------------------------------------- */
+/* ---- stats ---------------------------------------------------------------------- */
+
 
 CB_API cb_state cb_get_state(const cb_breaker *b)
 {
     return cb__w_state(atomic_load_explicit(b->cb__word, memory_order_acquire));
 }
-
-CB_API cb_err cb_set_state(cb_breaker *b, cb_state s)
-{
-    if ((unsigned)s > CB_METRICS_ONLY)
-        return CB_EINVAL;
-    uint64_t w = atomic_load_explicit(b->cb__word, memory_order_acquire);
-    /* the clock is read after the word it replaces, so transition times never go back;
-       a failed CAS reloads w, and the next try decides on the fresh word */
-    for (uint32_t tries = 0; tries < CB__TRIES; tries++)
-        if (cb__transition(b, &w, cb__w_make(s, s == CB_CLOSED ? 0 : cb__w_k(w), 0, 0, cb__w_gen(w) + 1),
-                           CB_REASON_MANUAL, cb__now(b)))
-            return CB_OK;
-    return CB_ECORRUPT;   /* the word never held still: a damaged shared file */
-}
-
-CB_API void cb_reset(cb_breaker *b) { cb_set_state(b, CB_CLOSED); }
 
 /* When generation gen began (its history entry), if known. */
 static bool cb__since(const cb_breaker *b, uint32_t gen, uint64_t *ns)
@@ -2068,48 +2173,52 @@ CB_API int cb_format_json(const cb_breaker *b, char *buf, size_t cap)
     char name[2 * CB__NAME_MAX + 1];
     cb__out o = { buf, cap, 0 };
     cb_stats_get(b, &s);
-    cb__put(&o, "{\"name\":\"%s\",\"state\":\"%s\",\"generation\":%llu,\"admitted\":%llu,"
-                "\"rejected\":%llu,\"successes\":%llu,\"failures\":%llu,\"ignored\":%llu,"
-                "\"slow\":%llu,\"stale\":%llu,\"opens\":%llu,\"consecutive_failures\":%u,"
-                "\"window_calls\":%u,\"window_failures\":%u,\"window_slow\":%u,\"in_flight\":%u,"
-                "\"state_since_ns\":%llu,\"last_failure_ns\":%llu,\"open_until_ns\":%llu,"
-                "\"retry_after_ms\":%llu}",
-            cb__escape(cb_name(b), name), cb_state_name(s.state), (cb__ull)s.generation,
-            (cb__ull)s.admitted, (cb__ull)s.rejected, (cb__ull)s.successes, (cb__ull)s.failures,
-            (cb__ull)s.ignored, (cb__ull)s.slow, (cb__ull)s.stale, (cb__ull)s.opens,
-            s.consecutive_failures, s.window_calls, s.window_failures, s.window_slow, s.in_flight,
-            (cb__ull)s.state_since_ns, (cb__ull)s.last_failure_ns, (cb__ull)s.open_until_ns,
-            (cb__ull)cb_retry_after_ms(b));
+    cb__put(&o, "{\"name\":\"%s\",\"state\":\"%s\"", cb__escape(cb_name(b), name),
+            cb_state_name(s.state));
+#define CB__JSON_FIELD(type, field, kind, help) cb__put(&o, ",\"" #field "\":%llu", (cb__ull)s.field);
+    CB__STATS_FIELDS(CB__JSON_FIELD)
+#undef CB__JSON_FIELD
+    cb__put(&o, ",\"retry_after_ms\":%llu}", (cb__ull)cb_retry_after_ms(b));
     return cb__done(&o);
 }
 
-/* The exposition of the n breakers at(ctx, i) (NULL entries skipped), family by family. */
+/* One Prometheus family: its name, type and help, and where its value is in cb_stats. */
+typedef struct cb__family { const char *name, *type, *help; size_t offset; bool wide; } cb__family;
+#define CB__FAMILY_COUNTER(field, help) { "cb_" #field "_total", "counter", help, offsetof(cb_stats, field), sizeof(((cb_stats *)0)->field) == 8 },
+#define CB__FAMILY_GAUGE(field, help) { "cb_" #field, "gauge", help, offsetof(cb_stats, field), sizeof(((cb_stats *)0)->field) == 8 },
+#define CB__FAMILY_NONE(field, help)
+#define CB__FAMILY(type, field, kind, help) CB__FAMILY_##kind(field, help)
+static const cb__family cb__families[] = { CB__STATS_FIELDS(CB__FAMILY) };
+#undef CB__FAMILY
+
+static uint64_t cb__family_value(const cb_stats *s, const cb__family *f)
+{
+    const char *p = (const char *)s + f->offset;
+    uint64_t v64;
+    uint32_t v32;
+    if (f->wide)
+        return memcpy(&v64, p, sizeof v64), v64;
+    return memcpy(&v32, p, sizeof v32), v32;
+}
+
+/* The exposition of the n breakers at(ctx, i) (NULL entries skipped), family by family:
+   the state, every family of the stats list, the time left in the period. */
 static int cb__prometheus(cb_breaker *(*at)(void *ctx, size_t i), void *ctx, size_t n, char *buf,
                           size_t cap)
 {
-    static const struct { const char *name, *type, *help; } fam[] = {
-        { "cb_state", "gauge", "1 for the state the breaker is in, 0 for the others" },
-        { "cb_generation", "gauge", "Transitions since the breaker was created (mod 2^32)" },
-        { "cb_admitted_total", "counter", "Calls admitted" },
-        { "cb_rejected_total", "counter", "Calls rejected" },
-        { "cb_successes_total", "counter", "Calls recorded as successes" },
-        { "cb_failures_total", "counter", "Calls recorded as failures" },
-        { "cb_ignored_total", "counter", "Calls recorded as ignored" },
-        { "cb_slow_total", "counter", "Calls that lasted slow_call_ms or longer" },
-        { "cb_stale_total", "counter", "Results dropped because the breaker moved on" },
-        { "cb_opens_total", "counter", "Transitions into the open state" },
-        { "cb_consecutive_failures", "gauge", "Current run of failures" },
-        { "cb_window_calls", "gauge", "Calls the window holds" },
-        { "cb_window_failures", "gauge", "Failures the window holds" },
-        { "cb_window_slow", "gauge", "Slow calls the window holds" },
-        { "cb_in_flight", "gauge", "Calls admitted and not yet recorded" },
-        { "cb_retry_after_seconds", "gauge", "Time left in the open period" },
-    };
     cb__out o = { buf, cap, 0 };
     char name[2 * CB__NAME_MAX + 1];
-    const size_t last = sizeof fam / sizeof fam[0] - 1;
-    for (size_t f = 0; f <= last; f++) {
-        cb__put(&o, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help, fam[f].name, fam[f].type);
+    const size_t nfam = CB__COUNT_OF(cb__families);
+    for (size_t f = 0; f <= nfam + 1; f++) {   /* 0: cb_state; nfam + 1: retry-after */
+        const cb__family *fam = f >= 1 && f <= nfam ? &cb__families[f - 1] : NULL;
+        if (f == 0)
+            cb__put(&o, "# HELP cb_state 1 for the state the breaker is in, 0 for the others\n"
+                        "# TYPE cb_state gauge\n");
+        else if (fam)
+            cb__put(&o, "# HELP %s %s\n# TYPE %s %s\n", fam->name, fam->help, fam->name, fam->type);
+        else
+            cb__put(&o, "# HELP cb_retry_after_seconds Time left in the open period\n"
+                        "# TYPE cb_retry_after_seconds gauge\n");
         for (size_t i = 0; i < n; i++) {
             cb_stats s;
             cb_breaker *bi = at(ctx, i);
@@ -2117,18 +2226,15 @@ static int cb__prometheus(cb_breaker *(*at)(void *ctx, size_t i), void *ctx, siz
                 continue;
             cb_stats_get(bi, &s);
             const char *nm = cb__escape(cb_name(bi), name);
-            uint64_t v[] = { 0, s.generation, s.admitted, s.rejected, s.successes, s.failures,
-                             s.ignored, s.slow, s.stale, s.opens, s.consecutive_failures,
-                             s.window_calls, s.window_failures, s.window_slow, s.in_flight, 0 };
             if (f == 0)
-                for (unsigned k = 0; k <= CB_METRICS_ONLY; k++)
+                for (unsigned k = 0; k < CB__COUNT_OF(cb__state_names); k++)
                     cb__put(&o, "cb_state{name=\"%s\",state=\"%s\"} %d\n", nm,
-                            cb_state_name((cb_state)k), s.state == (cb_state)k);
-            else if (f == last)
-                cb__put(&o, "%s{name=\"%s\"} %.3f\n", fam[f].name, nm,
-                        (double)cb_retry_after_ms(bi) / 1000.0);
+                            cb__state_names[k], s.state == (cb_state)k);
+            else if (fam)
+                cb__put(&o, "%s{name=\"%s\"} %llu\n", fam->name, nm, (cb__ull)cb__family_value(&s, fam));
             else
-                cb__put(&o, "%s{name=\"%s\"} %llu\n", fam[f].name, nm, (cb__ull)v[f]);
+                cb__put(&o, "cb_retry_after_seconds{name=\"%s\"} %.3f\n", nm,
+                        (double)cb_retry_after_ms(bi) / 1000.0);
         }
     }
     return cb__done(&o);
@@ -2415,11 +2521,11 @@ static cb_err cb__shm_validate(const cb__shared *h, const cb_config *c, const cb
     const cb__cfg *f = &h->cfg, *k = &want.cfg;
     if (memcmp(f->name, k->name, sizeof f->name) != 0)
         return cb__shm_fail(y, CB_EMISMATCH, "config differs: the file's breaker has another name");
-#define CB__SAME(field)                                                                        \
+#define CB__SAME(type, field, flag, doc)                                                       \
     if (memcmp(&f->field, &k->field, sizeof f->field) != 0)                                   \
         return cb__shm_fail(y, CB_EMISMATCH, "config differs: " #field " is %g in the file, %g here", \
                             (double)f->field, (double)k->field);
-    CB__CFG_FIELDS(CB__SAME)
+    CB__CONFIG_FIELDS(CB__SAME)
 #undef CB__SAME
     if (h->total_size != want.total_size || h->window_off != want.window_off ||
         h->bucket_ns != want.bucket_ns || h->fingerprint != want.fingerprint)
@@ -2535,6 +2641,21 @@ static void cb__shm_adopt_times(cb_breaker *b)
         memory_order_relaxed, memory_order_relaxed);
 }
 
+/* The config a header holds, resolved (its name copied into name), once the header has
+   checked out: attach takes it as its own. */
+static cb_err cb__shm_file_config(const cb__shared *h, cb_config *out, char *name, const cb__why *y)
+{
+    cb_config raw;
+    char why[160];
+    cb__cfg_load(&raw, &h->cfg);
+    memcpy(name, h->cfg.name, CB__NAME_MAX);
+    name[CB__NAME_MAX] = 0;
+    raw.name = name;
+    if (cb__resolve(&raw, out, why, sizeof why) != CB_OK)
+        return cb__shm_fail(y, CB_ECORRUPT, "the file's config is invalid: %s", why);
+    return CB_OK;
+}
+
 /* Map a published file, checked against c (or, with c == NULL, taking its config once
    the header checks out, resolved into *from_file with the name kept in name). Only the
    bytes the config implies are mapped, however long the file is. */
@@ -2544,23 +2665,11 @@ static cb_breaker *cb__shm_map(int fd, const cb_config *c, const cb__why *y, cb_
     uint64_t file_len;
     cb_config from_file;
     char name[CB__NAME_MAX + 1];
-    if ((*e = cb__shm_header(fd, &h, &file_len, y)) != CB_OK)
+    if ((*e = cb__shm_header(fd, &h, &file_len, y)) != CB_OK ||
+        (!c && (*e = cb__shm_file_config(&h, &from_file, name, y)) != CB_OK) ||
+        (*e = cb__shm_validate(&h, c ? c : &from_file, y)) != CB_OK)
         return NULL;
-    if (!c) {
-        cb_config raw;
-        cb__cfg_load(&raw, &h.cfg);
-        memcpy(name, h.cfg.name, CB__NAME_MAX);
-        name[CB__NAME_MAX] = 0;
-        raw.name = name;
-        char why[160];
-        if (cb__resolve(&raw, &from_file, why, sizeof why) != CB_OK) {
-            *e = cb__shm_fail(y, CB_ECORRUPT, "the file's config is invalid: %s", why);
-            return NULL;
-        }
-        c = &from_file;
-    }
-    if ((*e = cb__shm_validate(&h, c, y)) != CB_OK)
-        return NULL;
+    c = c ? c : &from_file;
     struct stat st;
     if (h.instance == 0 || fstat(fd, &st) != 0) {
         *e = cb__shm_fail(y, CB_ECORRUPT, "the breaker's identity is missing: damaged");

@@ -18,11 +18,11 @@ TEST_DEPS  += $(CHAOS_DEPS)
 deps-chaos:
 	@$(NEED) $(CHAOS_DEPS)
 
-$(CHAOS_BIN)/redis_client: chaos/redis_client.c chaos/workload.h chaos/cbflags.h cb.h | $(BUILD) deps-chaos
+$(CHAOS_BIN)/redis_client: chaos/redis_client.c chaos/workload.h tools/cbflags.h cb.h | $(BUILD) deps-chaos
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(CFLAGS) -o $@ $< -lhiredis $(LDLIBS)
 
-$(CHAOS_BIN)/model_loader: chaos/model_loader.c chaos/workload.h chaos/cbflags.h cb.h | $(BUILD)
+$(CHAOS_BIN)/model_loader: chaos/model_loader.c chaos/workload.h tools/cbflags.h cb.h | $(BUILD)
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(CFLAGS) -o $@ $< $(LDLIBS)
 

@@ -20,7 +20,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "cbflags.h"
+#include "../tools/cbflags.h"
 
 static inline uint64_t wl_now_ns(void) {
     struct timespec ts;

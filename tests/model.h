@@ -9,7 +9,7 @@
 #ifndef MODEL_H_INCLUDED
 #define MODEL_H_INCLUDED
 
-#include "../cb.h"
+#include "cb.h"
 
 #define MODEL_HISTORY 16            /* events the model keeps, newest last */
 

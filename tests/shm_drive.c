@@ -14,7 +14,7 @@
 #define _POSIX_C_SOURCE 200809L
 #define CB_IMPLEMENTATION
 #include "cb.h"
-#include "chaos/cbflags.h"
+#include "tools/cbflags.h"
 
 #include <unistd.h>
 

@@ -6,8 +6,8 @@
 #   test-asan-stress  stress under AddressSanitizer + UBSan (clang; tests.mk's test-asan
 #                     runs the unit tests so with gcc)
 #   test-valgrind     unit tests under valgrind memcheck
-#   test-planted      CB_TEST_PLANT_BUG=1, 2, 3: the stress test must catch each with yield
-#                     injection; without, whether it does is reported
+#   test-planted      bugs 1, 2, 3 of tests/planted.py: the stress test must catch each with
+#                     yield injection; without, whether it does is reported
 #   test-wrap         generation tags through their wraps (2^16, 2^22, 2^29, 2^32) and
 #                     counters through 2^64, under ASan + UBSan
 # Every run is bounded by `timeout`; sanitizer runs are smaller than the plain ones.
@@ -24,9 +24,10 @@ STRESS_yield      := $(CC) $(CFLAGS) -DSTRESS_YIELD
 STRESS_tsan-gcc   := gcc $(STRESS_TSAN) -DSTRESS_YIELD
 STRESS_tsan-clang := clang $(STRESS_TSAN) -DSTRESS_YIELD
 STRESS_asan       := clang $(STRESS_ASAN) -DSTRESS_YIELD
-$(foreach n,1 2 3,$(eval STRESS_bug$(n) := $(CC) $(CFLAGS) -DCB_TEST_PLANT_BUG=$(n)))
-$(foreach n,1 2 3,$(eval STRESS_bug$(n)-yield := $(CC) $(CFLAGS) -DCB_TEST_PLANT_BUG=$(n) -DSTRESS_YIELD))
+$(foreach n,1 2 3,$(eval STRESS_bug$(n) := $(CC) $(CFLAGS) -I$(BUILD)/planted/$(n)))
+$(foreach n,1 2 3,$(eval STRESS_bug$(n)-yield := $(CC) $(CFLAGS) -I$(BUILD)/planted/$(n) -DSTRESS_YIELD))
 stress_bin = $(BUILD)/stress/$(1)/stress_invariants
+$(foreach n,1 2 3,$(eval $(call stress_bin,bug$(n)) $(call stress_bin,bug$(n)-yield): $(BUILD)/planted/$(n)/cb.h))
 
 STRESS_TSAN_UNIT := $(foreach c,gcc clang,$(TESTS_AREAS:%=$(BUILD)/tsan-$(c)/tests/test_%))
 
@@ -79,10 +80,10 @@ test-valgrind: $(TESTS_BIN) | stress-deps
 stress_scenario = $(if $(filter 2,$(1)),count,consecutive)
 test-planted: $(foreach n,1 2 3,$(call stress_bin,bug$(n)) $(call stress_bin,bug$(n)-yield))
 	@set -e; $(foreach n,1 2 3,for c in fake real; do \
-	    echo "-- CB_TEST_PLANT_BUG=$(n), $$c clock, yield injection"; \
+	    echo "-- planted bug $(n), $$c clock, yield injection"; \
 	    tests/stress_expect.sh must $(STRESS_RUN) $(call stress_bin,bug$(n)-yield) \
 	        $(call stress_scenario,$(n)) 8 1000000 $$c; \
-	    echo "-- CB_TEST_PLANT_BUG=$(n), $$c clock, no yield injection"; \
+	    echo "-- planted bug $(n), $$c clock, no yield injection"; \
 	    tests/stress_expect.sh may $(STRESS_RUN) $(call stress_bin,bug$(n)) \
 	        $(call stress_scenario,$(n)) 8 1000000 $$c; done;)
 

@@ -10,29 +10,31 @@ import os
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import planted  # noqa: E402  (the same text replacement as the planted bugs)
+
 # name, scenario, what should catch it, [(text in cb.h, replacement)]
 MUTANTS = [
     ("stale-counted", "consecutive", "stale ticket counted",
-     [("        if (cb__w_gen(w) != t->cb__gen || tries == CB__TRIES) {",
-       "        if ((cb__w_gen(w) != t->cb__gen && 0) || tries == CB__TRIES) {")]),
+     [("        if (cb__w_gen(w) != t->cb__gen || tries == CB__TRIES ||",
+       "        if ((cb__w_gen(w) != t->cb__gen && 0) || tries == CB__TRIES ||")]),
     ("stale-moves-run", "consecutive", "stale record changes the consecutive run",
-     [("        if (cb__w_gen(w) != t->cb__gen || tries == CB__TRIES) {\n",
-       "        if (cb__w_gen(w) != t->cb__gen || tries == CB__TRIES) {\n"
-       "            cb__consec_update(sh, cb__w_gen(w), o == CB_FAILURE);\n")]),
+     [("s != CB_HALF_OPEN && s != CB_DISABLED)) {\n",
+       "s != CB_HALF_OPEN && s != CB_DISABLED)) {\n"
+       "            cb__consec_update(b->cb__sh, cb__w_gen(w), o == CB_FAILURE);\n")]),
     ("ignored-probe-uncounted", "consecutive", "accounts",
-     [("        if (won) {\n            cb__count_outcome(b, o, slow, &now, &have_now);",
-       "        if (won) {\n            if (o != CB_IGNORED) cb__count_outcome(b, o, slow, &now, &have_now);")]),
+     [("        cb__count_outcome(b, o, slow, &now, &have_now);\n        if (s != CB_HALF_OPEN",
+       "        if (s != CB_HALF_OPEN || o != CB_IGNORED)\n"
+       "            cb__count_outcome(b, o, slow, &now, &have_now);\n        if (s != CB_HALF_OPEN")]),
     ("bulkhead-off-by-one", "bulkhead", "calls in flight above max_concurrent",
      [("    if (before < b->cb__config.max_concurrent)",
        "    if (before <= b->cb__config.max_concurrent)")]),
     ("permit-off-by-one", "consecutive", "probes in flight above half_open_calls",
-     [("if (cb__w_taken(w) >= c->half_open_calls ||",
-       "if (cb__w_taken(w) > c->half_open_calls ||")]),
+     [("if (cb__w_taken(*w) >= c->half_open_calls || !cb__bulkhead_take(b))",
+       "if (cb__w_taken(*w) > c->half_open_calls || !cb__bulkhead_take(b))")]),
     ("forced-open-admits", "consecutive", "admitted in FORCED_OPEN",
-     [("        default:   /* FORCED_OPEN, or a damaged word in a shared file */\n"
-       "            return cb__reject(b, t);",
-       "        default:   /* FORCED_OPEN, or a damaged word in a shared file */\n"
-       "            return cb__admit(b, t, gen, 0, 0);")]),
+     [("        default:              v = CB__REJECT;",
+       "        default:              v = cb__admit(b, t, cb__w_gen(w), 0, 0) ? CB__ADMIT : CB__REJECT;")]),
     ("history-wrong-field", "consecutive", "history entry differs from on_event",
      [("atomic_store_explicit(&h->at_ns, ev->at_ns, memory_order_release);",
        "atomic_store_explicit(&h->at_ns, ev->at_ns + 1, memory_order_release);")]),
@@ -44,7 +46,8 @@ MUTANTS = [
      [("    cb__hist *h = &sh->hist[gen % CB_HISTORY];",
        "    if (gen % 7 == 0)\n        return;\n    cb__hist *h = &sh->hist[gen % CB_HISTORY];")]),
     ("generation-skips", "consecutive", "generation entered without an event",
-     [("cb__w_k(w), 0, 0, cb__w_gen(w) + 1),", "cb__w_k(w), 0, 0, cb__w_gen(w) + 2),")]),
+     [("cb__w_next(w, s, s == CB_CLOSED ? 0 : cb__w_k(w)),",
+       "cb__w_make(s, s == CB_CLOSED ? 0 : cb__w_k(w), 0, 0, cb__w_gen(w) + 2),")]),
     ("open-ends-early", "consecutive", "OPEN left before its period",
      [("if (now / CB__MS < ms || !cb__bulkhead_take(b))",
        "if (now / CB__MS + 1 < ms || !cb__bulkhead_take(b))")]),
@@ -101,11 +104,7 @@ def main():
             survived += 1
             print("%-26s not run" % name)
             continue
-        text = original
-        for old, new in edits:
-            if text.count(old) != 1:
-                sys.exit("stress_mutants: %s: %r is not in cb.h exactly once" % (name, old))
-            text = text.replace(old, new)
+        text = planted.apply(original, edits, name)
         d = os.path.join(build_dir, name)
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "cb.h"), "w") as f:

@@ -38,6 +38,10 @@ $(BUILD)/asan/tests/test_%: tests/test_%.c $(TESTS_SRC) | tests-deps
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(TESTS_SAN) -I. -o $@ $< tests/t_other.c $(TESTS_LD_$*) $(TESTS_LIBS)
 
+# cb.h with planted bug N of tests/planted.py, for the tests that must catch it.
+$(BUILD)/planted/%/cb.h: cb.h tests/planted.py
+	$(PYTHON) tests/planted.py $* $(@D)
+
 $(BUILD)/tests/cb_impl.o: tests/cb_impl.c cb.h
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(CFLAGS) -I. -c -o $@ $<

@@ -13,7 +13,8 @@ FUZZ_TIME      ?= 60
 FUZZ_TEST_TIME ?= 20
 FUZZ_TARGETS   := fuzz_diff fuzz_config
 # Planted bugs, named <target>-<where><n>: where is model (MODEL_BUG in tests/model.c) or
-# cb (CB_TEST_PLANT_BUG in cb.h). The committed corpus must catch every one.
+# cb (bug n of tests/planted.py, applied to a copy of cb.h). The committed corpus must
+# catch every one.
 FUZZ_BUGS      := fuzz_diff-model1 fuzz_diff-model2 fuzz_diff-model3 fuzz_diff-model4 \
                   fuzz_diff-model5 fuzz_config-model6 fuzz_diff-cb4 fuzz_diff-cb5
 FUZZ_FLAGS     := $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
@@ -31,14 +32,15 @@ deps-verify:
 
 $(FUZZ_BINS): $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) | deps-verify
 	@mkdir -p $(@D)
-	clang $(FUZZ_FLAGS) -o $@ $< tests/model.c -lm $(LDLIBS)
+	clang $(FUZZ_FLAGS) -I. -o $@ $< tests/model.c -lm $(LDLIBS)
 
 bug_target = $(word 1,$(subst -, ,$(1)))
-bug_flag = $(patsubst model%,-DMODEL_BUG=%,$(patsubst cb%,-DCB_TEST_PLANT_BUG=%,$(word 2,$(subst -, ,$(1)))))
+bug_flag = $(patsubst model%,-DMODEL_BUG=%,$(patsubst cb%,-I$(BUILD)/planted/%,$(word 2,$(subst -, ,$(1)))))
+$(foreach b,$(filter %-cb4 %-cb5,$(FUZZ_BUG_BINS)),$(eval $(b): $(BUILD)/planted/$(patsubst cb%,%,$(word 2,$(subst -, ,$(notdir $(b)))))/cb.h))
 
 $(FUZZ_BUG_BINS): $(FUZZ_SRC) tests/fuzz/fuzz_diff.c tests/fuzz/fuzz_config.c | deps-verify
 	@mkdir -p $(@D)
-	clang $(FUZZ_FLAGS) $(call bug_flag,$(@F)) -o $@ tests/fuzz/$(call bug_target,$(@F)).c \
+	clang $(FUZZ_FLAGS) $(call bug_flag,$(@F)) -I. -o $@ tests/fuzz/$(call bug_target,$(@F)).c \
 	    tests/model.c -lm $(LDLIBS)
 
 # fuzz_run(target, seconds): fuzz from the committed corpus, new inputs kept apart

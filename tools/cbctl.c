@@ -18,7 +18,7 @@
 #define _POSIX_C_SOURCE 200809L
 #define CB_IMPLEMENTATION
 #include "cb.h"
-#include "chaos/cbflags.h"
+#include "cbflags.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>

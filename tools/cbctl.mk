@@ -34,7 +34,7 @@ TEST_DEPS  += libmicrohttpd-dev libcjson-dev prometheus python3-pytest $(FUZZ_SH
 deps-cbctl:
 	@$(NEED) libmicrohttpd-dev libcjson-dev
 
-$(CBCTL_BIN): tools/cbctl.c cb.h chaos/cbflags.h | deps-cbctl
+$(CBCTL_BIN): tools/cbctl.c cb.h tools/cbflags.h | deps-cbctl
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(CFLAGS) -I. -o $@ $< -lmicrohttpd -lcjson $(LDLIBS)
 
@@ -66,7 +66,7 @@ $(SHM_BUILD)/shm_cross: tests/shm_cross.c tests/t.h cb.h
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
 
-$(SHM_DRIVE): tests/shm_drive.c cb.h chaos/cbflags.h
+$(SHM_DRIVE): tests/shm_drive.c cb.h tools/cbflags.h
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
 

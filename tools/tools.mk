@@ -12,7 +12,7 @@ TEST_DEPS  += libcjson-dev python3-pytest
 deps-replay:
 	@$(NEED) libcjson-dev
 
-$(CB_REPLAY_BIN): tools/cb-replay.c cb.h chaos/cbflags.h | deps-replay
+$(CB_REPLAY_BIN): tools/cb-replay.c cb.h tools/cbflags.h | deps-replay
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(CFLAGS) -I. -o $@ $< -lcjson $(LDLIBS)
 

@@ -3,7 +3,7 @@
    (tests/model.c) has them, an error message that names the field, and a breaker that
    fits in exactly cb_size() bytes at any alignment. */
 #define CB_IMPLEMENTATION
-#include "../../cb.h"
+#include "cb.h"
 #include "../model.h"
 
 #include <stdio.h>

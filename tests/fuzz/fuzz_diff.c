@@ -10,7 +10,7 @@
    Run with FUZZ_TRACE=1 to print the decoded program (to turn a crash into a report). */
 #define CB_IMPLEMENTATION
 #define CB_TEST_HOOKS
-#include "../../cb.h"
+#include "cb.h"
 #include "../model.h"
 
 #include <inttypes.h>
