@@ -34,8 +34,9 @@
        1. types and API           (declarations, always compiled)
        2. state word and fast path (static inline: cb_allow, cb_record)
        3. implementation          (#ifdef CB_IMPLEMENTATION)
-            config, init, transitions (the state machine), windows, stats, history,
-            export, shared memory
+            names, config, init, counter stripes, time, history, windows, bulkhead,
+            the state machine (every transition, state by state), stats, export,
+            registry, shared memory
        4. license
 
    STATE DIAGRAM
