@@ -1,4 +1,4 @@
-# bench/: the cost of a protected call (issue 4). Targets:
+# bench/: the cost of a protected call. Targets:
 #   bench            everything below in turn, then docs/bench.md and docs/bench.png;
 #                    fails at the end if the cross-check failed (the report says so too)
 #   bench-run        bench/cb_bench (Google Benchmark 1.7 CLI and JSON) -> bench/out/cb_bench.json

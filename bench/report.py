@@ -91,7 +91,7 @@ def scaling(m, family):
 
 
 def bars(m, instr, load_avg, num_cpus, layout=None, paired=None):
-    """[(bar, measured, met or None, why)] for the BRIEF's overhead bars."""
+    """[(bar, measured, met or None, why)] for the overhead bars."""
     direct = m[DIRECT, 1][0]
     ins = instr.get("instructions_per_call", {})
 
@@ -266,14 +266,14 @@ def main():
 
     closed, rejected = m[CB_CLOSED, 1][0], m[CB_OPEN, 1][0]
     md += ["Published figures of peers that cannot run here (none is packaged by Debian or npm, "
-           "this project's only sources; quoted from issue 4, not measured), beside cb.h's "
+           "this project's only sources; quoted from their published benchmarks, not measured), beside cb.h's "
            "from this run: "
            f"Polly v8 137.7 ns per call closed/success ({137.7 / closed:.0f}x cb.h) and 233.7 ns "
            f"open/rejected ({233.7 / rejected:.0f}x); Sentinel-Go's breaker check about 90-110 ns "
            f"({90 / closed:.0f}-{110 / closed:.0f}x); resilience4j about 190-320 ns of overhead "
            f"({190 / closed:.0f}-{320 / closed:.0f}x); opossum about 1 us (measured above in "
            "this run). Other machines, other workloads: ratios to within a factor of two.", ""]
-    md += ["## Bars (../shared/BRIEF.md)", "", "| bar | measured | verdict | notes |",
+    md += ["## Bars", "", "| bar | measured | verdict | notes |",
            "| --- | --- | --- | --- |"]
     lpath = os.path.join(args.out_dir, "layout.json")
     layout = load(lpath) if os.path.exists(lpath) else None

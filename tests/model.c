@@ -1,4 +1,4 @@
-/* model.c - the sequential reference; see model.h. Written from the BRIEF and
+/* model.c - the sequential reference; see model.h. Written from docs/semantics.md and
    docs/semantics.md alone, clarity first: windows are lists of calls, counts are sums. */
 #include "model.h"
 
@@ -190,7 +190,7 @@ static void window_push(model *m, bool failed, bool slow)
     m->win[m->nwin++] = (model_call){epoch, failed, slow};
 }
 
-/* part / calls >= rate, as the BRIEF words it: with rate 0.4, 2 of 5 reach it (exact
+/* part / calls >= rate, as docs/semantics.md words it: with rate 0.4, 2 of 5 reach it (exact
    arithmetic on the double nearest 0.4 would say no). */
 static bool rate_reached(uint32_t part, uint32_t calls, double rate)
 {

@@ -1,4 +1,4 @@
-/* model.h - a plain sequential reference of the breaker semantics (BRIEF + docs/semantics.md).
+/* model.h - a plain sequential reference of the breaker semantics (docs/semantics.md).
 
    No atomics, no stripes, no cleverness: one struct, one function per API call, windows
    kept as the list of calls they hold. The differential fuzzer (tests/fuzz/fuzz_diff.c)
@@ -46,7 +46,7 @@ typedef struct model {
     uint64_t nevents;               /* transitions ever made */
 } model;
 
-/* Validity and defaults of a config, written from the BRIEF's field comments. */
+/* Validity and defaults of a config, as docs/semantics.md states them. */
 cb_err model_resolve(const cb_config *in, cb_config *out);
 
 cb_err model_init(model *m, const cb_config *cfg, uint64_t now_ns);

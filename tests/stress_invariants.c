@@ -1,6 +1,6 @@
 /* Invariant stress of cb.h: THREADS threads make CALLS random calls each on one breaker
    (failure bursts, IGNORED, slow calls, tickets held back until they go stale, random
-   manual transitions) and check the BRIEF's invariants while they run, at quiescent
+   manual transitions) and check the invariants of docs/semantics.md while they run, at quiescent
    points where every thread waits at a barrier, and after they join. The first violation
    prints what broke, after how many calls and how long, and exits with status 1.
 

@@ -84,7 +84,7 @@ static bool t_names_one_of(const char *msg, const char *alternatives)
 
 static const char t_name_64[] = "0123456789012345678901234567890123456789012345678901234567890123";
 
-/* Every invalid value of issue 2, item 9, and the message parts it must carry. */
+/* Every invalid value docs/semantics.md lists, and the message parts it must carry. */
 static const struct t_bad {
     cb_config cfg;
     const char *field;   /* one of these, '|'-separated */

@@ -103,7 +103,7 @@ TEST(the_failure_rate_rule_opens_at_exactly_the_rate)
 
 TEST(the_failure_rate_rule_compares_the_quotient_not_a_product)
 {
-    /* 7.0 / 25 == 0.28, but 0.28 * 25 > 7.0 in doubles: the BRIEF's rule is the quotient */
+    /* 7.0 / 25 == 0.28, but 0.28 * 25 > 7.0 in doubles: the rule is the quotient */
     t_fix *f = t_new((cb_config){.window_calls = 25, .failure_rate = 0.28});
     t_calls(f->b, S, 18);
     t_calls(f->b, F, 6);

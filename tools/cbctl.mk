@@ -1,4 +1,4 @@
-# tools/cbctl.mk: cbctl and the shared-memory tests (issue 6). Included by the Makefile.
+# tools/cbctl.mk: cbctl and the shared-memory tests. Included by the Makefile.
 #   test-shm       tests/shm_file.c (plain and ASan+UBSan), tests/registry_threads.c
 #                  (plain and TSan), then tests/shm_cross.c: the cross-process
 #                  accounting run, >= 100 kill -9 of a probe holder, random kills, and
