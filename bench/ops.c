@@ -1,5 +1,5 @@
 /* The benchmarked operations: a direct call (the floor), cb.h in each configuration the
-   BRIEF's bars name, and two peers built in the same binary (a gobreaker-style mutex
+   overhead bars name, and two peers built in the same binary (a gobreaker-style mutex
    breaker and a naive breaker on one shared seq_cst counter set). Every breaker protects
    the same function as BM_direct, so a difference of medians is the breaker's overhead. */
 #define _POSIX_C_SOURCE 200809L
