@@ -1900,7 +1900,7 @@ static cb__verdict cb__allow_open(cb_breaker *b, cb_ticket *t, uint64_t *w)
     return CB__AGAIN;
 }
 
-/* -- HALF_OPEN: half_open_calls probes at a time, until the round's deadline -- */
+/* -- HALF_OPEN: at most half_open_calls probes a round (IGNORED gives one back), until its deadline -- */
 
 static cb__verdict cb__allow_half_open(cb_breaker *b, cb_ticket *t, uint64_t *w)
 {
