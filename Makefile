@@ -7,6 +7,8 @@ BUILD   ?= build
 PYTHON  := /usr/bin/python3
 NEED    := scripts/need.sh
 LDLIBS  := -lpthread
+# Python writes no __pycache__ into the source tree; pytest runs with -p no:cacheprovider.
+export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: all test demo clean deps-base
 .DEFAULT_GOAL := all
@@ -17,14 +19,14 @@ ALL        :=
 TEST_STEPS :=
 TEST_DEPS  := build-essential clang valgrind
 
+# Tools first: the tests of tests/shm/ name cbctl's rule.
+include examples/examples.mk
+include tools/tools.mk
+include tools/cbctl.mk
 include tests/tests.mk
--include tests/verify.mk
--include tests/stress.mk
--include examples/examples.mk
--include tools/tools.mk
--include tools/cbctl.mk
--include bench/bench.mk
--include chaos/chaos.mk
+include model/model.mk
+include bench/bench.mk
+include chaos/chaos.mk
 
 all: $(ALL)
 
@@ -40,4 +42,4 @@ $(BUILD):
 	@mkdir -p $@
 
 clean:
-	rm -rf $(BUILD) bench/out chaos/out
+	rm -rf $(BUILD)

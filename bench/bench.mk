@@ -1,21 +1,21 @@
 # bench/: the cost of a protected call. Targets:
 #   bench            everything below in turn, then docs/bench.md and docs/bench.png;
 #                    fails at the end if the cross-check failed (the report says so too)
-#   bench-run        bench/cb_bench (Google Benchmark 1.7 CLI and JSON) -> bench/out/cb_bench.json
-#   bench-instr      callgrind instructions per call -> bench/out/instr.json
-#   bench-peers      opossum, cockatiel (npm) and Python circuitbreaker -> bench/out/peers-*.json
+#   bench-run        build/bench/cb_bench (Google Benchmark 1.7 CLI and JSON) -> build/bench/out/cb_bench.json
+#   bench-instr      callgrind instructions per call -> build/bench/out/instr.json
+#   bench-peers      opossum, cockatiel (npm) and Python circuitbreaker -> build/bench/out/peers-*.json
 #   bench-xcheck     the same loops under real Google Benchmark; fails on a > 15% difference
-#   bench-report     docs/bench.md and docs/bench.png from bench/out
-#   bench-scaling    two-thread scaling from paired 1- and 2-thread rounds -> bench/out/scaling.json
+#   bench-report     docs/bench.md and docs/bench.png from build/bench/out
+#   bench-scaling    two-thread scaling from paired 1- and 2-thread rounds -> build/bench/out/scaling.json
 #   bench-layout     the CLOSED success loop at 64 stack offsets (bench/layout_sweep.c)
-#                    -> bench/out/layout.json
+#                    -> build/bench/out/layout.json
 #   test-bench-smoke (in make test) a tiny run whose JSON must have the 1.7 shape; no timing
 # Take figures on an idle machine: make bench BENCH_MIN_TIME=0.2 BENCH_REPS=10 for more.
 
-BENCH_BIN      := bench/cb_bench
+BENCH_BIN      := $(BUILD)/bench/cb_bench
 BENCH_GB       := $(BUILD)/bench/gb_xcheck
 BENCH_OPS      := $(BUILD)/bench/ops.o
-BENCH_OUT      := bench/out
+BENCH_OUT      := $(BUILD)/bench/out
 BENCH_MIN_TIME ?= 0.1
 BENCH_REPS     ?= 10
 # Random interleaving spreads a drifting load over every benchmark, not the few it hits.
@@ -28,16 +28,18 @@ TEST_STEPS += test-bench-smoke
 TEST_DEPS  += python3
 
 .PHONY: bench bench-deps bench-run bench-instr bench-peers bench-xcheck bench-report bench-layout bench-scaling \
-        test-bench-smoke bench-clean
+        test-bench-smoke
 
 $(BENCH_OPS): bench/ops.c bench/ops.h cb.h
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(CFLAGS) -I. -c $< -o $@
 
 $(BENCH_BIN): bench/cb_bench.c bench/ops.h $(BENCH_OPS)
+	@mkdir -p $(@D)
 	$(CC) $(WARN) $(CFLAGS) -o $@ $< $(BENCH_OPS) $(LDLIBS) -lm
 
 $(BENCH_GB): bench/xcheck.cc bench/ops.h $(BENCH_OPS)
+	@mkdir -p $(@D)
 	$(CXX) -std=c++17 -Wall -Wextra -Werror $(CFLAGS) -o $@ $< $(BENCH_OPS) -lbenchmark $(LDLIBS)
 
 $(BUILD)/bench/layout_sweep: bench/layout_sweep.c cb.h
@@ -100,7 +102,3 @@ test-bench-smoke: $(BENCH_BIN)
 	$(PYTHON) bench/check_json.py --fixed-names $(BUILD)/bench/smoke.json
 	$(PYTHON) bench/check_json.py $(BUILD)/bench/smoke-agg.json
 
-bench-clean:
-	rm -f $(BENCH_BIN)
-
-clean: bench-clean

@@ -2,7 +2,7 @@
    success loop (consecutive failures only) timed at each of 64 stack offsets, cache-line
    steps over a 4 KiB page, best of 5 runs of 10^6 calls each. `make bench-layout`.
    Prints "offset-of-the-ticket-in-its-page:ns" per offset, and the spread; with a file
-   argument, also writes them there as JSON (make bench: bench/out/layout.json, which the
+   argument, also writes them there as JSON (make bench: build/bench/out/layout.json, which the
    report quotes). The layout of the breaker itself (heap) stays fixed within the process.
    usage: layout_sweep [OUT.json] */
 #define _POSIX_C_SOURCE 200809L

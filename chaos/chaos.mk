@@ -1,8 +1,10 @@
 # chaos/: workload programs built on cb.h, the fault-injection suite and its report.
-#   make chaos        every scenario in full settings, then chaos/out/report.md + PNGs
+#   make chaos        every scenario in full settings, then build/chaos/out/report.md + PNGs
 #   make test-chaos   every scenario in fast settings (a step of make test)
 CHAOS_BIN   := $(BUILD)/chaos
 CHAOS_PROGS := $(CHAOS_BIN)/redis_client $(CHAOS_BIN)/model_loader
+# Scenario results, logs and the report (chaos/components.py reads it).
+export CHAOS_OUT := $(abspath $(BUILD))/chaos/out
 CHAOS_DEPS  := redis-server libhiredis-dev python3-pytest python3-redis python3-matplotlib
 # The suite also runs chaos/test_replay.py, which needs tools/cb-replay when tools.mk builds it.
 CHAOS_NEEDS := $(CHAOS_PROGS) $(filter %/cb-replay,$(ALL))

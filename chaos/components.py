@@ -14,6 +14,8 @@ from pathlib import Path
 import redis
 
 CHAOS = Path(__file__).resolve().parent
+# Results and logs: build/chaos/out unless CHAOS_OUT says (make passes $(BUILD)/chaos/out).
+OUT = Path(os.environ.get("CHAOS_OUT") or CHAOS.parent / "build" / "chaos" / "out")
 sys.path.insert(0, str(CHAOS))
 import faultproxy  # noqa: E402  (the proxy's own control client and mode check)
 

@@ -27,10 +27,9 @@ from pathlib import Path
 
 import redis
 
-from components import CHAOS, FaultProxy, RedisServer, leftover_processes, spawn, stop_process, wait_until
+from components import CHAOS, OUT, FaultProxy, RedisServer, leftover_processes, spawn, stop_process, wait_until
 import scenario as scn
 
-OUT = CHAOS / "out"
 MAX_LATE_MS, MAX_APPLY_MS = 500, 3000  # beyond these the machine, not the breaker, is measured
 
 
@@ -335,7 +334,7 @@ def main(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("scenarios", nargs="+", help="scenario TOML files")
     ap.add_argument("--settings", choices=("fast", "full"), default="full")
-    ap.add_argument("--out", type=Path, default=OUT, help="results go to OUT/NAME/ (default chaos/out)")
+    ap.add_argument("--out", type=Path, default=OUT, help="results go to OUT/NAME/ (default build/chaos/out)")
     ap.add_argument("--live", action="store_true", help="show the workload's live status line")
     ap.add_argument("--demo", action="store_true", help="--live, then a report and a plot per scenario")
     args = ap.parse_args(argv)

@@ -3,7 +3,7 @@
 per scenario (call latency by outcome on a log scale, the breaker state as a band, the
 fault windows shaded).
 
-    report.py                          every scenario of chaos/scenarios -> chaos/out/report.md
+    report.py                          every scenario of chaos/scenarios -> build/chaos/out/report.md
     report.py --output FILE DIR...     the results in DIR... (each NAME/ with result.json)
 """
 
@@ -21,6 +21,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 CHAOS = Path(__file__).resolve().parent
+sys.path.insert(0, str(CHAOS))
+from components import OUT  # noqa: E402
 OUTCOME_STYLE = {"ok": ("tab:green", "ok"), "fail": ("tab:red", "failed"),
                  "rejected": ("tab:blue", "rejected by the breaker")}
 STATE_COLOUR = {"closed": "tab:green", "open": "tab:red", "half_open": "tab:orange",
@@ -144,10 +146,10 @@ def write_report(run_dirs, output):
 
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("dirs", nargs="*", type=Path, help="result dirs (default: chaos/out/NAME per scenario)")
-    ap.add_argument("--output", type=Path, default=CHAOS / "out" / "report.md")
+    ap.add_argument("dirs", nargs="*", type=Path, help="result dirs (default: build/chaos/out/NAME per scenario)")
+    ap.add_argument("--output", type=Path, default=OUT / "report.md")
     args = ap.parse_args(argv)
-    dirs = args.dirs or [CHAOS / "out" / p.stem for p in sorted((CHAOS / "scenarios").glob("*.toml"))]
+    dirs = args.dirs or [OUT / p.stem for p in sorted((CHAOS / "scenarios").glob("*.toml"))]
     ok = write_report(dirs, args.output)
     print(f"report: {args.output}" + ("" if ok else " (some scenarios failed)"))
 

@@ -1,6 +1,6 @@
 """Every scenario in chaos/scenarios/, run against real components; each expectation is
 computed from the logs (see harness.analyze). CHAOS_SETTINGS=fast (make test) or full
-(make chaos). Results and logs go to chaos/out/NAME/."""
+(make chaos). Results and logs go to build/chaos/out/NAME/."""
 
 import json
 import os

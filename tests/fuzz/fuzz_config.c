@@ -1,10 +1,10 @@
 /* fuzz_config.c - arbitrary configs into cb_config_check, cb_config_resolve, cb_size,
    cb_init and cb_new: never a crash, validity and every default as the reference model
-   (tests/model.c) has them, an error message that names the field, and a breaker that
+   (tests/fuzz/model.c) has them, an error message that names the field, and a breaker that
    fits in exactly cb_size() bytes at any alignment. */
 #define CB_IMPLEMENTATION
 #include "cb.h"
-#include "../model.h"
+#include "model.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* fuzz_diff.c - differential fuzzing: cb.h against the reference model (tests/model.c).
+/* fuzz_diff.c - differential fuzzing: cb.h against the reference model (tests/fuzz/model.c).
 
    The input is a config followed by operations: allow, record (success, failure,
    ignored; of any ticket still held, or of a rejected one, or again of one recorded
@@ -11,7 +11,7 @@
 #define CB_IMPLEMENTATION
 #define CB_TEST_HOOKS
 #include "cb.h"
-#include "../model.h"
+#include "model.h"
 
 #include <inttypes.h>
 #include <stdarg.h>

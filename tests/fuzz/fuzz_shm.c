@@ -35,7 +35,7 @@
 #define CB_SHM_WAIT_MS 20
 #endif
 #define CB_IMPLEMENTATION
-#include "../../cb.h"
+#include "cb.h"
 
 #include <fcntl.h>
 #include <stdio.h>

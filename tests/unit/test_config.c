@@ -3,7 +3,7 @@
    naming the field and the value; the edges of each range are valid. */
 #define CB_IMPLEMENTATION
 #include "cb.h"
-#include "t.h"
+#include "tests/t.h"
 
 #include <ctype.h>
 #include <math.h>

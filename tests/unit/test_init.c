@@ -4,7 +4,7 @@
    and cb_new's failure when malloc fails. */
 #define CB_IMPLEMENTATION
 #include "cb.h"
-#include "t.h"
+#include "tests/t.h"
 
 #include <sys/mman.h>
 

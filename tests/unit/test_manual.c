@@ -3,7 +3,7 @@
    the stale and rejected tickets they leave behind. */
 #define CB_IMPLEMENTATION
 #include "cb.h"
-#include "t.h"
+#include "tests/t.h"
 
 #define S CB_SUCCESS
 #define F CB_FAILURE

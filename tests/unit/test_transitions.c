@@ -6,7 +6,7 @@
 #define CB_IMPLEMENTATION
 #define CB_TEST_HOOKS   /* cb__test_set_generation */
 #include "cb.h"
-#include "t.h"
+#include "tests/t.h"
 
 #include <time.h>
 

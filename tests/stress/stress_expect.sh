@@ -1,5 +1,5 @@
 #!/bin/sh
-# Usage: tests/stress_expect.sh must|may PROGRAM ARGS...
+# Usage: tests/stress/stress_expect.sh must|may PROGRAM ARGS...
 # Runs a stress test built with a planted bug, which should report a VIOLATION (exit 1).
 # must: failing to catch it fails this script; may: only reported (plain builds catch
 # some planted bugs by chance only). A crash or any other exit status always fails.

@@ -5,7 +5,7 @@
    `make test-promtool` checks a real exposition with promtool. */
 #define CB_IMPLEMENTATION
 #include "cb.h"
-#include "t.h"
+#include "tests/t.h"
 
 #include <cjson/cJSON.h>
 

@@ -4,7 +4,7 @@
    gives the slot back. */
 #define CB_IMPLEMENTATION
 #include "cb.h"
-#include "t.h"
+#include "tests/t.h"
 
 #define S CB_SUCCESS
 #define F CB_FAILURE

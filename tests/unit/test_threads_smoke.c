@@ -2,11 +2,11 @@
    held across other calls, manual transitions from one thread, a shared clock that every
    call moves; then the accounting identity must hold exactly and the events must match the
    generation. Also: counter stripes when threads come and go, outnumber the stripes, or
-   give theirs back. The heavy concurrency suite is tests/stress_*.c. */
+   give theirs back. The heavy concurrency suite is tests/stress/. */
 #define _POSIX_C_SOURCE 200809L   /* pthread_barrier_t */
 #define CB_IMPLEMENTATION
 #include "cb.h"
-#include "t.h"
+#include "tests/t.h"
 
 #include <pthread.h>
 

@@ -3,7 +3,7 @@
    tickets those transitions leave behind. */
 #define CB_IMPLEMENTATION
 #include "cb.h"
-#include "t.h"
+#include "tests/t.h"
 
 #define S CB_SUCCESS
 #define F CB_FAILURE

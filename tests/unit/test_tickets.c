@@ -4,7 +4,7 @@
    zero, so a bulkhead can never be shut for good by them. */
 #define CB_IMPLEMENTATION
 #include "cb.h"
-#include "t.h"
+#include "tests/t.h"
 
 #define S CB_SUCCESS
 #define F CB_FAILURE

@@ -1,18 +1,16 @@
-# tests/verify.mk: the reference model against cb.h (differential fuzzing) and the
-# state-word protocol checked by spin. See docs/verification.md. Targets:
+# tests/fuzz/: the reference model (model.c) against cb.h, by libFuzzer (differential
+# fuzzing). See docs/verification.md. Targets:
 #   fuzz         each libFuzzer target for FUZZ_TIME seconds (default 60); new inputs go
 #                to $(BUILD)/fuzz/new-<target>, crashes to $(BUILD)/fuzz/<target>-crash-*
 #   fuzz-merge   fold those new inputs into the committed corpus, minimized
 #   test-fuzz    (make test) replay the committed corpus; replay it against each planted
 #                bug (in the model or in cb.h), which must be caught; then fuzz
 #                FUZZ_TEST_TIME seconds (default 20) each
-#   model        spin on model/breaker.pml, every configuration (about 1.5 GB, 2 minutes)
-#   test-model   (make test) the same without the largest configuration (about a minute)
 
 FUZZ_TIME      ?= 60
 FUZZ_TEST_TIME ?= 20
 FUZZ_TARGETS   := fuzz_diff fuzz_config
-# Planted bugs, named <target>-<where><n>: where is model (MODEL_BUG in tests/model.c) or
+# Planted bugs, named <target>-<where><n>: where is model (MODEL_BUG in tests/fuzz/model.c) or
 # cb (bug n of tests/planted.py, applied to a copy of cb.h). The committed corpus must
 # catch every one.
 FUZZ_BUGS      := fuzz_diff-model1 fuzz_diff-model2 fuzz_diff-model3 fuzz_diff-model4 \
@@ -20,19 +18,18 @@ FUZZ_BUGS      := fuzz_diff-model1 fuzz_diff-model2 fuzz_diff-model3 fuzz_diff-m
 FUZZ_FLAGS     := $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_BINS      := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
 FUZZ_BUG_BINS  := $(FUZZ_BUGS:%=$(BUILD)/fuzz/%)
-FUZZ_SRC       := tests/model.c tests/model.h cb.h
+FUZZ_SRC       := tests/fuzz/model.c tests/fuzz/model.h cb.h
 
-TEST_STEPS += test-fuzz test-model
-TEST_DEPS  += spin
+TEST_STEPS += test-fuzz
 
-.PHONY: deps-verify fuzz fuzz-merge test-fuzz model test-model
+.PHONY: deps-verify fuzz fuzz-merge test-fuzz
 
 deps-verify:
-	@$(NEED) clang spin
+	@$(NEED) clang
 
 $(FUZZ_BINS): $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) | deps-verify
 	@mkdir -p $(@D)
-	clang $(FUZZ_FLAGS) -I. -o $@ $< tests/model.c -lm $(LDLIBS)
+	clang $(FUZZ_FLAGS) -I. -o $@ $< tests/fuzz/model.c -lm $(LDLIBS)
 
 bug_target = $(word 1,$(subst -, ,$(1)))
 bug_flag = $(patsubst model%,-DMODEL_BUG=%,$(patsubst cb%,-I$(BUILD)/planted/%,$(word 2,$(subst -, ,$(1)))))
@@ -41,7 +38,7 @@ $(foreach b,$(filter %-cb4 %-cb5,$(FUZZ_BUG_BINS)),$(eval $(b): $(BUILD)/planted
 $(FUZZ_BUG_BINS): $(FUZZ_SRC) tests/fuzz/fuzz_diff.c tests/fuzz/fuzz_config.c | deps-verify
 	@mkdir -p $(@D)
 	clang $(FUZZ_FLAGS) $(call bug_flag,$(@F)) -I. -o $@ tests/fuzz/$(call bug_target,$(@F)).c \
-	    tests/model.c -lm $(LDLIBS)
+	    tests/fuzz/model.c -lm $(LDLIBS)
 
 # fuzz_run(target, seconds): fuzz from the committed corpus, new inputs kept apart
 fuzz_run = mkdir -p $(BUILD)/fuzz/new-$(1) && \
@@ -71,8 +68,53 @@ test-fuzz: $(FUZZ_BINS) $(FUZZ_BUG_BINS)
 	    echo "planted bug $(b): caught: $$(grep -m1 '^fuzz_' $(BUILD)/fuzz/$(b).log)";)
 	@set -e; $(foreach t,$(FUZZ_TARGETS),$(call fuzz_run,$(t),$(FUZZ_TEST_TIME));)
 
-model: deps-verify
-	@CC=$(CC) model/check.sh $(BUILD)/model full
+# ---- fuzz_shm: a shared file's bytes, and a live file rewritten under its callers ----
+#   test-fuzz-shm    (make test) the committed corpus replayed, then fuzzed for
+#                    FUZZ_SHM_SECONDS (default 15) on a scratch copy of it
+#   fuzz-shm         a longer run (FUZZ_SHM_SECONDS=600 by default there)
+#   fuzz-shm-corpus  after a change of the file format (CB__VERSION bumped): rewrites
+#                    tests/fuzz/corpus/shm/
 
-test-model: deps-verify
-	@CC=$(CC) model/check.sh $(BUILD)/model
+FUZZ_SHM    := $(BUILD)/fuzz/fuzz_shm
+FUZZ_SHM_CORPUS := tests/fuzz/corpus/shm
+FUZZ_SHM_SECONDS ?= 15
+# libFuzzer's runtime is a Recommends of clang in Debian 12, so it is named here.
+FUZZ_SHM_DEPS := clang libclang-rt-14-dev
+
+TEST_STEPS += test-fuzz-shm
+TEST_DEPS  += $(FUZZ_SHM_DEPS)
+
+.PHONY: test-fuzz-shm fuzz-shm fuzz-shm-corpus
+
+$(FUZZ_SHM): tests/fuzz/fuzz_shm.c cb.h
+	@$(NEED) $(FUZZ_SHM_DEPS)
+	@mkdir -p $(@D)
+	clang $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    -I. -o $@ $< $(LDLIBS)
+
+# $(call fuzz_shm_quiet,ARGS): run the fuzzer with its output in $(BUILD)/fuzz/shm.log;
+# print the summary, or on failure the end of the log (crash files: $(BUILD)/fuzz/shm-*).
+fuzz_shm_quiet = if $(FUZZ_SHM) -artifact_prefix=$(BUILD)/fuzz/shm- $(1) > $(BUILD)/fuzz/shm.log 2>&1; \
+    then grep -E 'DONE' $(BUILD)/fuzz/shm.log; \
+    else tail -n 80 $(BUILD)/fuzz/shm.log; echo "fuzz_shm: FAILED, log in $(BUILD)/fuzz/shm.log"; exit 1; fi
+
+# Fuzzes a scratch copy of the corpus: the committed one changes only by fuzz-shm-corpus.
+fuzz_shm_run = rm -rf $(BUILD)/fuzz/shm-work && mkdir -p $(BUILD)/fuzz/shm-work && \
+    cp $(FUZZ_SHM_CORPUS)/* $(BUILD)/fuzz/shm-work/ && \
+    $(call fuzz_shm_quiet,-max_total_time=$(1) -max_len=16384 -timeout=10 $(BUILD)/fuzz/shm-work)
+
+test-fuzz-shm: $(FUZZ_SHM)
+	@$(call fuzz_shm_quiet,-runs=0 $(FUZZ_SHM_CORPUS))
+	@$(call fuzz_shm_run,$(FUZZ_SHM_SECONDS))
+
+fuzz-shm: FUZZ_SHM_SECONDS = 600
+fuzz-shm: $(FUZZ_SHM)
+	@$(call fuzz_shm_run,$(FUZZ_SHM_SECONDS))
+
+$(BUILD)/fuzz/fuzz_shm_corpus: tests/fuzz/fuzz_shm.c cb.h
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(CFLAGS) -DFUZZ_SHM_MAKE_CORPUS -I. -o $@ $< $(LDLIBS)
+
+fuzz-shm-corpus: $(BUILD)/fuzz/fuzz_shm_corpus
+	rm -rf $(FUZZ_SHM_CORPUS) && mkdir -p $(FUZZ_SHM_CORPUS)
+	$< $(FUZZ_SHM_CORPUS)

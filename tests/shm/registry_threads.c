@@ -19,7 +19,7 @@ static _Thread_local uint64_t t_yield_state = 0x9e3779b97f4a7c15ull;
     } while (0)
 #define CB_IMPLEMENTATION
 #include "cb.h"
-#include "t.h"
+#include "tests/t.h"
 
 #include <pthread.h>
 

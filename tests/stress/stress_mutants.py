@@ -1,16 +1,16 @@
 #!/usr/bin/python3
-"""Shows that each check of tests/stress_invariants.c bites: every mutant below is cb.h
+"""Shows that each check of tests/stress/stress_invariants.c bites: every mutant below is cb.h
 with one small bug put in by text replacement; the stress test (8 threads, fake clock,
 yield injection) must report a VIOLATION for each. The unmutated cb.h must pass the same
 runs first, or a kill would prove nothing.
 
-Usage: tests/stress_mutants.py BUILD_DIR [CC]
+Usage: tests/stress/stress_mutants.py BUILD_DIR [CC]
 A mutant whose text is no longer in cb.h fails the run: update the list with cb.h."""
 import os
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import planted  # noqa: E402  (the same text replacement as the planted bugs)
 
 # name, scenario, what should catch it, [(text in cb.h, replacement)]
@@ -68,12 +68,12 @@ MUTANTS = [
      [("(int32_t)fail - (counted ? (int32_t)(old & 1u) : 0)", "(int32_t)fail")]),
 ]
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def build(cc, out, include):
     flags = ["-std=c11", "-O2", "-g", "-DSTRESS_YIELD", "-I" + include, "-I" + ROOT]
-    subprocess.run([cc] + flags + ["-o", out, os.path.join(ROOT, "tests/stress_invariants.c"),
+    subprocess.run([cc] + flags + ["-o", out, os.path.join(ROOT, "tests/stress/stress_invariants.c"),
                                    "-lpthread", "-lm"], check=True)
 
 

@@ -2,7 +2,7 @@
    events on_event saw) and the exactly-once accounting identity over a long random run. */
 #define CB_IMPLEMENTATION
 #include "cb.h"
-#include "t.h"
+#include "tests/t.h"
 
 #define S CB_SUCCESS
 #define F CB_FAILURE

@@ -4,7 +4,7 @@
    temporary folder that the run removes. */
 #define CB_IMPLEMENTATION
 #include "cb.h"
-#include "t.h"
+#include "tests/t.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -17,39 +17,8 @@
 #define S CB_SUCCESS
 #define F CB_FAILURE
 
-static char t_dir[64];
-
-/* A fresh path in the run's folder. */
-static const char *t_path(const char *name)
-{
-    static char path[128];
-    if (!t_dir[0]) {
-        snprintf(t_dir, sizeof t_dir, "/tmp/cb-shm-test.XXXXXX");
-        if (!mkdtemp(t_dir)) {
-            perror("mkdtemp");
-            exit(2);
-        }
-    }
-    snprintf(path, sizeof path, "%s/%s", t_dir, name);
-    unlink(path);
-    return path;
-}
-
-__attribute__((destructor)) static void t_remove_dir(void)
-{
-    DIR *d = t_dir[0] ? opendir(t_dir) : NULL;
-    struct dirent *e;
-    char path[512];
-    while (d && (e = readdir(d)))
-        if (e->d_name[0] != '.') {
-            snprintf(path, sizeof path, "%s/%s", t_dir, e->d_name);
-            unlink(path);
-        }
-    if (d) {
-        closedir(d);
-        rmdir(t_dir);
-    }
-}
+#define T_DIR_NAME "/tmp/cb-shm-test.XXXXXX"
+#include "tests/shm/t_dir.h"
 
 static cb_breaker *t_open(const char *path, cb_config cfg, cb_err expect)
 {
@@ -511,14 +480,14 @@ TEST(attach_to_a_damaged_foreign_or_other_layout_file_fails_cleanly)
 
 /* ---- the format -------------------------------------------------------------------- */
 
-/* tests/shm_golden.cb was written by `make shm-golden` (cbctl and tests/shm_drive.c):
+/* tests/shm/shm_golden.cb was written by `make shm-golden` (cbctl and tests/shm/shm_drive.c):
    opened, forced open, reset, then 6 successes, 1 ignored, 4 failures. Every figure must
    read back: a change of the format that keeps CB__VERSION would misread it (fields
    moved or re-encoded), and one that bumps it must come with a new golden file. */
 TEST(a_file_written_in_this_format_reads_back_field_by_field)
 {
     const char *path = t_path("golden.cb");
-    FILE *in = fopen("tests/shm_golden.cb", "rb"), *out = fopen(path, "wb");
+    FILE *in = fopen("tests/shm/shm_golden.cb", "rb"), *out = fopen(path, "wb");
     char buf[4096];
     size_t n;
     REQUIRE(in && out);

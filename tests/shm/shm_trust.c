@@ -11,7 +11,7 @@
 #define _DEFAULT_SOURCE   /* setgroups, usleep */
 #define CB_IMPLEMENTATION
 #include "cb.h"
-#include "t.h"
+#include "tests/t.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -26,39 +26,9 @@
 #define F CB_FAILURE
 #define NOBODY 65534
 
-static char t_dir[64];
-
-/* A fresh path in the run's folder (mode 1777, so that a second user can write in it). */
-static const char *t_path(const char *name)
-{
-    static char path[128];
-    if (!t_dir[0]) {
-        snprintf(t_dir, sizeof t_dir, "/tmp/cb-trust-test.XXXXXX");
-        if (!mkdtemp(t_dir) || chmod(t_dir, 01777) != 0) {
-            perror("mkdtemp");
-            exit(2);
-        }
-    }
-    snprintf(path, sizeof path, "%s/%s", t_dir, name);
-    unlink(path);
-    return path;
-}
-
-__attribute__((destructor)) static void t_remove_dir(void)
-{
-    DIR *d = t_dir[0] ? opendir(t_dir) : NULL;
-    struct dirent *e;
-    char path[512];
-    while (d && (e = readdir(d)))
-        if (e->d_name[0] != '.') {
-            snprintf(path, sizeof path, "%s/%s", t_dir, e->d_name);
-            unlink(path);
-        }
-    if (d) {
-        closedir(d);
-        rmdir(t_dir);
-    }
-}
+#define T_DIR_NAME "/tmp/cb-trust-test.XXXXXX"
+#define T_DIR_MODE 01777 /* a second user writes in it */
+#include "tests/shm/t_dir.h"
 
 static const cb_config t_cfg = { .name = "trust", .window_calls = 16, .failure_rate = 0.5,
                                  .open_ms = 50, .max_concurrent = 4 };

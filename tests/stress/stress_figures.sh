@@ -1,5 +1,5 @@
 #!/bin/sh
-# Usage: tests/stress_figures.sh TRIALS BUILD_DIR
+# Usage: tests/stress/stress_figures.sh TRIALS BUILD_DIR
 # How fast the stress test catches each planted bug: TRIALS runs of 8 threads x 10^6
 # calls per build (with and without yield injection) and clock, then per row the runs
 # that caught it and the median and worst calls (all threads) and milliseconds until the

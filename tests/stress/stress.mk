@@ -1,9 +1,9 @@
-# tests/stress.mk: invariant stress of cb.h, sanitizers, planted bugs, wraparound
+# tests/stress/: invariant stress of cb.h, sanitizers, planted bugs, wraparound
 # (docs/verification-stress.md has the figures). Steps, in order:
 #   test-stress       2, 4, 8 threads x 10^6 calls, every rule set, fake and real clock,
-#                     plain and with yield injection (-DSTRESS_YIELD, tests/stress.h)
+#                     plain and with yield injection (-DSTRESS_YIELD, stress.h)
 #   test-tsan         stress and unit tests under ThreadSanitizer, gcc and clang
-#   test-asan-stress  stress under AddressSanitizer + UBSan (clang; tests.mk's test-asan
+#   test-asan-stress  stress under AddressSanitizer + UBSan (clang; unit.mk's test-asan
 #                     runs the unit tests so with gcc)
 #   test-valgrind     unit tests under valgrind memcheck
 #   test-planted      bugs 1, 2, 3 of tests/planted.py: the stress test must catch each with
@@ -12,7 +12,7 @@
 #                     counters through 2^64, under ASan + UBSan
 # Every run is bounded by `timeout`; sanitizer runs are smaller than the plain ones.
 
-STRESS_SRC    := tests/stress_invariants.c tests/stress.h cb.h
+STRESS_SRC    := tests/stress/stress_invariants.c tests/stress/stress.h cb.h
 STRESS_TSAN   := -O1 -g -fsanitize=thread
 STRESS_ASAN   := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all
 STRESS_RUN    := env TSAN_OPTIONS='halt_on_error=1 second_deadlock_stack=1' \
@@ -42,13 +42,13 @@ stress-deps:
 
 $(BUILD)/stress/%/stress_invariants: $(STRESS_SRC) | stress-deps
 	@mkdir -p $(@D)
-	$(STRESS_$*) $(WARN) -I. -o $@ tests/stress_invariants.c $(TESTS_LIBS)
+	$(STRESS_$*) $(WARN) -I. -o $@ tests/stress/stress_invariants.c $(TESTS_LIBS)
 
-$(BUILD)/tsan-gcc/tests/test_%: tests/test_%.c $(TESTS_SRC) | tests-deps stress-deps
+$(BUILD)/tsan-gcc/tests/test_%: tests/unit/test_%.c $(TESTS_SRC) | tests-deps stress-deps
 	@mkdir -p $(@D)
 	gcc $(WARN) $(STRESS_TSAN) -I. -o $@ $< tests/t_other.c $(TESTS_LD_$*) $(TESTS_LIBS)
 
-$(BUILD)/tsan-clang/tests/test_%: tests/test_%.c $(TESTS_SRC) | tests-deps stress-deps
+$(BUILD)/tsan-clang/tests/test_%: tests/unit/test_%.c $(TESTS_SRC) | tests-deps stress-deps
 	@mkdir -p $(@D)
 	clang $(WARN) $(STRESS_TSAN) -I. -o $@ $< tests/t_other.c $(TESTS_LD_$*) $(TESTS_LIBS)
 
@@ -81,20 +81,20 @@ stress_scenario = $(if $(filter 2,$(1)),count,consecutive)
 test-planted: $(foreach n,1 2 3,$(call stress_bin,bug$(n)) $(call stress_bin,bug$(n)-yield))
 	@set -e; $(foreach n,1 2 3,for c in fake real; do \
 	    echo "-- planted bug $(n), $$c clock, yield injection"; \
-	    tests/stress_expect.sh must $(STRESS_RUN) $(call stress_bin,bug$(n)-yield) \
+	    tests/stress/stress_expect.sh must $(STRESS_RUN) $(call stress_bin,bug$(n)-yield) \
 	        $(call stress_scenario,$(n)) 8 1000000 $$c; \
 	    echo "-- planted bug $(n), $$c clock, no yield injection"; \
-	    tests/stress_expect.sh may $(STRESS_RUN) $(call stress_bin,bug$(n)) \
+	    tests/stress/stress_expect.sh may $(STRESS_RUN) $(call stress_bin,bug$(n)) \
 	        $(call stress_scenario,$(n)) 8 1000000 $$c; done;)
 
 # Not steps of `make test`: the proofs behind docs/verification-stress.md. Every check
 # kills a mutant of cb.h; each planted bug is caught this fast (TRIALS runs per row).
 .PHONY: stress-mutants stress-figures
 stress-mutants:
-	$(PYTHON) tests/stress_mutants.py $(BUILD)/stress/mutants $(CC)
+	$(PYTHON) tests/stress/stress_mutants.py $(BUILD)/stress/mutants $(CC)
 
 stress-figures: $(foreach f,plain yield $(foreach n,1 2 3,bug$(n) bug$(n)-yield),$(call stress_bin,$(f)))
-	tests/stress_figures.sh $(or $(TRIALS),10) $(BUILD)
+	tests/stress/stress_figures.sh $(or $(TRIALS),10) $(BUILD)
 
 # Generations start 256 below each width cb.h's generation tags have (16, 22, 29, 32
 # bits), every thread's counters 4096 below 2^64; the time window's 2 ms buckets (the

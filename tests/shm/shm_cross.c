@@ -13,7 +13,7 @@
 #define _DEFAULT_SOURCE   /* MAP_ANONYMOUS */
 #define CB_IMPLEMENTATION
 #include "cb.h"
-#include "t.h"
+#include "tests/t.h"
 
 #include <poll.h>
 #include <signal.h>

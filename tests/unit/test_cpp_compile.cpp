@@ -1,6 +1,6 @@
 /* cb.h from C++: the declarations and the inline fast path compile as C++ (g++ -std=c++23,
    clang++ -std=c++2b: <stdatomic.h> in C++ needs C++23) and work against the
-   implementation compiled as C (tests/cb_impl.c). */
+   implementation compiled as C (tests/unit/cb_impl.c). */
 #include "cb.h"
 
 #include <cstdio>

@@ -3,7 +3,7 @@
    rules at their exact thresholds, rule order, and which paths read the clock. */
 #define CB_IMPLEMENTATION
 #include "cb.h"
-#include "t.h"
+#include "tests/t.h"
 
 #define S CB_SUCCESS
 #define F CB_FAILURE

@@ -1,0 +1,18 @@
+# model/: the state-word protocol (breaker.pml) and the count window (ring.pml) checked
+# exhaustively by spin, planted protocol bugs included. See docs/verification.md.
+#   model        every configuration (about 1.5 GB, 2 minutes)
+#   test-model   (make test) the same without the largest configuration (about a minute)
+
+TEST_STEPS += test-model
+TEST_DEPS  += spin
+
+.PHONY: deps-model model test-model
+
+deps-model:
+	@$(NEED) spin
+
+model: deps-model
+	@CC=$(CC) model/check.sh $(BUILD)/model full
+
+test-model: deps-model
+	@CC=$(CC) model/check.sh $(BUILD)/model
