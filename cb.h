@@ -93,8 +93,13 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define CB__UNUSED __attribute__((unused))
+#define CB__NOINLINE __attribute__((noinline))
+/* the fast path is the whole point of inlining: not left to the compiler's size limits */
+#define CB__FAST static inline __attribute__((always_inline))
 #else
+#define CB__FAST static inline
 #define CB__UNUSED
+#define CB__NOINLINE
 #endif
 #ifdef CB_STATIC
 #define CB_API static CB__UNUSED
@@ -424,6 +429,10 @@ struct cb_breaker {
     void *cb__clock_user;
     void *cb__window;                   /* the window storage (ring or buckets) in the block */
     uint64_t cb__bucket_ns;             /* time window: ns per bucket */
+    uint64_t cb__slow_ns;               /* slow_call_ms in ns */
+    uint64_t cb__coarse_margin_ns;      /* deadlines further than this are judged on the
+                                           coarse clock; 0: never */
+    uint32_t cb__coarse;                /* CB__C_*: what the coarse clock may time */
     cb__cfg cb__config;                 /* the resolved config */
     void *cb__mem;                      /* cb_new: the allocation; shm: the mapping */
     size_t cb__map_len;
@@ -447,6 +456,9 @@ CB_API cb__tls_entry *cb__tls_fill(cb_breaker *b, cb__tls_entry *e);
 CB_API bool cb__allow_slow(cb_breaker *b, cb_ticket *t, uint64_t w);
 CB_API bool cb__record_slow(cb_breaker *b, const cb_ticket *t, cb_outcome o);
 CB_API void cb__window_success(cb_breaker *b, uint64_t w);
+/* out of line, also where the implementation is compiled: the clock read it makes would
+   keep cb_allow and cb_record from being inlined into their callers */
+CB_API CB__NOINLINE uint64_t cb__stamp(const cb_breaker *b);
 
 static inline cb__tls_entry *cb__entry(cb_breaker *b)   /* this thread's stripe of b */
 {
@@ -468,18 +480,21 @@ static inline void cb__count(cb_breaker *b, unsigned i)
         atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
-static inline bool cb_allow(cb_breaker *b, cb_ticket *t)
+CB__FAST bool cb_allow(cb_breaker *b, cb_ticket *t)
 {
     /* acquire: pairs with the acq_rel transition CAS, so a call admitted in generation g
        sees everything the thread that made g wrote before its CAS */
     uint64_t w = atomic_load_explicit(b->cb__word, memory_order_acquire);
-    if (CB__LIKELY(cb__w_state(w) == CB_CLOSED &&
-                   !(b->cb__fast & (CB__F_SLOW | CB__F_BULKHEAD)))) {
+    if (CB__LIKELY(cb__w_state(w) == CB_CLOSED && !(b->cb__fast & CB__F_BULKHEAD))) {
         cb__count(b, CB__N_ADMITTED);
         t->cb__gen = cb__w_gen(w);
         t->cb__flags = CB__T_ADMITTED;
         t->cb__owner = b->cb__tag;
         t->cb__start_ns = 0;
+        if (b->cb__fast & CB__F_SLOW) {   /* slow calls measured: stamp the start */
+            t->cb__flags = CB__T_ADMITTED | CB__T_STAMPED;
+            t->cb__start_ns = cb__stamp(b);
+        }
         return true;
     }
     return cb__allow_slow(b, t, w);
@@ -512,22 +527,33 @@ static inline void cb__spend(const cb_ticket *t)
     ((cb_ticket *)(uintptr_t)t)->cb__owner = 0;
 }
 
-static inline bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
+/* A ticket the fast path may record as a success: admitted in CLOSED and, when slow calls
+   are measured, not slow (a slow one, or one whose clock went back, is left to the slow
+   path, which judges it on a later reading of the same clock). */
+static inline bool cb__plain_ticket(const cb_breaker *b, const cb_ticket *t)
 {
-    if (CB__LIKELY(o == CB_SUCCESS && t && t->cb__flags == CB__T_ADMITTED &&
-                   t->cb__owner == b->cb__tag && !(b->cb__fast & ~(uint32_t)CB__F_COUNT_WINDOW))) {
+    return t->cb__flags == CB__T_ADMITTED ||
+           (t->cb__flags == (CB__T_ADMITTED | CB__T_STAMPED) &&
+            cb__stamp(b) - t->cb__start_ns < b->cb__slow_ns);
+}
+
+CB__FAST bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
+{
+    if (CB__LIKELY(o == CB_SUCCESS && t && t->cb__owner == b->cb__tag &&
+                   !(b->cb__fast & CB__F_BULKHEAD))) {
         /* acquire: as in cb_allow; the generation check below is the staleness test */
         uint64_t w = atomic_load_explicit(b->cb__word, memory_order_acquire);
         /* relaxed: a success only needs to know whether a failure run must be cut; the
            slow path re-reads it under CAS when it must */
         uint64_t run = atomic_load_explicit(b->cb__consec, memory_order_relaxed);
         if (CB__LIKELY(cb__w_state(w) == CB_CLOSED && cb__w_gen(w) == t->cb__gen &&
-                       (uint32_t)run == 0)) {
+                       (uint32_t)run == 0 && cb__plain_ticket(b, t))) {
             cb__spend(t);
             cb__count(b, CB__N_SUCCESSES);
-            /* a count window: the success takes its place in the ring, unless it changes
-               nothing there */
-            if (b->cb__fast && !cb__window_full_plain(b, cb__w_gen(w)))
+            /* a window: the success takes its place there, unless a count window's ring
+               would not change */
+            if (CB__UNLIKELY(b->cb__fast & (CB__F_COUNT_WINDOW | CB__F_TIME_WINDOW)) &&
+                ((b->cb__fast & CB__F_TIME_WINDOW) || !cb__window_full_plain(b, cb__w_gen(w))))
                 cb__window_success(b, w);
             return true;
         }
@@ -576,7 +602,7 @@ static inline bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
 #endif
 
 #define CB__MAGIC 0x3168726b61657262ull   /* "breakrh1" */
-#define CB__VERSION 5u
+#define CB__VERSION 6u
 #define CB__WINDOW_MAX (1u << 20)
 #define CB__BUCKETS_MAX 1024u
 #define CB__MS 1000000ull
@@ -629,7 +655,10 @@ struct cb__shared {
     _Alignas(CB_CACHELINE) _Atomic(uint64_t) win_head;     /* count window: next position */
     _Atomic(uint64_t) win_count[4];      /* count window: gen:32 | calls, failures, slow,
                                             entries that are not plain successes:32 */
-    _Atomic(uint64_t) win_epoch;         /* time window: newest bucket epoch seen */
+    _Atomic(uint64_t) win_epoch;         /* time window: epoch:48 | bucket:16 of the newest
+                                            epoch seen, see cb__epoch() */
+    _Atomic(uint64_t) win_closed[3];     /* time window: epoch:32 | calls, failures, slow:32
+                                            of the buckets before that epoch's own */
     /* bulkhead */
     _Alignas(CB_CACHELINE) _Atomic(uint64_t) in_flight;
     _Atomic(uint64_t) sweep_ms;         /* last look for a dead process's bulkhead places */
@@ -705,6 +734,9 @@ static uint64_t cb__splitmix(uint64_t x)
 }
 
 static size_t cb__round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+static uint64_t cb__add_sat(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
+static uint64_t cb__ceil_ms(uint64_t ns) { return ns / CB__MS + (ns % CB__MS != 0); }
+static uint64_t cb__ms_to_ns(uint64_t ms) { return ms > UINT64_MAX / CB__MS ? UINT64_MAX : ms * CB__MS; }
 
 static uint64_t cb__mono_ns(void)
 {
@@ -718,13 +750,20 @@ static uint64_t cb__now(const cb_breaker *b)
     return b->cb__clock_ns ? b->cb__clock_ns(b->cb__clock_user) : cb__mono_ns();
 }
 
-/* True if the default clock has surely not reached deadline_ms yet, read from the coarse
-   clock (a quarter of the cost on Linux): it lags the precise one by a tick, and by more
-   when the tick itself runs late (a loaded VM delayed one by over four ticks, 16 ms, in
-   a stress run), so only a deadline more than CB__COARSE_MARGIN ticks away is judged by
-   it; nearer, the precise clock decides. Rejecting while OPEN needs only this. */
+/* The coarse clock (CLOCK_MONOTONIC_COARSE: a seventh of the precise clock's cost on
+   Linux) lags the precise one by up to a tick, and by more when the tick itself runs late
+   (a loaded VM delayed one by over four ticks, 16 ms, in a stress run). Each breaker
+   decides at init what it may time with it (CB__C_*, none with an injected clock):
+   statistics always; slow calls and time-window buckets when the tick is at most
+   1/CB__COARSE_SHARE of slow_call_ms or of a bucket; deadlines in OPEN and HALF_OPEN only
+   while more than CB__COARSE_MARGIN ticks away (nearer, the precise clock decides).
+   Transitions and the times they publish always read the precise clock. */
+enum { CB__C_STATS = 1, CB__C_SLOW = 2, CB__C_WINDOW = 4 };
 #define CB__COARSE_MARGIN 16
-static bool cb__surely_before(const cb_breaker *b, uint64_t deadline_ms)
+#define CB__COARSE_SHARE 16
+
+/* The coarse clock's tick in ns; 0 where it has none, or one too coarse (over 10 ms) to use. */
+static uint64_t cb__coarse_tick_ns(void)
 {
 #ifdef CLOCK_MONOTONIC_COARSE
     static _Atomic(int64_t) tick_ns = -1;
@@ -732,19 +771,65 @@ static bool cb__surely_before(const cb_breaker *b, uint64_t deadline_ms)
     int64_t tick = atomic_load_explicit(&tick_ns, memory_order_relaxed);
     if (tick < 0) {
         struct timespec res;
-        tick = clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0 && res.tv_sec == 0 ? res.tv_nsec : 0;
+        tick = clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0 && res.tv_sec == 0 &&
+                       res.tv_nsec <= 10 * (long)CB__MS ? res.tv_nsec : 0;
         atomic_store_explicit(&tick_ns, tick, memory_order_relaxed);
     }
-    struct timespec ts;
-    if (b->cb__clock_ns || tick == 0 || tick > 10 * (int64_t)CB__MS ||
-        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0)
-        return false;
-    uint64_t coarse = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-    return (coarse + CB__COARSE_MARGIN * (uint64_t)tick) / CB__MS < deadline_ms;
+    return (uint64_t)tick;
 #else
-    (void)b, (void)deadline_ms;
-    return false;
+    return 0;
 #endif
+}
+
+static uint64_t cb__coarse_ns(void)
+{
+#ifdef CLOCK_MONOTONIC_COARSE
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0)
+        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+#endif
+    return cb__mono_ns();
+}
+
+/* What the coarse clock may time for a breaker with config c (CB__C_*), and the margin
+   beyond which it judges deadlines. */
+static uint32_t cb__coarse_uses(const cb_config *c, uint64_t bucket_ns, uint64_t *margin_ns)
+{
+    uint64_t tick = c->clock_ns ? 0 : cb__coarse_tick_ns();
+    *margin_ns = CB__COARSE_MARGIN * tick;
+    if (!tick)
+        return 0;
+    uint64_t most = CB__COARSE_SHARE * tick;
+    return CB__C_STATS | ((uint64_t)c->slow_call_ms * CB__MS >= most ? CB__C_SLOW : 0) |
+           (bucket_ns >= most ? CB__C_WINDOW : 0);
+}
+
+/* The time for a use (CB__C_*): a precise reading this call has already made, else the
+   coarse clock where the breaker allows it for that use, else the breaker clock, whose
+   reading is then kept in *now for the rest of the call (a transition needs it). */
+static uint64_t cb__now_for(const cb_breaker *b, uint32_t use, uint64_t *now, bool *have_now)
+{
+    if (!*have_now) {
+        if (b->cb__coarse & use)
+            return cb__coarse_ns();
+        *now = cb__now(b);
+        *have_now = true;
+    }
+    return *now;
+}
+
+/* The clock slow calls are timed on, at admission and at the record alike. */
+CB_API uint64_t cb__stamp(const cb_breaker *b)
+{
+    return (b->cb__coarse & CB__C_SLOW) ? cb__coarse_ns() : cb__now(b);
+}
+
+/* True if the breaker clock has surely not reached deadline_ms yet, judged on the coarse
+   clock (see above). Rejecting while OPEN needs only this. */
+static bool cb__surely_before(const cb_breaker *b, uint64_t deadline_ms)
+{
+    return b->cb__coarse_margin_ns &&
+           cb__coarse_ns() + b->cb__coarse_margin_ns < cb__ms_to_ns(deadline_ms);
 }
 
 /* ---- config ---------------------------------------------------------------------- */
@@ -1003,6 +1088,8 @@ static void cb__handle_init(cb_breaker *b, cb__shared *sh, const cb_config *c, u
     b->cb__window_calls = k->window_calls;
     b->cb__window = (char *)sh + sizeof(cb__shared);
     b->cb__bucket_ns = cb__bucket_ns(c);
+    b->cb__slow_ns = (uint64_t)k->slow_call_ms * CB__MS;
+    b->cb__coarse = cb__coarse_uses(c, b->cb__bucket_ns, &b->cb__coarse_margin_ns);
     b->cb__tag = tag;
     /* relaxed: only uniqueness matters */
     b->cb__id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
@@ -1219,9 +1306,6 @@ static void cb__sum(const cb__shared *sh, uint64_t n[CB__N_COUNT])
 
 /* ---- time ------------------------------------------------------------------------ */
 
-static uint64_t cb__add_sat(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
-static uint64_t cb__ceil_ms(uint64_t ns) { return ns / CB__MS + (ns % CB__MS != 0); }
-static uint64_t cb__ms_to_ns(uint64_t ms) { return ms > UINT64_MAX / CB__MS ? UINT64_MAX : ms * CB__MS; }
 
 static double cb__pow(double base, uint32_t e)  /* square-and-multiply: exact for the model too */
 {
@@ -1507,52 +1591,104 @@ static bool cb__ring_add(const cb_breaker *b, uint32_t gen, bool fail, bool slow
 }
 
 /* Time window: bucket words are epoch:32 | count:32; an epoch is bucket_ns of the clock.
-   Within a period the newest epoch seen only moves forward, so a clock that goes back is
-   not moving; a fresh window (cb__buckets_clear) starts at the clock's own epoch. */
-static uint64_t cb__epoch(const cb_breaker *b, uint64_t now, bool advance)
+   The newest epoch seen (win_epoch, with its bucket's index, so that a record in it needs
+   no division) only moves forward within a period, so a clock that goes back is not
+   moving; a fresh window (cb__buckets_clear) starts at the clock's own epoch. */
+typedef struct cb__epoch_at { uint64_t e; uint32_t bucket; } cb__epoch_at;
+
+static uint64_t cb__epoch_word(const cb_breaker *b, uint64_t e)
 {
-    _Atomic(uint64_t) *newest = &b->cb__sh->win_epoch;
-    uint64_t e = now / b->cb__bucket_ns;
-    uint64_t seen = atomic_load_explicit(newest, memory_order_relaxed);
-    for (uint32_t tries = 0; advance && e > seen && tries < CB__TRIES; tries++) {
-        CB_YIELD_POINT();
-        /* relaxed: a monotonic maximum, no data hangs on it */
-        if (atomic_compare_exchange_weak_explicit(newest, &seen, e, memory_order_relaxed,
-                                                  memory_order_relaxed))
-            return e;
-    }
-    return e > seen ? e : seen;
+    return e << 16 | e % b->cb__config.window_buckets;   /* e < 2^45: a bucket is >= 1 ms */
 }
 
-/* Count one outcome in the bucket word for epoch e (64-bit): restart a bucket that holds
-   an older epoch only while e itself is still in the window, judged on the 64-bit newest
-   epoch, never by the sign of a 32-bit difference. */
-static void cb__bucket_add(const cb_breaker *b, _Atomic(uint64_t) *word, uint64_t e)
+/* The newest epoch, if the clock has not left it (or is behind it); false otherwise. */
+static inline bool cb__epoch_held(const cb_breaker *b, uint64_t seen, uint64_t now, cb__epoch_at *at)
+{
+    uint64_t se = seen >> 16, start = se * b->cb__bucket_ns;
+    if ((seen & 0xffff) >= b->cb__config.window_buckets ||
+        (now >= start && now - start >= b->cb__bucket_ns))
+        return false;
+    *at = (cb__epoch_at){ se, (uint32_t)(seen & 0xffff) };
+    return true;
+}
+
+static CB__NOINLINE cb__epoch_at cb__epoch_move(const cb_breaker *b, uint64_t now, bool advance,
+                                               uint64_t seen);
+
+static inline cb__epoch_at cb__epoch(const cb_breaker *b, uint64_t now, bool advance)
+{
+    /* relaxed: a monotonic maximum, no data hangs on it */
+    uint64_t seen = atomic_load_explicit(&b->cb__sh->win_epoch, memory_order_relaxed);
+    cb__epoch_at at;
+    return CB__LIKELY(cb__epoch_held(b, seen, now, &at)) ? at : cb__epoch_move(b, now, advance, seen);
+}
+
+/* The clock has left the newest epoch: the epoch it is in, made the newest if advance. */
+static cb__epoch_at cb__epoch_move(const cb_breaker *b, uint64_t now, bool advance, uint64_t seen)
+{
+    _Atomic(uint64_t) *newest = &b->cb__sh->win_epoch;
+    uint32_t n = b->cb__config.window_buckets;
+    cb__epoch_at at;
+    for (uint32_t tries = 0; tries < CB__TRIES; tries++) {
+        if (tries && cb__epoch_held(b, seen, now, &at))
+            return at;
+        uint64_t se = seen >> 16;
+        uint64_t e = now / b->cb__bucket_ns;
+        if (!advance || e <= se)
+            break;
+        CB_YIELD_POINT();
+        /* relaxed: as the load */
+        if (atomic_compare_exchange_weak_explicit(newest, &seen, cb__epoch_word(b, e),
+                                                  memory_order_relaxed, memory_order_relaxed))
+            return (cb__epoch_at){ e, (uint32_t)(e % n) };
+    }
+    uint64_t e = now / b->cb__bucket_ns;   /* not advanced, or a word naming no bucket */
+    if ((seen >> 16) > e)
+        e = seen >> 16;
+    return (cb__epoch_at){ e, (uint32_t)(e % n) };
+}
+
+/* The count in bucket word `word` for epoch e, 0 if it holds another epoch. */
+static uint32_t cb__bucket_get(const _Atomic(uint64_t) *word, uint64_t e)
+{
+    uint64_t v = atomic_load_explicit(word, memory_order_relaxed);   /* relaxed: tagged */
+    return (uint32_t)(v >> 32) == (uint32_t)e ? (uint32_t)v : 0;
+}
+
+/* Count one outcome in the bucket word for epoch e (64-bit), and return the bucket's count
+   for e after it: restart a bucket that holds an older epoch only while e itself is still
+   in the window, judged on the 64-bit newest epoch, never by the sign of a 32-bit
+   difference. */
+static uint32_t cb__bucket_add(const cb_breaker *b, _Atomic(uint64_t) *word, uint64_t e)
 {
     uint64_t cur = atomic_load_explicit(word, memory_order_relaxed);
     for (uint32_t tries = 0; tries < CB__TRIES; tries++) {
         uint64_t next;
         if ((uint32_t)(cur >> 32) == (uint32_t)e)
             next = (uint32_t)cur == UINT32_MAX ? cur : cur + 1;
-        else if (atomic_load_explicit(&b->cb__sh->win_epoch, memory_order_relaxed) - e <
+        else if ((atomic_load_explicit(&b->cb__sh->win_epoch, memory_order_relaxed) >> 16) - e <
                  b->cb__config.window_buckets)
             next = (uint64_t)(uint32_t)e << 32 | 1;   /* the bucket ages out: start it afresh */
         else
-            return;                                   /* e itself has aged out */
+            return 0;                                 /* e itself has aged out */
         CB_YIELD_POINT();
         /* relaxed: self-tagged figure */
         if (atomic_compare_exchange_weak_explicit(word, &cur, next, memory_order_relaxed,
                                                   memory_order_relaxed))
-            return;
+            return (uint32_t)next;
     }
+    return 0;
 }
 
-static void cb__buckets_figures(const cb_breaker *b, uint64_t epoch, cb__figures *f)
+/* The window's figures at epoch e: its buckets, all of them or (skip < n) all but one. */
+static void cb__buckets_sum(const cb_breaker *b, uint64_t epoch, uint32_t skip, cb__figures *f)
 {
     const cb__bucket *bk = cb__buckets(b);
     uint32_t n = b->cb__config.window_buckets;
     f->calls = f->failures = f->slow = 0;
     for (uint32_t i = 0; i < n; i++) {
+        if (i == skip)
+            continue;
         /* relaxed: self-tagged figures; a sum over buckets is a snapshot */
         uint64_t c = atomic_load_explicit(&bk[i].calls, memory_order_relaxed);
         uint64_t x = atomic_load_explicit(&bk[i].failures, memory_order_relaxed);
@@ -1566,19 +1702,49 @@ static void cb__buckets_figures(const cb_breaker *b, uint64_t epoch, cb__figures
     }
 }
 
+/* The figures of the buckets before epoch e's own (at.bucket), which no longer change
+   once the clock is in e: summed by the first record of the epoch that finds them
+   missing, then read by the others (three loads instead of a walk over every bucket).
+   A record racing the epoch change (its bucket chosen before, counted after the sums
+   were taken) is left out of what the rules see until the next epoch; cb_stats_get
+   always walks the buckets. */
+static void cb__closed_sums(const cb_breaker *b, cb__epoch_at at, cb__figures *f)
+{
+    _Atomic(uint64_t) *cache = b->cb__sh->win_closed;
+    /* relaxed: each word carries its epoch tag */
+    uint64_t calls = atomic_load_explicit(&cache[0], memory_order_relaxed);
+    uint64_t failures = atomic_load_explicit(&cache[1], memory_order_relaxed);
+    uint64_t slow = atomic_load_explicit(&cache[2], memory_order_relaxed);
+    uint32_t tag = (uint32_t)at.e;
+    if (CB__LIKELY(((calls >> 32) ^ tag) == 0 && ((failures >> 32) ^ tag) == 0 &&
+                   ((slow >> 32) ^ tag) == 0)) {
+        *f = (cb__figures){ (uint32_t)calls, (uint32_t)failures, (uint32_t)slow };
+        return;
+    }
+    cb__buckets_sum(b, at.e, at.bucket, f);
+    uint32_t sums[3] = { f->calls, f->failures, f->slow };
+    for (int i = 0; i < 3; i++)   /* relaxed: as the loads */
+        atomic_store_explicit(&cache[i], (uint64_t)tag << 32 | sums[i], memory_order_relaxed);
+}
+
 /* A fresh time window at now: every bucket empty, the newest epoch the clock's own (so a
-   window left ahead of the clock, by a file from before a reboot, ages again). Relaxed: a
-   late writer may still add one outcome, which ages out with its bucket (count windows
-   are tagged instead, see cb__ring_add). */
+   window left ahead of the clock, by a file from before a reboot, ages again), and the
+   closed sums tagged with an epoch before it, which no record asks for. Relaxed: a late
+   writer may still add one outcome, which ages out with its bucket (count windows are
+   tagged instead, see cb__ring_add). */
 static void cb__buckets_clear(const cb_breaker *b, uint64_t now)
 {
     cb__bucket *bk = cb__buckets(b);
+    cb__shared *sh = b->cb__sh;
     for (uint32_t i = 0; i < b->cb__config.window_buckets; i++) {
         atomic_store_explicit(&bk[i].calls, 0, memory_order_relaxed);
         atomic_store_explicit(&bk[i].failures, 0, memory_order_relaxed);
         atomic_store_explicit(&bk[i].slow, 0, memory_order_relaxed);
     }
-    atomic_store_explicit(&b->cb__sh->win_epoch, now / b->cb__bucket_ns, memory_order_relaxed);
+    uint64_t e = now / b->cb__bucket_ns;
+    for (int i = 0; i < 3; i++)
+        atomic_store_explicit(&sh->win_closed[i], (uint64_t)(uint32_t)(e - 1) << 32, memory_order_relaxed);
+    atomic_store_explicit(&sh->win_epoch, cb__epoch_word(b, e), memory_order_relaxed);
 }
 
 /* What the window of the current period holds: nothing outside CLOSED and METRICS_ONLY
@@ -1590,12 +1756,14 @@ static void cb__window_figures(const cb_breaker *b, uint64_t w, cb__figures *f)
     if (b->cb__config.window_calls)
         cb__ring_figures(b->cb__sh, gen, f);
     else if (b->cb__config.window_ms && (cb__w_state(w) == CB_CLOSED || cb__w_state(w) == CB_METRICS_ONLY))
-        cb__buckets_figures(b, cb__epoch(b, cb__now(b), false), f);
+        cb__buckets_sum(b, cb__epoch(b, cb__now(b), false).e, UINT32_MAX, f);
 }
 
 /* The window rules, in their order; -1 if none holds. */
 static int cb__window_rule(const cb__cfg *c, const cb__figures *f)
 {
+    if (!f->failures && !f->slow)
+        return -1;   /* every window rule needs a failure or a slow call */
     bool enough = f->calls >= c->minimum_calls && f->calls > 0;
     if (c->failure_rate > 0 && enough && (double)f->failures / f->calls >= c->failure_rate)
         return CB_REASON_FAILURE_RATE;
@@ -1615,6 +1783,18 @@ static int cb__trip_reason(const cb__cfg *c, uint32_t run, const cb__figures *f)
     return f ? cb__window_rule(c, f) : -1;
 }
 
+/* Put a SUCCESS or FAILURE in the time window; *f: its figures after. */
+static void cb__time_add(const cb_breaker *b, bool fail, bool slow, uint64_t *now, bool *have_now,
+                         cb__figures *f)
+{
+    cb__epoch_at at = cb__epoch(b, cb__now_for(b, CB__C_WINDOW, now, have_now), true);
+    cb__bucket *bk = &cb__buckets(b)[at.bucket];
+    cb__closed_sums(b, at, f);
+    f->calls += cb__bucket_add(b, &bk->calls, at.e);
+    f->failures += fail ? cb__bucket_add(b, &bk->failures, at.e) : cb__bucket_get(&bk->failures, at.e);
+    f->slow += slow ? cb__bucket_add(b, &bk->slow, at.e) : cb__bucket_get(&bk->slow, at.e);
+}
+
 /* Put a SUCCESS or FAILURE of period gen in the window; true if the figures changed, and
    then *f holds them. A time window reads the clock into *now unless *have_now. */
 static bool cb__window_add(const cb_breaker *b, uint32_t gen, bool fail, bool slow, uint64_t *now,
@@ -1625,16 +1805,7 @@ static bool cb__window_add(const cb_breaker *b, uint32_t gen, bool fail, bool sl
         return cb__ring_add(b, gen, fail, slow, f);
     if (!c->window_ms)
         return false;
-    if (!*have_now)
-        *now = cb__now(b), *have_now = true;
-    uint64_t e = cb__epoch(b, *now, true);
-    cb__bucket *bk = &cb__buckets(b)[e % c->window_buckets];
-    cb__bucket_add(b, &bk->calls, e);
-    if (fail)
-        cb__bucket_add(b, &bk->failures, e);
-    if (slow)
-        cb__bucket_add(b, &bk->slow, e);
-    cb__buckets_figures(b, e, f);
+    cb__time_add(b, fail, slow, now, have_now, f);
     return true;
 }
 
@@ -1704,7 +1875,7 @@ static bool cb__reject(cb_breaker *b, cb_ticket *t)
     return false;
 }
 
-static bool cb__admit(cb_breaker *b, cb_ticket *t, uint32_t gen, uint32_t flags, uint64_t now)
+static bool cb__admit(cb_breaker *b, cb_ticket *t, uint32_t gen, uint32_t flags)
 {
     cb__count(b, CB__N_ADMITTED);
     t->cb__gen = gen;
@@ -1713,7 +1884,7 @@ static bool cb__admit(cb_breaker *b, cb_ticket *t, uint32_t gen, uint32_t flags,
     t->cb__start_ns = 0;
     if ((b->cb__fast & CB__F_SLOW) && !(flags & CB__T_DISABLED)) {
         t->cb__flags |= CB__T_STAMPED;
-        t->cb__start_ns = now;
+        t->cb__start_ns = cb__stamp(b);
     }
     if (b->cb__fast & CB__F_BULKHEAD) {   /* tally the place in this thread's stripe */
         cb__tls_entry *e = cb__entry(b);
@@ -1724,18 +1895,20 @@ static bool cb__admit(cb_breaker *b, cb_ticket *t, uint32_t gen, uint32_t flags,
     return true;
 }
 
-/* Count an outcome that counted; a failure also stamps last_failure_ns, reading the clock
-   only if the record has not yet (the time is kept for a transition that may follow). */
+/* Count an outcome that counted; a failure also stamps last_failure_ns (a statistic: the
+   coarse clock will do). */
 static void cb__count_outcome(cb_breaker *b, cb_outcome o, bool slow, uint64_t *now, bool *have_now)
 {
     cb__count(b, o == CB_SUCCESS ? CB__N_SUCCESSES : o == CB_FAILURE ? CB__N_FAILURES : CB__N_IGNORED);
     if (slow)
         cb__count(b, CB__N_SLOW);
     if (o == CB_FAILURE) {
-        if (!*have_now)
-            *now = cb__now(b), *have_now = true;
-        /* relaxed: a statistic */
-        atomic_store_explicit(&b->cb__sh->last_failure_ns, *now, memory_order_relaxed);
+        uint64_t at = cb__now_for(b, CB__C_STATS, now, have_now);
+        _Atomic(uint64_t) *last = &b->cb__sh->last_failure_ns;
+        /* relaxed: a statistic; unchanged (within a coarse tick) is not written again, so
+           a run of failures does not keep taking the line from other threads */
+        if (atomic_load_explicit(last, memory_order_relaxed) != at)
+            atomic_store_explicit(last, at, memory_order_relaxed);
     }
 }
 
@@ -1760,16 +1933,14 @@ static bool cb__record_begin(cb_breaker *b, const cb_ticket *t, cb_outcome o)
     return true;
 }
 
-/* Did the call last slow_call_ms or longer? Reads the clock into *now when it is stamped. */
+/* Did the call last slow_call_ms or longer, on the clock that stamped it (cb__stamp)? */
 static bool cb__was_slow(cb_breaker *b, const cb_ticket *t, cb_outcome o, uint64_t *now,
                          bool *have_now)
 {
     if (!(t->cb__flags & CB__T_STAMPED) || o == CB_IGNORED)
         return false;
-    *now = cb__now(b);
-    *have_now = true;
-    return *now > t->cb__start_ns &&
-           *now - t->cb__start_ns >= (uint64_t)b->cb__config.slow_call_ms * CB__MS;
+    uint64_t end = cb__now_for(b, CB__C_SLOW, now, have_now);
+    return end > t->cb__start_ns && end - t->cb__start_ns >= b->cb__slow_ns;
 }
 
 /* ---- the state machine -------------------------------------------------------------
@@ -1845,7 +2016,7 @@ static cb__verdict cb__allow_closed(cb_breaker *b, cb_ticket *t, uint64_t w)
 {
     if (!cb__bulkhead_take(b))
         return CB__REJECT;
-    cb__admit(b, t, cb__w_gen(w), 0, (b->cb__fast & CB__F_SLOW) ? cb__now(b) : 0);
+    cb__admit(b, t, cb__w_gen(w), 0);
     return CB__ADMIT;
 }
 
@@ -1859,18 +2030,29 @@ static void cb__closed_outcome(cb_breaker *b, uint64_t w, bool fail, bool slow, 
     cb__figures f;
     bool changed = cb__window_add(b, gen, fail, slow, &now, &have_now, &f);
     int why = cb__trip_reason(&b->cb__config, run, changed ? &f : NULL);
-    if (why < 0 || cb__w_state(w) != CB_CLOSED)
-        return;
-    if (!have_now)
-        now = cb__now(b);
-    cb__transition(b, &w, cb__w_next(w, CB_OPEN, cb__w_k(w)), (cb_reason)why, now);
+    if (why >= 0 && cb__w_state(w) == CB_CLOSED)
+        cb__transition(b, &w, cb__w_next(w, CB_OPEN, cb__w_k(w)), (cb_reason)why,
+                       have_now ? now : cb__now(b));
 }
 
 /* A CLOSED success that cb_record has counted, for a breaker whose only work beyond the
    fast path is a count window: the same window step as cb__record_slow would take. */
 CB_API void cb__window_success(cb_breaker *b, uint64_t w)
 {
-    cb__closed_outcome(b, w, false, false, 0, false);
+    if (!(b->cb__fast & CB__F_TIME_WINDOW)) {
+        cb__closed_outcome(b, w, false, false, 0, false);
+        return;
+    }
+    /* a time window: the same steps, but the run is 0 already (cb_record saw it so) and
+       a window that holds no failure and no slow call meets no rule */
+    uint64_t now = 0;
+    bool have_now = false;
+    cb__figures f;
+    cb__time_add(b, false, false, &now, &have_now, &f);
+    int why = cb__window_rule(&b->cb__config, &f);
+    if (CB__UNLIKELY(why >= 0) && cb__w_state(w) == CB_CLOSED)
+        cb__transition(b, &w, cb__w_next(w, CB_OPEN, cb__w_k(w)), (cb_reason)why,
+                       have_now ? now : cb__now(b));
 }
 
 /* -- OPEN: reject until the period ends; the first allow at or after it probes -- */
@@ -1893,7 +2075,7 @@ static cb__verdict cb__allow_open(cb_breaker *b, cb_ticket *t, uint64_t *w)
         return CB__REJECT;
     if (cb__transition(b, w, cb__w_take_permit(cb__w_next(*w, CB_HALF_OPEN, k)),
                        CB_REASON_OPEN_ELAPSED, now)) {
-        cb__admit(b, t, gen + 1, 0, now);
+        cb__admit(b, t, gen + 1, 0);
         return CB__ADMIT;
     }
     cb__bulkhead_give(b);
@@ -1925,7 +2107,7 @@ static cb__verdict cb__allow_half_open(cb_breaker *b, cb_ticket *t, uint64_t *w)
     /* acq_rel: a permit is part of the state word; same pairing as transitions */
     if (atomic_compare_exchange_weak_explicit(&sh->word, w, cb__w_take_permit(*w),
                                               memory_order_acq_rel, memory_order_acquire)) {
-        cb__admit(b, t, gen, 0, now);
+        cb__admit(b, t, gen, 0);
         return CB__ADMIT;
     }
     cb__bulkhead_give(b);
@@ -1970,7 +2152,7 @@ static cb__verdict cb__allow_disabled(cb_breaker *b, cb_ticket *t, uint64_t w)
 {
     if (b->cb__fast & CB__F_BULKHEAD)   /* relaxed: see cb__bulkhead_take */
         atomic_fetch_add_explicit(&b->cb__sh->in_flight, 1, memory_order_relaxed);
-    cb__admit(b, t, cb__w_gen(w), CB__T_DISABLED, 0);
+    cb__admit(b, t, cb__w_gen(w), CB__T_DISABLED);
     return CB__ADMIT;
 }
 
@@ -2623,9 +2805,8 @@ static void cb__shm_adopt_times(cb_breaker *b)
     if (c->window_ms) {
         uint64_t e = now / b->cb__bucket_ns;
         uint64_t seen = atomic_load_explicit(&sh->win_epoch, memory_order_relaxed);
-        if (seen > e + c->window_buckets)   /* relaxed: as in cb__epoch; one try is enough */
-            atomic_compare_exchange_strong_explicit(&sh->win_epoch, &seen, e, memory_order_relaxed,
-                                                    memory_order_relaxed);
+        if ((seen >> 16) > e + c->window_buckets)   /* far ahead: a fresh window */
+            cb__buckets_clear(b, now);
     }
     uint64_t w = atomic_load_explicit(&sh->word, memory_order_acquire), ms;
     cb_state s = cb__w_state(w);

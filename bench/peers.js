@@ -4,7 +4,7 @@
 'use strict';
 const fs = require('fs');
 const CircuitBreaker = require('opossum');
-const { circuitBreaker, handleAll, ConsecutiveBreaker, CircuitState } = require('cockatiel');
+// cockatiel 4 is an ES module only (no CommonJS build), so it is loaded with import() in main().
 
 const [out, minTime = '0.2', repetitions = '5'] = process.argv.slice(2);
 const HOUR_MS = 3600 * 1000;
@@ -46,6 +46,7 @@ async function rejectAll(call, n) {
 }
 
 async function main() {
+  const { circuitBreaker, handleAll, ConsecutiveBreaker, CircuitState } = await import('cockatiel');
   const version = (pkg) => require(`${pkg}/package.json`).version;
   const results = [];
   const add = async (peer, op, batch) => results.push({ peer, op, ...(await measure(batch)) });

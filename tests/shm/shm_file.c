@@ -512,7 +512,9 @@ TEST(a_file_written_in_this_format_reads_back_field_by_field)
     CHECK_EQ(s.window_failures, 4);
     CHECK_EQ(s.window_slow, 0);
     CHECK_EQ(s.in_flight, 0);
-    CHECK(s.last_failure_ns >= s.state_since_ns && s.state_since_ns > 0);
+    /* last_failure_ns comes from the coarse clock, which may lag the precise one that
+       timed the transition by a tick (docs/semantics.md, the coarse clock) */
+    CHECK(s.last_failure_ns + 20 * 1000000ull >= s.state_since_ns && s.state_since_ns > 0);
     cb_event ev[4];
     REQUIRE(cb_history(b, ev, 4) == 2);
     CHECK_EQ(ev[0].to, CB_OPEN);
