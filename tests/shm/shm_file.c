@@ -32,17 +32,6 @@ static cb_breaker *t_open(const char *path, cb_config cfg, cb_err expect)
     return b;
 }
 
-/* Runs fn(arg) in a child process; returns its exit status (fn's return value). */
-static int t_in_child(int (*fn)(const char *), const char *arg)
-{
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0)
-        _exit(fn(arg));
-    int st = 0;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
 
 static size_t t_file_size(const char *path)
 {

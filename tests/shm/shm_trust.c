@@ -76,17 +76,6 @@ static mode_t t_mode(const char *path)
     return stat(path, &st) == 0 ? st.st_mode & 07777 : 0;
 }
 
-/* Runs fn(arg) in a child; its exit status, or 128 + signal. */
-static int t_in_child(int (*fn)(const char *), const char *arg)
-{
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0)
-        _exit(fn(arg));
-    int st = 0;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
 
 static bool t_root(void)
 {

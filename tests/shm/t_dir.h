@@ -1,5 +1,6 @@
-/* t_dir.h - the run's temporary folder for the shared-file tests: t_path(name) gives a
-   fresh path in it, and the folder and everything in it go when the program exits.
+/* t_dir.h - what the shared-file tests share: the run's temporary folder (t_path(name)
+   gives a fresh path in it; the folder and everything in it go when the program exits)
+   and t_in_child, to run part of a test in another process.
    Define T_DIR_NAME (a mkdtemp template) and, for a folder a second user may write in,
    T_DIR_MODE (e.g. 01777) before including. */
 #ifndef T_DIR_H
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef T_DIR_NAME
@@ -52,6 +54,18 @@ __attribute__((destructor)) static void t_remove_dir(void)
         closedir(d);
         rmdir(t_dir);
     }
+}
+
+/* Runs fn(arg) in a child process; its exit status (fn's return value), or 128 + signal. */
+static int t_in_child(int (*fn)(const char *), const char *arg)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(fn(arg));
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 #endif
