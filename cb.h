@@ -161,7 +161,8 @@ extern "C" {
     X(CB_REASON_PROBE_FAILED, "probe_failed")                            \
     X(CB_REASON_PROBE_TIMEOUT, "probe_timeout")                          \
     X(CB_REASON_PROBES_SUCCEEDED, "probes_succeeded")                    \
-    X(CB_REASON_MANUAL, "manual")
+    X(CB_REASON_MANUAL, "manual")                                        \
+    X(CB_REASON_DOMINANT_SHARE, "dominant_share")
 #define CB__ERRORS(X)                                              \
     X(CB_OK, "ok")                                                 \
     X(CB_EINVAL, "invalid argument or configuration")              \
@@ -184,6 +185,8 @@ typedef struct cb_event {          /* one state transition */
     uint64_t generation;           /* generation entered by this transition */
     uint64_t at_ns;                /* breaker clock */
     uint64_t open_ms;              /* when to == CB_OPEN: the open period chosen */
+    const char *key;               /* a group's key (bytes, not terminated); NULL outside a group */
+    size_t key_len;
 } cb_event;
 
 /* The config's fields after the name, one line each: type (U32, U64 or DBL), field,
@@ -337,6 +340,66 @@ CB_API size_t      cb_registry_list(cb_registry *r, cb_breaker **out, size_t max
 CB_API int         cb_registry_json(cb_registry *r, char *buf, size_t cap);       /* a JSON array */
 CB_API int         cb_registry_prometheus(cb_registry *r, char *buf, size_t cap);
 
+/* Keyed groups: one breaker per key (host, shard, tenant, container, model), made from a
+   template on first use, evicted when idle, in caller memory or one shared file. See
+   docs/groups.md. */
+typedef struct cb_group cb_group;
+typedef struct cb_group_config {     /* all-zero fields take their defaults */
+    cb_config breaker;               /* template of every key's breaker; breaker.name names the group */
+    uint32_t capacity;               /* keys held at once (default 1024, at most 2^22) */
+    uint32_t key_max;                /* longest key in bytes (default 64, at most 1024) */
+    uint32_t idle_ms;                /* a key unused this long may be evicted (default 600000) */
+    double   max_open_share;         /* (0,1]: at most max(1, floor(share * keys held)) keys open
+                                        at once; 0 = no cap */
+    double   dominant_share;         /* (0,1]: a key with at least this share of the group's recent
+                                        admitted calls opens (CB_REASON_DOMINANT_SHARE); 0 = off */
+    uint32_t dominant_min_calls;     /* ... once the group has this many recent calls (default 100) */
+    uint32_t dominant_window_ms;     /* "recent" = the last this many ms (default 60000) */
+} cb_group_config;
+
+typedef struct cb_group_stats {
+    uint64_t keys;                   /* keys held now */
+    uint64_t open_keys;              /* of them, open now (OPEN, HALF_OPEN or FORCED_OPEN) */
+    uint64_t created, evicted;       /* cumulative */
+    uint64_t overflow;               /* cb_group_allow calls that went through the overflow breaker */
+    uint64_t trips_held;             /* trips held back by max_open_share */
+    uint64_t stale;                  /* records of tickets whose key was evicted or moved on */
+} cb_group_stats;
+
+#define CB_GROUP_KEY_MAX 1024u
+#define CB_GROUP_CAPACITY_MAX (1u << 22)
+
+CB_API cb_err    cb_group_config_check(const cb_group_config *cfg, char *msg, size_t msg_len);
+CB_API size_t    cb_group_size(const cb_group_config *cfg);  /* every byte it will use; 0 if invalid */
+CB_API cb_err    cb_group_init(void *mem, size_t len, const cb_group_config *cfg, cb_group **out);
+CB_API cb_group *cb_group_new(const cb_group_config *cfg, cb_err *err);
+CB_API void      cb_group_free(cb_group *g);          /* cb_group_new or cb_group_shm_open groups */
+CB_API cb_group *cb_group_shm_open(const char *path, const cb_group_config *cfg, cb_err *err);
+/* cfg NULL: attach only, config from the file; msg (may be NULL) says what was wrong */
+CB_API cb_group *cb_group_shm_open_ex(const char *path, const cb_group_config *cfg, unsigned flags,
+                                      cb_err *err, char *msg, size_t msg_len);
+CB_API void      cb_group_shm_close(cb_group *g);
+CB_API void      cb_group_config_get(const cb_group *g, cb_group_config *out); /* resolved */
+
+CB_API bool      cb_group_allow(cb_group *g, const char *key, size_t key_len, cb_ticket *t);
+CB_API bool      cb_group_record(cb_group *g, const cb_ticket *t, cb_outcome o);
+
+CB_API cb_state  cb_group_get_state(cb_group *g, const char *key, size_t key_len); /* CB_CLOSED if not held */
+CB_API cb_err    cb_group_set_state(cb_group *g, const char *key, size_t key_len, cb_state s);
+CB_API bool      cb_group_key_stats(cb_group *g, const char *key, size_t key_len, cb_stats *s);
+CB_API size_t    cb_group_prune(cb_group *g);         /* evict every evictable key now */
+CB_API void      cb_group_stats_get(cb_group *g, cb_group_stats *s);
+CB_API cb_breaker *cb_group_overflow(cb_group *g);    /* the breaker of keys that found no place */
+/* The keys held: calls fn for each (key bytes, its stats); stops when fn returns false. */
+CB_API size_t    cb_group_each(cb_group *g, bool (*fn)(const char *key, size_t key_len,
+                                                        const cb_stats *s, void *user), void *user);
+/* The group's recent transitions, oldest first; each event's key points into key_buf,
+   which holds key_max bytes per event (fewer events when it is short). */
+CB_API size_t    cb_group_history(cb_group *g, cb_event *out, size_t max, char *key_buf,
+                                  size_t key_buf_len);
+CB_API int       cb_group_format_json(cb_group *g, char *buf, size_t cap);
+CB_API int       cb_group_format_prometheus(cb_group *g, char *buf, size_t cap);
+
 #ifdef CB_TEST_HOOKS
 /* Tests only: start the generation (and this thread's counters) near their maximum. */
 CB_API void cb__test_set_generation(cb_breaker *b, uint32_t gen);
@@ -401,6 +464,7 @@ enum { CB__T_ADMITTED = 1, CB__T_BULKHEAD = 2, CB__T_DISABLED = 4, CB__T_STAMPED
 enum { CB__F_SLOW = 1, CB__F_BULKHEAD = 2, CB__F_TIME_WINDOW = 4, CB__F_COUNT_WINDOW = 8 };
 
 typedef struct cb__shared cb__shared;   /* the position-independent block (section 3) */
+typedef struct cb__live cb__live;       /* what calls move, in it or in a group key */
 
 #define CB__NAME_MAX 63u
 
@@ -415,9 +479,12 @@ typedef struct cb__cfg {
    copy made at open: a shared file is never trusted for it again. */
 struct cb_breaker {
     cb__shared *cb__sh;
-    _Atomic(uint64_t) *cb__word;         /* &cb__sh->word, for the fast path */
-    _Atomic(uint64_t) *cb__consec;       /* &cb__sh->consec                   */
-    _Atomic(uint64_t) *cb__win_count;    /* cb__sh->win_count: the count window's figures */
+    struct cb__live *cb__lv;             /* what calls move: in the block, or a group key's */
+    struct cb__stripe *cb__stripes;      /* CB_STRIPES + 1 of them; NULL for a group key */
+    struct cb__hist *cb__hist;           /* CB_HISTORY entries; NULL for a group key */
+    _Atomic(uint64_t) *cb__word;         /* &cb__lv->word, for the fast path */
+    _Atomic(uint64_t) *cb__consec;       /* &cb__lv->consec                   */
+    _Atomic(uint64_t) *cb__win_count;    /* cb__lv->win_count: the count window's figures */
     uint32_t cb__window_calls;          /* the count window's size, 0 if none */
     uint32_t cb__fast;                  /* CB__F_* */
     uint64_t cb__id;                    /* unique per handle in this process: keys the thread's stripe cache */
@@ -433,9 +500,19 @@ struct cb_breaker {
     uint64_t cb__coarse_margin_ns;      /* deadlines further than this are judged on the
                                            coarse clock; 0: never */
     uint32_t cb__coarse;                /* CB__C_*: what the coarse clock may time */
-    cb__cfg cb__config;                 /* the resolved config */
+    const cb__cfg *cb__config;          /* the resolved config: the handle's own copy, after it
+                                           (cb__handle_size), or the group's template */
     void *cb__mem;                      /* cb_new: the allocation; shm: the mapping */
     size_t cb__map_len;
+    /* a group key's handle (made for each call, see cb__key_handle); NULL, 0 otherwise */
+    struct cb_group *cb__group;
+    _Atomic(uint64_t) *cb__key_n;       /* the key's counters (occupant:16 | count:48) */
+    _Atomic(uint64_t) *cb__seq;         /* the slot's occupant word */
+    uint64_t cb__seq_seen;              /* its value when the key was found there */
+    const char *cb__key;
+    uint32_t cb__key_len;
+    uint32_t cb__slot;
+    uint32_t cb__lost;                  /* set when the slot turned out to hold another key */
 };
 
 /* Each thread caches, per breaker handle, the stripe it writes its counters to. */
@@ -456,6 +533,7 @@ CB_API cb__tls_entry *cb__tls_fill(cb_breaker *b, cb__tls_entry *e);
 CB_API bool cb__allow_slow(cb_breaker *b, cb_ticket *t, uint64_t w);
 CB_API bool cb__record_slow(cb_breaker *b, const cb_ticket *t, cb_outcome o);
 CB_API void cb__window_success(cb_breaker *b, uint64_t w);
+CB_API void cb__key_count(cb_breaker *b, unsigned i);
 /* out of line, also where the implementation is compiled: the clock read it makes would
    keep cb_allow and cb_record from being inlined into their callers */
 CB_API CB__NOINLINE uint64_t cb__stamp(const cb_breaker *b);
@@ -468,6 +546,10 @@ static inline cb__tls_entry *cb__entry(cb_breaker *b)   /* this thread's stripe 
 
 static inline void cb__count(cb_breaker *b, unsigned i)
 {
+    if (CB__UNLIKELY(b->cb__key_n != NULL)) {   /* a group key: no stripes, see cb__key_count */
+        cb__key_count(b, i);
+        return;
+    }
     cb__tls_entry *e = cb__entry(b);
     _Atomic(uint64_t) *c = &e->stripe->n[i];
     if (CB__LIKELY(e->exclusive))
@@ -575,6 +657,7 @@ CB__FAST bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -629,6 +712,31 @@ typedef struct cb__bucket {
     _Atomic(uint64_t) calls, failures, slow;
 } cb__bucket;
 
+/* What calls move, on lines by who writes them: a breaker keeps it in its block, a group
+   one per key. */
+struct cb__live {
+    /* transition state: read by every call, written on transitions only */
+    _Alignas(CB_CACHELINE) _Atomic(uint64_t) word;
+    _Atomic(uint64_t) deadline;          /* gen:16 | ms:48, see cb__publish_time() */
+    _Atomic(uint64_t) opens;
+    _Atomic(uint64_t) since_ns;          /* group keys (no history of their own): when the
+                                            state began; 0 for a breaker, which has its history */
+    /* failure path */
+    _Alignas(CB_CACHELINE) _Atomic(uint64_t) consec;       /* gen:32 | run:32 */
+    _Atomic(uint64_t) last_failure_ns;
+    /* windows */
+    _Alignas(CB_CACHELINE) _Atomic(uint64_t) win_head;     /* count window: next position */
+    _Atomic(uint64_t) win_count[4];      /* count window: gen:32 | calls, failures, slow,
+                                            entries that are not plain successes:32 */
+    _Atomic(uint64_t) win_epoch;         /* time window: epoch:48 | bucket:16 of the newest
+                                            epoch seen, see cb__epoch() */
+    _Atomic(uint64_t) win_closed[3];     /* time window: epoch:32 | calls, failures, slow:32
+                                            of the buckets before that epoch's own */
+    /* bulkhead */
+    _Alignas(CB_CACHELINE) _Atomic(uint64_t) in_flight;
+    _Atomic(uint64_t) sweep_ms;         /* last look for a dead process's bulkhead places */
+};
+
 /* The whole breaker state: one position-independent block (offsets, never pointers),
    so it can live in caller memory, the heap or a file mapped by several processes. */
 struct cb__shared {
@@ -644,24 +752,7 @@ struct cb__shared {
     cb__cfg cfg;
     _Atomic(uint64_t) ready;             /* shm: set last, with release order */
     _Atomic(uint64_t) created_ns;
-    /* transition state: read by every call, written on transitions only */
-    _Alignas(CB_CACHELINE) _Atomic(uint64_t) word;
-    _Atomic(uint64_t) deadline;          /* gen:16 | ms:48, see cb__publish_time() */
-    _Atomic(uint64_t) opens;
-    /* failure path */
-    _Alignas(CB_CACHELINE) _Atomic(uint64_t) consec;       /* gen:32 | run:32 */
-    _Atomic(uint64_t) last_failure_ns;
-    /* windows */
-    _Alignas(CB_CACHELINE) _Atomic(uint64_t) win_head;     /* count window: next position */
-    _Atomic(uint64_t) win_count[4];      /* count window: gen:32 | calls, failures, slow,
-                                            entries that are not plain successes:32 */
-    _Atomic(uint64_t) win_epoch;         /* time window: epoch:48 | bucket:16 of the newest
-                                            epoch seen, see cb__epoch() */
-    _Atomic(uint64_t) win_closed[3];     /* time window: epoch:32 | calls, failures, slow:32
-                                            of the buckets before that epoch's own */
-    /* bulkhead */
-    _Alignas(CB_CACHELINE) _Atomic(uint64_t) in_flight;
-    _Atomic(uint64_t) sweep_ms;         /* last look for a dead process's bulkhead places */
+    cb__live live;                       /* what calls move (see cb__live) */
     cb__hist hist[CB_HISTORY];
     cb__stripe stripes[CB_STRIPES + 1]; /* the last one is the shared overflow stripe */
 };
@@ -985,14 +1076,14 @@ static void cb__cfg_load(cb_config *out, const cb__cfg *d)
 
 CB_API void cb_config_get(const cb_breaker *b, cb_config *out)
 {
-    cb__cfg_load(out, &b->cb__config);
+    cb__cfg_load(out, b->cb__config);
     out->on_event = b->cb__on_event;
     out->user = b->cb__user;
     out->clock_ns = b->cb__clock_ns;
     out->clock_user = b->cb__clock_user;
 }
 
-CB_API const char *cb_name(const cb_breaker *b) { return b->cb__config.name; }
+CB_API const char *cb_name(const cb_breaker *b) { return b->cb__config->name; }
 
 /* ---- layout and init ------------------------------------------------------------- */
 
@@ -1015,7 +1106,11 @@ static uint64_t cb__bucket_ns(const cb_config *c)
     return c->window_ms ? (uint64_t)c->window_ms * CB__MS / c->window_buckets : 0;
 }
 
-static size_t cb__handle_size(void) { return cb__round_up(sizeof(cb_breaker), CB_CACHELINE); }
+/* the handle, then its own copy of the resolved config */
+static size_t cb__handle_size(void)
+{
+    return cb__round_up(sizeof(cb_breaker), CB_CACHELINE) + cb__round_up(sizeof(cb__cfg), CB_CACHELINE);
+}
 
 CB_API size_t cb_size(const cb_config *cfg)
 {
@@ -1069,7 +1164,7 @@ static void cb__block_init(cb__shared *sh, const cb_config *c, uint64_t now)
     /* relaxed: the block is not yet visible to other threads; publication (the caller
        returning the handle, or the release store of ready) orders these */
     atomic_store_explicit(&sh->created_ns, now, memory_order_relaxed);
-    atomic_store_explicit(&sh->word, cb__w_make(CB_CLOSED, 0, 0, 0, 0), memory_order_relaxed);
+    atomic_store_explicit(&sh->live.word, cb__w_make(CB_CLOSED, 0, 0, 0, 0), memory_order_relaxed);
 }
 
 /* The handle of block sh, whose resolved config is c and identity tag: everything the
@@ -1079,14 +1174,21 @@ static void cb__handle_init(cb_breaker *b, cb__shared *sh, const cb_config *c, u
 {
     static _Atomic(uint64_t) next_id = 1;
     memset(b, 0, sizeof *b);
-    cb__cfg_store(&b->cb__config, c);
-    const cb__cfg *k = &b->cb__config;
+    cb__cfg *own = (cb__cfg *)((char *)b + cb__round_up(sizeof *b, CB_CACHELINE));
+    cb__cfg_store(own, c);
+    b->cb__config = own;
+    const cb__cfg *k = own;
     b->cb__sh = sh;
-    b->cb__word = &sh->word;
-    b->cb__consec = &sh->consec;
-    b->cb__win_count = sh->win_count;
+    if (sh) {   /* without a block: a group's template, which each key's handle copies */
+        b->cb__lv = &sh->live;
+        b->cb__stripes = sh->stripes;
+        b->cb__hist = sh->hist;
+        b->cb__word = &sh->live.word;
+        b->cb__consec = &sh->live.consec;
+        b->cb__win_count = sh->live.win_count;
+        b->cb__window = (char *)sh + sizeof(cb__shared);
+    }
     b->cb__window_calls = k->window_calls;
-    b->cb__window = (char *)sh + sizeof(cb__shared);
     b->cb__bucket_ns = cb__bucket_ns(c);
     b->cb__slow_ns = (uint64_t)k->slow_call_ms * CB__MS;
     b->cb__coarse = cb__coarse_uses(c, b->cb__bucket_ns, &b->cb__coarse_margin_ns);
@@ -1219,13 +1321,13 @@ static uint64_t cb__thread_token(void)
 
 /* Give back n bulkhead places, never below zero: whatever a caller's bug or a damaged
    file gives back too often cannot wrap the count and shut the bulkhead for good. */
-static void cb__places_give(cb__shared *sh, uint64_t n)
+static void cb__places_give(cb__live *lv, uint64_t n)
 {
-    uint64_t cur = atomic_load_explicit(&sh->in_flight, memory_order_relaxed);
+    uint64_t cur = atomic_load_explicit(&lv->in_flight, memory_order_relaxed);
     for (uint32_t tries = 0; cur && tries < CB__TRIES; tries++) {
         CB_YIELD_POINT();
         /* relaxed: the count alone bounds admissions, as in cb__bulkhead_take */
-        if (atomic_compare_exchange_weak_explicit(&sh->in_flight, &cur, cur > n ? cur - n : 0,
+        if (atomic_compare_exchange_weak_explicit(&lv->in_flight, &cur, cur > n ? cur - n : 0,
                                                   memory_order_relaxed, memory_order_relaxed))
             return;
     }
@@ -1234,13 +1336,13 @@ static void cb__places_give(cb__shared *sh, uint64_t n)
 /* Give back the bulkhead places a dead process's stripe still holds; the caller has just
    taken the stripe over from the dead owner. Its places were taken by that process alone
    and can be given back by nobody else (tickets do not cross processes). */
-static void cb__settle_places(cb__shared *sh, cb__stripe *st)
+static void cb__settle_places(cb__live *lv, cb__stripe *st)
 {
     uint64_t taken = atomic_load_explicit(&st->n[CB__N_PLACES_TAKEN], memory_order_relaxed);
     uint64_t given = atomic_load_explicit(&st->n[CB__N_PLACES_GIVEN], memory_order_relaxed);
     if (taken > given) {   /* relaxed: counts alone, as in cb__bulkhead_take */
         atomic_fetch_add_explicit(&st->n[CB__N_PLACES_GIVEN], taken - given, memory_order_relaxed);
-        cb__places_give(sh, taken - given);
+        cb__places_give(lv, taken - given);
     }
 }
 
@@ -1254,7 +1356,7 @@ static bool cb__pid_dead(uint64_t owner)
 CB_API cb__tls_entry *cb__tls_fill(cb_breaker *b, cb__tls_entry *e)
 {
     uint64_t me = cb__thread_token();
-    cb__stripe *st = b->cb__sh->stripes, *mine = NULL;
+    cb__stripe *st = b->cb__stripes, *mine = NULL;
     for (unsigned i = 0; i < CB_STRIPES && !mine; i++)   /* one this thread owns already */
         if (atomic_load_explicit(&st[i].owner, memory_order_relaxed) == me)
             mine = &st[i];
@@ -1271,7 +1373,7 @@ CB_API cb__tls_entry *cb__tls_fill(cb_breaker *b, cb__tls_entry *e)
                                                         memory_order_relaxed)) {
                 mine = &st[i];
                 if (pass == 1)
-                    cb__settle_places(b->cb__sh, mine);   /* a dead process's stripe */
+                    cb__settle_places(b->cb__lv, mine);   /* a dead process's stripe */
             }
         }
     }
@@ -1288,20 +1390,27 @@ CB_API void cb_thread_release(cb_breaker *b)
     if (e->key == b->cb__id)
         e->key = 0;
     for (unsigned i = 0; me && i < CB_STRIPES; i++)
-        if (atomic_load_explicit(&b->cb__sh->stripes[i].owner, memory_order_relaxed) == me)
+        if (atomic_load_explicit(&b->cb__stripes[i].owner, memory_order_relaxed) == me)
             /* release: pairs with the acquire claim CAS of the next owner */
-            atomic_store_explicit(&b->cb__sh->stripes[i].owner, 0, memory_order_release);
+            atomic_store_explicit(&b->cb__stripes[i].owner, 0, memory_order_release);
 }
 
-static void cb__sum(const cb__shared *sh, uint64_t n[CB__N_COUNT])
+static void cb__key_sum(const cb_breaker *b, uint64_t n[CB__N_COUNT]);
+
+static void cb__sum(const cb_breaker *b, uint64_t n[CB__N_COUNT])
 {
     memset(n, 0, sizeof(uint64_t) * CB__N_COUNT);
+    if (b->cb__key_n) {
+        cb__key_sum(b, n);
+        return;
+    }
+    const cb__stripe *stripes = b->cb__stripes;
     for (unsigned i = 0; i <= CB_STRIPES; i++)
         for (unsigned j = 0; j < CB__N_COUNT; j++)
             /* relaxed: each stripe counter only grows; a sum taken while calls run is a
                snapshot, exact once the callers are quiescent (they joined, or their
                records happened before this call) */
-            n[j] += atomic_load_explicit(&sh->stripes[i].n[j], memory_order_relaxed);
+            n[j] += atomic_load_explicit(&stripes[i].n[j], memory_order_relaxed);
 }
 
 /* ---- time ------------------------------------------------------------------------ */
@@ -1338,11 +1447,11 @@ static uint32_t cb__next_k(const cb__cfg *c, uint32_t k)
 
 /* Is gen still the current generation? Writers of generation-tagged words ask before
    they replace another generation's value: a late writer must not overwrite a newer one. */
-static bool cb__period_current(const cb__shared *sh, uint32_t gen)
+static bool cb__period_current(const cb__live *lv, uint32_t gen)
 {
     /* relaxed: advisory; if gen ends right after, the word written here carries the old
        tag, which the newer generation's writers replace in turn */
-    return cb__w_gen(atomic_load_explicit(&sh->word, memory_order_relaxed)) == gen;
+    return cb__w_gen(atomic_load_explicit(&lv->word, memory_order_relaxed)) == gen;
 }
 
 /* The deadline word: gen:16 | ms:48. For OPEN the end of the period, for HALF_OPEN the
@@ -1352,25 +1461,25 @@ static bool cb__period_current(const cb__shared *sh, uint32_t gen)
    publishes, so an old tag can never have come round again). */
 #define CB__MS_MASK ((1ull << 48) - 1)
 
-static void cb__publish_time(cb__shared *sh, uint32_t gen, uint64_t ms)
+static void cb__publish_time(cb__live *lv, uint32_t gen, uint64_t ms)
 {
     uint64_t want = (uint64_t)(gen & 0xffff) << 48 | (ms & CB__MS_MASK);
-    uint64_t cur = atomic_load_explicit(&sh->deadline, memory_order_relaxed);
+    uint64_t cur = atomic_load_explicit(&lv->deadline, memory_order_relaxed);
     for (uint32_t tries = 0; tries < CB__TRIES; tries++) {
-        if ((uint16_t)(cur >> 48) == (uint16_t)gen || !cb__period_current(sh, gen))
+        if ((uint16_t)(cur >> 48) == (uint16_t)gen || !cb__period_current(lv, gen))
             return;   /* published already, or a newer generation's time is what counts */
         CB_YIELD_POINT();
         /* relaxed: the word carries its own generation tag; readers check the tag
            instead of relying on order with any other write */
-        if (atomic_compare_exchange_weak_explicit(&sh->deadline, &cur, want,
+        if (atomic_compare_exchange_weak_explicit(&lv->deadline, &cur, want,
                                                   memory_order_relaxed, memory_order_relaxed))
             return;
     }
 }
 
-static bool cb__time_of(const cb__shared *sh, uint32_t gen, uint64_t *ms)
+static bool cb__time_of(const cb__live *lv, uint32_t gen, uint64_t *ms)
 {
-    uint64_t v = atomic_load_explicit(&sh->deadline, memory_order_relaxed); /* relaxed: tagged */
+    uint64_t v = atomic_load_explicit(&lv->deadline, memory_order_relaxed); /* relaxed: tagged */
     if ((uint16_t)(v >> 48) != (uint16_t)gen)
         return false;
     *ms = v & CB__MS_MASK;
@@ -1394,10 +1503,16 @@ static uint64_t cb__time_for(const cb__cfg *c, uint64_t to, uint64_t now, uint64
 
 /* ---- history --------------------------------------------------------------------- */
 
-static void cb__history_write(cb__shared *sh, const cb_event *ev)
+static void cb__group_history_write(struct cb_group *g, const cb_event *ev);
+
+static void cb__history_write(cb_breaker *b, const cb_event *ev)
 {
+    if (!b->cb__hist) {   /* a group key: the group's ring */
+        cb__group_history_write(b->cb__group, ev);
+        return;
+    }
     uint32_t gen = (uint32_t)ev->generation;
-    cb__hist *h = &sh->hist[gen % CB_HISTORY];
+    cb__hist *h = &b->cb__hist[gen % CB_HISTORY];
     uint64_t cur = atomic_load_explicit(&h->seq, memory_order_relaxed);
     for (uint32_t tries = 0;; tries++) {
         if ((cur & 3) == 1 || tries == CB__TRIES)
@@ -1439,7 +1554,7 @@ static bool cb__history_read(const cb_breaker *b, const cb__hist *h, cb_event *e
         if (from >= CB__COUNT_OF(cb__state_names) || to >= CB__COUNT_OF(cb__state_names) ||
             why >= CB__COUNT_OF(cb__reason_names))
             return false;   /* damaged (a shared file edited by hand): skip it */
-        ev->name = b->cb__config.name;
+        ev->name = b->cb__config->name;
         ev->from = (cb_state)from;
         ev->to = (cb_state)to;
         ev->reason = (cb_reason)why;
@@ -1458,7 +1573,7 @@ CB_API size_t cb_history(const cb_breaker *b, cb_event *out, size_t max)
     size_t n = 0;
     for (unsigned i = 0; i < CB_HISTORY; i++) {
         cb_event ev;
-        if (!cb__history_read(b, &b->cb__sh->hist[i], &ev))
+        if (!cb__history_read(b, &b->cb__hist[i], &ev))
             continue;
         /* insertion sort, oldest first: age is the distance back from the newest gen */
         uint32_t age = newest - (uint32_t)ev.generation;
@@ -1486,12 +1601,12 @@ CB_API size_t cb_history(const cb_breaker *b, cb_event *out, size_t max)
 
 /* Add delta to the value of the tagged word for period gen; the new value, or 0 when the
    writer is late. A value below zero (deltas landing out of order) is kept as such. */
-static int32_t cb__tagged_add(cb__shared *sh, _Atomic(uint64_t) *word, uint32_t gen, int32_t delta)
+static int32_t cb__tagged_add(cb__live *lv, _Atomic(uint64_t) *word, uint32_t gen, int32_t delta)
 {
     uint64_t cur = atomic_load_explicit(word, memory_order_relaxed);
     for (uint32_t tries = 0;; tries++) {
         int32_t v = (uint32_t)(cur >> 32) == gen ? (int32_t)(uint32_t)cur : 0;
-        if (((uint32_t)(cur >> 32) != gen && !cb__period_current(sh, gen)) || tries == CB__TRIES)
+        if (((uint32_t)(cur >> 32) != gen && !cb__period_current(lv, gen)) || tries == CB__TRIES)
             return 0;
         int32_t next = (delta > 0 && v == INT32_MAX) || (delta < 0 && v == INT32_MIN) ? v : v + delta;
         if (next == v && (uint32_t)(cur >> 32) == gen)
@@ -1510,19 +1625,19 @@ static uint32_t cb__tagged_get(const _Atomic(uint64_t) *word, uint32_t gen)
     return (uint32_t)(v >> 32) == gen && (int32_t)(uint32_t)v > 0 ? (uint32_t)v : 0;
 }
 
-/* Consecutive failures (sh->consec, tagged): the run after this outcome. */
-static uint32_t cb__consec_update(cb__shared *sh, uint32_t gen, bool failure)
+/* Consecutive failures (consec, tagged): the run after this outcome. */
+static uint32_t cb__consec_update(cb__live *lv, uint32_t gen, bool failure)
 {
     if (failure)
-        return (uint32_t)cb__tagged_add(sh, &sh->consec, gen, 1);
+        return (uint32_t)cb__tagged_add(lv, &lv->consec, gen, 1);
     /* a success cuts the run to 0 under this period's tag; no write when it is 0 already */
-    uint64_t cur = atomic_load_explicit(&sh->consec, memory_order_relaxed);
+    uint64_t cur = atomic_load_explicit(&lv->consec, memory_order_relaxed);
     for (uint32_t tries = 0; (uint32_t)cur != 0 && tries < CB__TRIES; tries++) {
-        if ((uint32_t)(cur >> 32) != gen && !cb__period_current(sh, gen))
+        if ((uint32_t)(cur >> 32) != gen && !cb__period_current(lv, gen))
             break;
         CB_YIELD_POINT();
         /* relaxed: as in cb__tagged_add */
-        if (atomic_compare_exchange_weak_explicit(&sh->consec, &cur, (uint64_t)gen << 32,
+        if (atomic_compare_exchange_weak_explicit(&lv->consec, &cur, (uint64_t)gen << 32,
                                                   memory_order_relaxed, memory_order_relaxed))
             break;
     }
@@ -1538,11 +1653,11 @@ typedef struct cb__figures { uint32_t calls, failures, slow; } cb__figures;
    be taken for current: documented in docs/design.md.) */
 #define CB__RING_GEN(g) ((uint32_t)(g) & 0x1fffffffu)
 
-static void cb__ring_figures(const cb__shared *sh, uint32_t gen, cb__figures *f)
+static void cb__ring_figures(const cb__live *lv, uint32_t gen, cb__figures *f)
 {
-    f->calls = cb__tagged_get(&sh->win_count[0], gen);
-    f->failures = cb__tagged_get(&sh->win_count[1], gen);
-    f->slow = cb__tagged_get(&sh->win_count[2], gen);
+    f->calls = cb__tagged_get(&lv->win_count[0], gen);
+    f->failures = cb__tagged_get(&lv->win_count[1], gen);
+    f->slow = cb__tagged_get(&lv->win_count[2], gen);
 }
 
 /* Put one outcome in the count window; true if the figures changed, and then *f holds
@@ -1551,18 +1666,18 @@ static bool cb__ring_add(const cb_breaker *b, uint32_t gen, bool fail, bool slow
 {
     if (!fail && !slow && cb__window_full_plain(b, gen))
         return false;
-    cb__shared *sh = b->cb__sh;
+    cb__live *lv = b->cb__lv;
     _Atomic(uint32_t) *ring = cb__ring(b);
     uint32_t entry = CB__RING_GEN(gen) << 3 | 4u | (slow ? 2u : 0u) | (fail ? 1u : 0u);
     /* relaxed: the position only spreads writers over the ring; entries carry their tag */
-    uint64_t pos = atomic_fetch_add_explicit(&sh->win_head, 1, memory_order_relaxed);
+    uint64_t pos = atomic_fetch_add_explicit(&lv->win_head, 1, memory_order_relaxed);
     _Atomic(uint32_t) *slot = &ring[pos % b->cb__window_calls];
     bool changed = false;
     /* relaxed: replacing an entry by an equal one is no change, so skipping the write
        is the same as making it (linearised at this load) */
     uint32_t old = atomic_load_explicit(slot, memory_order_relaxed);
     for (uint32_t tries = 0; old != entry && tries < CB__TRIES; tries++) {
-        if ((old >> 3) != CB__RING_GEN(gen) && !cb__period_current(sh, gen))
+        if ((old >> 3) != CB__RING_GEN(gen) && !cb__period_current(lv, gen))
             break;   /* a late writer must not take out an entry the current period counts */
         CB_YIELD_POINT();
         /* CAS: each entry's contribution is removed exactly once, by the writer that
@@ -1576,17 +1691,17 @@ static bool cb__ring_add(const cb_breaker *b, uint32_t gen, bool fail, bool slow
                              (int32_t)(fail || slow) - (counted ? (int32_t)((old & 3u) != 0) : 0) };
         for (int i = 0; i < 4; i++)
             if (delta[i]) {
-                cb__tagged_add(sh, &sh->win_count[i], gen, delta[i]);
+                cb__tagged_add(lv, &lv->win_count[i], gen, delta[i]);
                 changed = true;
             }
         /* the not-plain count takes this period's tag with the period's first entries,
            even at 0, or a period that never sees a failure would never skip the head */
         if (!counted && !delta[3])
-            cb__tagged_add(sh, &sh->win_count[3], gen, 0);
+            cb__tagged_add(lv, &lv->win_count[3], gen, 0);
         break;
     }
     if (changed)
-        cb__ring_figures(sh, gen, f);
+        cb__ring_figures(lv, gen, f);
     return changed;
 }
 
@@ -1598,14 +1713,14 @@ typedef struct cb__epoch_at { uint64_t e; uint32_t bucket; } cb__epoch_at;
 
 static uint64_t cb__epoch_word(const cb_breaker *b, uint64_t e)
 {
-    return e << 16 | e % b->cb__config.window_buckets;   /* e < 2^45: a bucket is >= 1 ms */
+    return e << 16 | e % b->cb__config->window_buckets;   /* e < 2^45: a bucket is >= 1 ms */
 }
 
 /* The newest epoch, if the clock has not left it (or is behind it); false otherwise. */
 static inline bool cb__epoch_held(const cb_breaker *b, uint64_t seen, uint64_t now, cb__epoch_at *at)
 {
     uint64_t se = seen >> 16, start = se * b->cb__bucket_ns;
-    if ((seen & 0xffff) >= b->cb__config.window_buckets ||
+    if ((seen & 0xffff) >= b->cb__config->window_buckets ||
         (now >= start && now - start >= b->cb__bucket_ns))
         return false;
     *at = (cb__epoch_at){ se, (uint32_t)(seen & 0xffff) };
@@ -1618,7 +1733,7 @@ static CB__NOINLINE cb__epoch_at cb__epoch_move(const cb_breaker *b, uint64_t no
 static inline cb__epoch_at cb__epoch(const cb_breaker *b, uint64_t now, bool advance)
 {
     /* relaxed: a monotonic maximum, no data hangs on it */
-    uint64_t seen = atomic_load_explicit(&b->cb__sh->win_epoch, memory_order_relaxed);
+    uint64_t seen = atomic_load_explicit(&b->cb__lv->win_epoch, memory_order_relaxed);
     cb__epoch_at at;
     return CB__LIKELY(cb__epoch_held(b, seen, now, &at)) ? at : cb__epoch_move(b, now, advance, seen);
 }
@@ -1626,8 +1741,8 @@ static inline cb__epoch_at cb__epoch(const cb_breaker *b, uint64_t now, bool adv
 /* The clock has left the newest epoch: the epoch it is in, made the newest if advance. */
 static cb__epoch_at cb__epoch_move(const cb_breaker *b, uint64_t now, bool advance, uint64_t seen)
 {
-    _Atomic(uint64_t) *newest = &b->cb__sh->win_epoch;
-    uint32_t n = b->cb__config.window_buckets;
+    _Atomic(uint64_t) *newest = &b->cb__lv->win_epoch;
+    uint32_t n = b->cb__config->window_buckets;
     cb__epoch_at at;
     for (uint32_t tries = 0; tries < CB__TRIES; tries++) {
         if (tries && cb__epoch_held(b, seen, now, &at))
@@ -1666,8 +1781,8 @@ static uint32_t cb__bucket_add(const cb_breaker *b, _Atomic(uint64_t) *word, uin
         uint64_t next;
         if ((uint32_t)(cur >> 32) == (uint32_t)e)
             next = (uint32_t)cur == UINT32_MAX ? cur : cur + 1;
-        else if ((atomic_load_explicit(&b->cb__sh->win_epoch, memory_order_relaxed) >> 16) - e <
-                 b->cb__config.window_buckets)
+        else if ((atomic_load_explicit(&b->cb__lv->win_epoch, memory_order_relaxed) >> 16) - e <
+                 b->cb__config->window_buckets)
             next = (uint64_t)(uint32_t)e << 32 | 1;   /* the bucket ages out: start it afresh */
         else
             return 0;                                 /* e itself has aged out */
@@ -1684,7 +1799,7 @@ static uint32_t cb__bucket_add(const cb_breaker *b, _Atomic(uint64_t) *word, uin
 static void cb__buckets_sum(const cb_breaker *b, uint64_t epoch, uint32_t skip, cb__figures *f)
 {
     const cb__bucket *bk = cb__buckets(b);
-    uint32_t n = b->cb__config.window_buckets;
+    uint32_t n = b->cb__config->window_buckets;
     f->calls = f->failures = f->slow = 0;
     for (uint32_t i = 0; i < n; i++) {
         if (i == skip)
@@ -1710,7 +1825,7 @@ static void cb__buckets_sum(const cb_breaker *b, uint64_t epoch, uint32_t skip, 
    always walks the buckets. */
 static void cb__closed_sums(const cb_breaker *b, cb__epoch_at at, cb__figures *f)
 {
-    _Atomic(uint64_t) *cache = b->cb__sh->win_closed;
+    _Atomic(uint64_t) *cache = b->cb__lv->win_closed;
     /* relaxed: each word carries its epoch tag */
     uint64_t calls = atomic_load_explicit(&cache[0], memory_order_relaxed);
     uint64_t failures = atomic_load_explicit(&cache[1], memory_order_relaxed);
@@ -1735,16 +1850,16 @@ static void cb__closed_sums(const cb_breaker *b, cb__epoch_at at, cb__figures *f
 static void cb__buckets_clear(const cb_breaker *b, uint64_t now)
 {
     cb__bucket *bk = cb__buckets(b);
-    cb__shared *sh = b->cb__sh;
-    for (uint32_t i = 0; i < b->cb__config.window_buckets; i++) {
+    cb__live *lv = b->cb__lv;
+    for (uint32_t i = 0; i < b->cb__config->window_buckets; i++) {
         atomic_store_explicit(&bk[i].calls, 0, memory_order_relaxed);
         atomic_store_explicit(&bk[i].failures, 0, memory_order_relaxed);
         atomic_store_explicit(&bk[i].slow, 0, memory_order_relaxed);
     }
     uint64_t e = now / b->cb__bucket_ns;
     for (int i = 0; i < 3; i++)
-        atomic_store_explicit(&sh->win_closed[i], (uint64_t)(uint32_t)(e - 1) << 32, memory_order_relaxed);
-    atomic_store_explicit(&sh->win_epoch, cb__epoch_word(b, e), memory_order_relaxed);
+        atomic_store_explicit(&lv->win_closed[i], (uint64_t)(uint32_t)(e - 1) << 32, memory_order_relaxed);
+    atomic_store_explicit(&lv->win_epoch, cb__epoch_word(b, e), memory_order_relaxed);
 }
 
 /* What the window of the current period holds: nothing outside CLOSED and METRICS_ONLY
@@ -1753,9 +1868,9 @@ static void cb__window_figures(const cb_breaker *b, uint64_t w, cb__figures *f)
 {
     uint32_t gen = cb__w_gen(w);
     f->calls = f->failures = f->slow = 0;
-    if (b->cb__config.window_calls)
-        cb__ring_figures(b->cb__sh, gen, f);
-    else if (b->cb__config.window_ms && (cb__w_state(w) == CB_CLOSED || cb__w_state(w) == CB_METRICS_ONLY))
+    if (b->cb__config->window_calls)
+        cb__ring_figures(b->cb__lv, gen, f);
+    else if (b->cb__config->window_ms && (cb__w_state(w) == CB_CLOSED || cb__w_state(w) == CB_METRICS_ONLY))
         cb__buckets_sum(b, cb__epoch(b, cb__now(b), false).e, UINT32_MAX, f);
 }
 
@@ -1800,7 +1915,7 @@ static void cb__time_add(const cb_breaker *b, bool fail, bool slow, uint64_t *no
 static bool cb__window_add(const cb_breaker *b, uint32_t gen, bool fail, bool slow, uint64_t *now,
                            bool *have_now, cb__figures *f)
 {
-    const cb__cfg *c = &b->cb__config;
+    const cb__cfg *c = b->cb__config;
     if (c->window_calls)
         return cb__ring_add(b, gen, fail, slow, f);
     if (!c->window_ms)
@@ -1820,10 +1935,10 @@ static bool cb__bulkhead_take(cb_breaker *b)
     /* relaxed: the count alone bounds admissions: a call is admitted only if it found
        fewer than max_concurrent before it, so at most that many hold a place */
     for (int tries = 0; tries < 2; tries++) {
-        uint64_t before = atomic_fetch_add_explicit(&b->cb__sh->in_flight, 1, memory_order_relaxed);
-        if (before < b->cb__config.max_concurrent)
+        uint64_t before = atomic_fetch_add_explicit(&b->cb__lv->in_flight, 1, memory_order_relaxed);
+        if (before < b->cb__config->max_concurrent)
             return true;
-        cb__places_give(b->cb__sh, 1);
+        cb__places_give(b->cb__lv, 1);
         if (tries == 0)
             cb__bulkhead_sweep(b);
     }
@@ -1833,7 +1948,7 @@ static bool cb__bulkhead_take(cb_breaker *b)
 static void cb__bulkhead_give(cb_breaker *b)
 {
     if (b->cb__fast & CB__F_BULKHEAD)
-        cb__places_give(b->cb__sh, 1);
+        cb__places_give(b->cb__lv, 1);
 }
 
 /* A process killed while its calls held bulkhead places would keep them forever. Each
@@ -1843,23 +1958,25 @@ static void cb__bulkhead_give(cb_breaker *b)
    dead processes are settled and their places given back. */
 static void cb__bulkhead_sweep(cb_breaker *b)
 {
-    cb__shared *sh = b->cb__sh;
+    cb__live *lv = b->cb__lv;
+    if (!b->cb__stripes)
+        return;   /* a group key tallies no places: see docs/groups.md */
     uint64_t now_ms = cb__mono_ns() / CB__MS;
-    uint64_t last = atomic_load_explicit(&sh->sweep_ms, memory_order_relaxed);
+    uint64_t last = atomic_load_explicit(&lv->sweep_ms, memory_order_relaxed);
     /* relaxed: only elects one sweeper a second; the stripe CAS below does the rest */
     if (now_ms - last < 1000 ||
-        !atomic_compare_exchange_strong_explicit(&sh->sweep_ms, &last, now_ms,
+        !atomic_compare_exchange_strong_explicit(&lv->sweep_ms, &last, now_ms,
                                                  memory_order_relaxed, memory_order_relaxed))
         return;
     uint64_t me = cb__thread_token();
     for (unsigned i = 0; i < CB_STRIPES; i++) {
-        cb__stripe *st = &sh->stripes[i];
+        cb__stripe *st = &b->cb__stripes[i];
         uint64_t o = atomic_load_explicit(&st->owner, memory_order_relaxed);
         /* acquire: the dead owner's tallies are complete (it is dead) and visible */
         if (!cb__pid_dead(o) || !atomic_compare_exchange_strong_explicit(
                                     &st->owner, &o, me, memory_order_acquire, memory_order_relaxed))
             continue;
-        cb__settle_places(sh, st);
+        cb__settle_places(lv, st);
         /* release: the next owner continues from the settled tallies */
         atomic_store_explicit(&st->owner, 0, memory_order_release);
     }
@@ -1886,10 +2003,10 @@ static bool cb__admit(cb_breaker *b, cb_ticket *t, uint32_t gen, uint32_t flags)
         t->cb__flags |= CB__T_STAMPED;
         t->cb__start_ns = cb__stamp(b);
     }
-    if (b->cb__fast & CB__F_BULKHEAD) {   /* tally the place in this thread's stripe */
+    if ((b->cb__fast & CB__F_BULKHEAD) && b->cb__stripes) {   /* tally the place in this thread's stripe */
         cb__tls_entry *e = cb__entry(b);
         cb__count(b, CB__N_PLACES_TAKEN);
-        uint32_t idx = e->exclusive ? (uint32_t)(e->stripe - b->cb__sh->stripes) : CB_STRIPES;
+        uint32_t idx = e->exclusive ? (uint32_t)(e->stripe - b->cb__stripes) : CB_STRIPES;
         t->cb__flags |= CB__T_BULKHEAD | idx << 8;
     }
     return true;
@@ -1904,7 +2021,7 @@ static void cb__count_outcome(cb_breaker *b, cb_outcome o, bool slow, uint64_t *
         cb__count(b, CB__N_SLOW);
     if (o == CB_FAILURE) {
         uint64_t at = cb__now_for(b, CB__C_STATS, now, have_now);
-        _Atomic(uint64_t) *last = &b->cb__sh->last_failure_ns;
+        _Atomic(uint64_t) *last = &b->cb__lv->last_failure_ns;
         /* relaxed: a statistic; unchanged (within a coarse tick) is not written again, so
            a run of failures does not keep taking the line from other threads */
         if (atomic_load_explicit(last, memory_order_relaxed) != at)
@@ -1926,7 +2043,7 @@ static bool cb__record_begin(cb_breaker *b, const cb_ticket *t, cb_outcome o)
            RMW, since other threads add to it too; before the place itself is given back */
         uint32_t idx = (t->cb__flags >> 8) & 0xffu;
         if (idx <= CB_STRIPES)
-            atomic_fetch_add_explicit(&b->cb__sh->stripes[idx].n[CB__N_PLACES_GIVEN], 1,
+            atomic_fetch_add_explicit(&b->cb__stripes[idx].n[CB__N_PLACES_GIVEN], 1,
                                       memory_order_relaxed);
         cb__bulkhead_give(b);
     }
@@ -1978,29 +2095,60 @@ static uint64_t cb__w_next(uint64_t w, cb_state s, uint32_t k)
 
 static void cb__buckets_clear(const cb_breaker *b, uint64_t now);
 
-/* Make the transition from *w to `to` (false, with *w the fresh word, if another thread
-   moved first), and publish it. */
-static bool cb__transition(cb_breaker *b, uint64_t *w, uint64_t to, cb_reason why, uint64_t now)
+/* A state word that no state has: what a group key's handle sees once its key has left
+   the slot (cb__word_cas). */
+#define CB__GONE 7u
+
+/* The state word's CAS. A group key's handle first checks that its key still holds the
+   slot: the word was read before this check (acquire), so a word written for the slot's
+   next key is caught here, and an eviction after the check moves the word, failing the CAS.
+   A caller of a key gone never moves another key's word. */
+static bool cb__word_cas(cb_breaker *b, uint64_t *w, uint64_t to, bool weak)
 {
-    cb__shared *sh = b->cb__sh;
-    uint64_t from = *w;
+    if (b->cb__seq && atomic_load_explicit(b->cb__seq, memory_order_acquire) != b->cb__seq_seen) {
+        b->cb__lost = 1;
+        *w = CB__GONE;
+        return false;
+    }
     CB_YIELD_POINT();
     /* acq_rel: release publishes what this thread did before (e.g. its window writes);
        acquire (also on failure) makes the winner's state visible to the loser, which
        re-decides from the fresh word */
-    if (!atomic_compare_exchange_strong_explicit(&sh->word, w, to, memory_order_acq_rel,
-                                                 memory_order_acquire))
+    return weak ? atomic_compare_exchange_weak_explicit(b->cb__word, w, to, memory_order_acq_rel,
+                                                        memory_order_acquire)
+                : atomic_compare_exchange_strong_explicit(b->cb__word, w, to, memory_order_acq_rel,
+                                                          memory_order_acquire);
+}
+
+static int cb__group_open_take(cb_breaker *b, uint64_t from, uint64_t to, cb_reason why);
+static void cb__group_open_settle(cb_breaker *b, int taken, uint64_t from, uint64_t to, bool moved);
+
+/* Make the transition from *w to `to` (false, with *w the fresh word, if another thread
+   moved first), and publish it. */
+static bool cb__transition(cb_breaker *b, uint64_t *w, uint64_t to, cb_reason why, uint64_t now)
+{
+    cb__live *lv = b->cb__lv;
+    uint64_t from = *w;
+    int taken = 0;   /* a group key: the place among the group's open keys it took */
+    if (b->cb__group && (taken = cb__group_open_take(b, from, to, why)) < 0)
+        return false;   /* held back by max_open_share: the key stays as it is */
+    bool moved = cb__word_cas(b, w, to, false);
+    if (b->cb__group)
+        cb__group_open_settle(b, taken, from, to, moved);
+    if (!moved)
         return false;
     *w = to;
-    cb_event ev = { b->cb__config.name, cb__w_state(from), cb__w_state(to), why,
-                    cb__w_gen(to), now, 0 };
-    cb__publish_time(sh, cb__w_gen(to), cb__time_for(&b->cb__config, to, now, &ev.open_ms));
+    cb_event ev = { b->cb__config->name, cb__w_state(from), cb__w_state(to), why,
+                    cb__w_gen(to), now, 0, b->cb__key, b->cb__key_len };
+    if (!b->cb__hist)   /* relaxed: a statistic of a group key, which has no history */
+        atomic_store_explicit(&lv->since_ns, now, memory_order_relaxed);
+    cb__publish_time(lv, cb__w_gen(to), cb__time_for(b->cb__config, to, now, &ev.open_ms));
     if (ev.to == CB_OPEN)
         /* relaxed: a statistic; once per transition, so no contention */
-        atomic_fetch_add_explicit(&sh->opens, 1, memory_order_relaxed);
-    if ((ev.to == CB_CLOSED || ev.to == CB_METRICS_ONLY) && b->cb__config.window_ms)
+        atomic_fetch_add_explicit(&lv->opens, 1, memory_order_relaxed);
+    if ((ev.to == CB_CLOSED || ev.to == CB_METRICS_ONLY) && b->cb__config->window_ms)
         cb__buckets_clear(b, now);
-    cb__history_write(sh, &ev);
+    cb__history_write(b, &ev);
     if (b->cb__on_event)
         b->cb__on_event(&ev, b->cb__user);
     return true;
@@ -2026,10 +2174,10 @@ static void cb__closed_outcome(cb_breaker *b, uint64_t w, bool fail, bool slow, 
                                bool have_now)
 {
     uint32_t gen = cb__w_gen(w);
-    uint32_t run = cb__consec_update(b->cb__sh, gen, fail);
+    uint32_t run = cb__consec_update(b->cb__lv, gen, fail);
     cb__figures f;
     bool changed = cb__window_add(b, gen, fail, slow, &now, &have_now, &f);
-    int why = cb__trip_reason(&b->cb__config, run, changed ? &f : NULL);
+    int why = cb__trip_reason(b->cb__config, run, changed ? &f : NULL);
     if (why >= 0 && cb__w_state(w) == CB_CLOSED)
         cb__transition(b, &w, cb__w_next(w, CB_OPEN, cb__w_k(w)), (cb_reason)why,
                        have_now ? now : cb__now(b));
@@ -2049,7 +2197,7 @@ CB_API void cb__window_success(cb_breaker *b, uint64_t w)
     bool have_now = false;
     cb__figures f;
     cb__time_add(b, false, false, &now, &have_now, &f);
-    int why = cb__window_rule(&b->cb__config, &f);
+    int why = cb__window_rule(b->cb__config, &f);
     if (CB__UNLIKELY(why >= 0) && cb__w_state(w) == CB_CLOSED)
         cb__transition(b, &w, cb__w_next(w, CB_OPEN, cb__w_k(w)), (cb_reason)why,
                        have_now ? now : cb__now(b));
@@ -2059,16 +2207,16 @@ CB_API void cb__window_success(cb_breaker *b, uint64_t w)
 
 static cb__verdict cb__allow_open(cb_breaker *b, cb_ticket *t, uint64_t *w)
 {
-    cb__shared *sh = b->cb__sh;
+    cb__live *lv = b->cb__lv;
     uint32_t gen = cb__w_gen(*w), k = cb__w_k(*w);
     uint64_t ms;
-    if (cb__time_of(sh, gen, &ms) && cb__surely_before(b, ms))
+    if (cb__time_of(lv, gen, &ms) && cb__surely_before(b, ms))
         return CB__REJECT;
     uint64_t now = cb__now(b);
-    if (!cb__time_of(sh, gen, &ms)) {
+    if (!cb__time_of(lv, gen, &ms)) {
         /* the winner of this generation has not published its deadline yet (or died
            first): publish one from now, which is no earlier than it would */
-        cb__publish_time(sh, gen, cb__ceil_ms(cb__add_sat(now, cb__period_ms(&b->cb__config, k, gen) * CB__MS)));
+        cb__publish_time(lv, gen, cb__ceil_ms(cb__add_sat(now, cb__period_ms(b->cb__config, k, gen) * CB__MS)));
         return CB__REJECT;
     }
     if (now / CB__MS < ms || !cb__bulkhead_take(b))
@@ -2086,16 +2234,16 @@ static cb__verdict cb__allow_open(cb_breaker *b, cb_ticket *t, uint64_t *w)
 
 static cb__verdict cb__allow_half_open(cb_breaker *b, cb_ticket *t, uint64_t *w)
 {
-    cb__shared *sh = b->cb__sh;
-    const cb__cfg *c = &b->cb__config;
+    cb__live *lv = b->cb__lv;
+    const cb__cfg *c = b->cb__config;
     uint32_t gen = cb__w_gen(*w);
     uint64_t ms;
-    if (cb__w_taken(*w) >= c->half_open_calls && cb__time_of(sh, gen, &ms) &&
+    if (cb__w_taken(*w) >= c->half_open_calls && cb__time_of(lv, gen, &ms) &&
         cb__surely_before(b, ms))
         return CB__REJECT;   /* no permit left and the round has time left */
     uint64_t now = cb__now(b);
-    if (!cb__time_of(sh, gen, &ms)) {   /* as in cb__allow_open */
-        cb__publish_time(sh, gen, cb__ceil_ms(cb__add_sat(now, (uint64_t)c->probe_timeout_ms * CB__MS)));
+    if (!cb__time_of(lv, gen, &ms)) {   /* as in cb__allow_open */
+        cb__publish_time(lv, gen, cb__ceil_ms(cb__add_sat(now, (uint64_t)c->probe_timeout_ms * CB__MS)));
     } else if (now / CB__MS >= ms) {
         cb__transition(b, w, cb__w_next(*w, CB_OPEN, cb__next_k(c, cb__w_k(*w))),
                        CB_REASON_PROBE_TIMEOUT, now);
@@ -2103,10 +2251,8 @@ static cb__verdict cb__allow_half_open(cb_breaker *b, cb_ticket *t, uint64_t *w)
     }
     if (cb__w_taken(*w) >= c->half_open_calls || !cb__bulkhead_take(b))
         return CB__REJECT;
-    CB_YIELD_POINT();
-    /* acq_rel: a permit is part of the state word; same pairing as transitions */
-    if (atomic_compare_exchange_weak_explicit(&sh->word, w, cb__w_take_permit(*w),
-                                              memory_order_acq_rel, memory_order_acquire)) {
+    /* a permit is part of the state word; same pairing as transitions */
+    if (cb__word_cas(b, w, cb__w_take_permit(*w), true)) {
         cb__admit(b, t, gen, 0);
         return CB__ADMIT;
     }
@@ -2120,7 +2266,7 @@ static cb__verdict cb__allow_half_open(cb_breaker *b, cb_ticket *t, uint64_t *w)
 static bool cb__probe_result(cb_breaker *b, uint64_t *w, cb_outcome o, bool slow, uint64_t *now,
                              bool *have_now)
 {
-    const cb__cfg *c = &b->cb__config;
+    const cb__cfg *c = b->cb__config;
     uint64_t to;
     if (o == CB_IGNORED) {
         if (cb__w_taken(*w) == 0)
@@ -2134,10 +2280,7 @@ static bool cb__probe_result(cb_breaker *b, uint64_t *w, cb_outcome o, bool slow
         to = cb__w_count_probe(*w);
     }
     if (cb__w_state(to) == CB_HALF_OPEN) {   /* the round goes on: no transition */
-        CB_YIELD_POINT();
-        /* acq_rel: as the permit CAS in cb__allow_half_open */
-        return atomic_compare_exchange_weak_explicit(&b->cb__sh->word, w, to, memory_order_acq_rel,
-                                                     memory_order_acquire);
+        return cb__word_cas(b, w, to, true);   /* as the permit CAS in cb__allow_half_open */
     }
     if (!*have_now)
         *now = cb__now(b), *have_now = true;
@@ -2151,7 +2294,7 @@ static bool cb__probe_result(cb_breaker *b, uint64_t *w, cb_outcome o, bool slow
 static cb__verdict cb__allow_disabled(cb_breaker *b, cb_ticket *t, uint64_t w)
 {
     if (b->cb__fast & CB__F_BULKHEAD)   /* relaxed: see cb__bulkhead_take */
-        atomic_fetch_add_explicit(&b->cb__sh->in_flight, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->cb__lv->in_flight, 1, memory_order_relaxed);
     cb__admit(b, t, cb__w_gen(w), CB__T_DISABLED);
     return CB__ADMIT;
 }
@@ -2163,10 +2306,12 @@ CB_API cb_err cb_set_state(cb_breaker *b, cb_state s)
     uint64_t w = atomic_load_explicit(b->cb__word, memory_order_acquire);
     /* the clock is read after the word it replaces, so transition times never go back;
        a failed CAS reloads w, and the next try decides on the fresh word */
-    for (uint32_t tries = 0; tries < CB__TRIES; tries++)
+    for (uint32_t tries = 0; tries < CB__TRIES && !b->cb__lost; tries++)
         if (cb__transition(b, &w, cb__w_next(w, s, s == CB_CLOSED ? 0 : cb__w_k(w)),
                            CB_REASON_MANUAL, cb__now(b)))
             return CB_OK;
+    if (b->cb__lost)
+        return CB_ENOMEM;   /* a group key evicted meanwhile: the group looks again */
     return CB_ECORRUPT;   /* the word never held still: a damaged shared file */
 }
 
@@ -2245,7 +2390,11 @@ CB_API cb_state cb_get_state(const cb_breaker *b)
 static bool cb__since(const cb_breaker *b, uint32_t gen, uint64_t *ns)
 {
     cb_event ev;
-    if (!cb__history_read(b, &b->cb__sh->hist[gen % CB_HISTORY], &ev) || (uint32_t)ev.generation != gen)
+    if (!b->cb__hist) {   /* a group key keeps the time itself */
+        *ns = atomic_load_explicit(&b->cb__lv->since_ns, memory_order_relaxed);
+        return true;
+    }
+    if (!cb__history_read(b, &b->cb__hist[gen % CB_HISTORY], &ev) || (uint32_t)ev.generation != gen)
         return false;
     *ns = ev.at_ns;
     return true;
@@ -2256,9 +2405,9 @@ CB_API uint64_t cb_retry_after_ms(const cb_breaker *b)
     uint64_t w = atomic_load_explicit(b->cb__word, memory_order_acquire), ms;
     if (cb__w_state(w) != CB_OPEN)
         return 0;
-    if (!cb__time_of(b->cb__sh, cb__w_gen(w), &ms))   /* just opened: the whole period */
-        return cb__period_ms(&b->cb__config, cb__w_k(w), cb__w_gen(w));
-    uint64_t period = cb__period_ms(&b->cb__config, cb__w_k(w), cb__w_gen(w));
+    if (!cb__time_of(b->cb__lv, cb__w_gen(w), &ms))   /* just opened: the whole period */
+        return cb__period_ms(b->cb__config, cb__w_k(w), cb__w_gen(w));
+    uint64_t period = cb__period_ms(b->cb__config, cb__w_k(w), cb__w_gen(w));
     uint64_t until = cb__ms_to_ns(ms), now = cb__now(b), since;
     if (!cb__since(b, cb__w_gen(w), &since))
         since = until - cb__ms_to_ns(period);
@@ -2274,13 +2423,14 @@ CB_API uint64_t cb_retry_after_ms(const cb_breaker *b)
 CB_API void cb_stats_get(const cb_breaker *b, cb_stats *s)
 {
     const cb__shared *sh = b->cb__sh;
+    const cb__live *lv = b->cb__lv;
     uint64_t n[CB__N_COUNT], ms;
     memset(s, 0, sizeof *s);
     uint64_t w = atomic_load_explicit(b->cb__word, memory_order_acquire);
     uint32_t gen = cb__w_gen(w);
     s->state = cb__w_state(w);
     s->generation = gen;
-    cb__sum(sh, n);
+    cb__sum(b, n);
     s->admitted = n[CB__N_ADMITTED];
     s->rejected = n[CB__N_REJECTED];
     s->successes = n[CB__N_SUCCESSES];
@@ -2288,22 +2438,22 @@ CB_API void cb_stats_get(const cb_breaker *b, cb_stats *s)
     s->ignored = n[CB__N_IGNORED];
     s->slow = n[CB__N_SLOW];
     s->stale = n[CB__N_STALE];
-    s->opens = atomic_load_explicit(&sh->opens, memory_order_relaxed);
-    s->consecutive_failures = cb__tagged_get(&sh->consec, gen);
+    s->opens = atomic_load_explicit(&lv->opens, memory_order_relaxed);
+    s->consecutive_failures = cb__tagged_get(&lv->consec, gen);
     cb__figures f;
     cb__window_figures(b, w, &f);
     s->window_calls = f.calls;
     s->window_failures = f.failures;
     s->window_slow = f.slow;
     uint64_t done = s->successes + s->failures + s->ignored + s->stale + n[CB__N_UNCOUNTED];
-    uint64_t flight = b->cb__config.max_concurrent ? atomic_load_explicit(&sh->in_flight, memory_order_relaxed)
+    uint64_t flight = b->cb__config->max_concurrent ? atomic_load_explicit(&lv->in_flight, memory_order_relaxed)
                                              : ((int64_t)(s->admitted - done) > 0 ? s->admitted - done : 0);
     s->in_flight = flight > UINT32_MAX ? UINT32_MAX : (uint32_t)flight;
     if (!cb__since(b, gen, &s->state_since_ns) &&
-        atomic_load_explicit(&sh->hist[gen % CB_HISTORY].seq, memory_order_relaxed) == 0)
+        atomic_load_explicit(&b->cb__hist[gen % CB_HISTORY].seq, memory_order_relaxed) == 0)
         s->state_since_ns = atomic_load_explicit(&sh->created_ns, memory_order_relaxed);
-    s->last_failure_ns = atomic_load_explicit(&sh->last_failure_ns, memory_order_relaxed);
-    if (s->state == CB_OPEN && cb__time_of(sh, gen, &ms))
+    s->last_failure_ns = atomic_load_explicit(&lv->last_failure_ns, memory_order_relaxed);
+    if (s->state == CB_OPEN && cb__time_of(lv, gen, &ms))
         s->open_until_ns = cb__ms_to_ns(ms);
 }
 
@@ -2350,18 +2500,47 @@ static const char *cb__escape(const char *name, char out[2 * CB__NAME_MAX + 1])
 
 typedef unsigned long long cb__ull;
 
-CB_API int cb_format_json(const cb_breaker *b, char *buf, size_t cap)
+/* A group key as text, the same in JSON strings and Prometheus labels: printable ASCII
+   as it is, '"' and '\\' escaped with '\\', every other byte (and '%') as %HH. */
+static const char *cb__key_text(const char *k, size_t n, char *out, size_t cap)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < n && j + 4 < cap; i++) {
+        unsigned char c = (unsigned char)k[i];
+        if (c == '"' || c == '\\') {
+            out[j++] = '\\';
+            out[j++] = (char)c;
+        } else if (c >= 0x20 && c < 0x7f && c != '%') {
+            out[j++] = (char)c;
+        } else {
+            snprintf(out + j, 4, "%%%02X", c);
+            j += 3;
+        }
+    }
+    out[j] = 0;
+    return out;
+}
+
+/* One breaker's JSON object: its name, the key (a group's), then every stats field. */
+static void cb__json_breaker(cb__out *o, const cb_breaker *b, const char *key)
 {
     cb_stats s;
     char name[2 * CB__NAME_MAX + 1];
-    cb__out o = { buf, cap, 0 };
     cb_stats_get(b, &s);
-    cb__put(&o, "{\"name\":\"%s\",\"state\":\"%s\"", cb__escape(cb_name(b), name),
-            cb_state_name(s.state));
-#define CB__JSON_FIELD(type, field, kind, help) cb__put(&o, ",\"" #field "\":%llu", (cb__ull)s.field);
+    cb__put(o, "{\"name\":\"%s\"", cb__escape(cb_name(b), name));
+    if (key)
+        cb__put(o, ",\"key\":\"%s\"", key);
+    cb__put(o, ",\"state\":\"%s\"", cb_state_name(s.state));
+#define CB__JSON_FIELD(type, field, kind, help) cb__put(o, ",\"" #field "\":%llu", (cb__ull)s.field);
     CB__STATS_FIELDS(CB__JSON_FIELD)
 #undef CB__JSON_FIELD
-    cb__put(&o, ",\"retry_after_ms\":%llu}", (cb__ull)cb_retry_after_ms(b));
+    cb__put(o, ",\"retry_after_ms\":%llu}", (cb__ull)cb_retry_after_ms(b));
+}
+
+CB_API int cb_format_json(const cb_breaker *b, char *buf, size_t cap)
+{
+    cb__out o = { buf, cap, 0 };
+    cb__json_breaker(&o, b, NULL);
     return cb__done(&o);
 }
 
@@ -2386,11 +2565,14 @@ static uint64_t cb__family_value(const cb_stats *s, const cb__family *f)
 
 /* The exposition of the n breakers at(ctx, i) (NULL entries skipped), family by family:
    the state, every family of the stats list, the time left in the period. */
-static int cb__prometheus(cb_breaker *(*at)(void *ctx, size_t i), void *ctx, size_t n, char *buf,
-                          size_t cap)
+/* at(ctx, i) gives the i-th breaker (NULL: none there) and writes its labels. */
+typedef cb_breaker *(*cb__at_fn)(void *ctx, size_t i, char *labels, size_t labels_cap);
+#define CB__LABELS_MAX (3 * CB_GROUP_KEY_MAX + 2 * CB__NAME_MAX + 32)
+
+static int cb__prometheus(cb__at_fn at, void *ctx, size_t n, char *buf, size_t cap)
 {
     cb__out o = { buf, cap, 0 };
-    char name[2 * CB__NAME_MAX + 1];
+    char nm[CB__LABELS_MAX];
     const size_t nfam = CB__COUNT_OF(cb__families);
     for (size_t f = 0; f <= nfam + 1; f++) {   /* 0: cb_state; nfam + 1: retry-after */
         const cb__family *fam = f >= 1 && f <= nfam ? &cb__families[f - 1] : NULL;
@@ -2404,26 +2586,36 @@ static int cb__prometheus(cb_breaker *(*at)(void *ctx, size_t i), void *ctx, siz
                         "# TYPE cb_retry_after_seconds gauge\n");
         for (size_t i = 0; i < n; i++) {
             cb_stats s;
-            cb_breaker *bi = at(ctx, i);
+            cb_breaker *bi = at(ctx, i, nm, sizeof nm);
             if (!bi)
                 continue;
             cb_stats_get(bi, &s);
-            const char *nm = cb__escape(cb_name(bi), name);
             if (f == 0)
                 for (unsigned k = 0; k < CB__COUNT_OF(cb__state_names); k++)
-                    cb__put(&o, "cb_state{name=\"%s\",state=\"%s\"} %d\n", nm,
+                    cb__put(&o, "cb_state{%s,state=\"%s\"} %d\n", nm,
                             cb__state_names[k], s.state == (cb_state)k);
             else if (fam)
-                cb__put(&o, "%s{name=\"%s\"} %llu\n", fam->name, nm, (cb__ull)cb__family_value(&s, fam));
+                cb__put(&o, "%s{%s} %llu\n", fam->name, nm, (cb__ull)cb__family_value(&s, fam));
             else
-                cb__put(&o, "cb_retry_after_seconds{name=\"%s\"} %.3f\n", nm,
+                cb__put(&o, "cb_retry_after_seconds{%s} %.3f\n", nm,
                         (double)cb_retry_after_ms(bi) / 1000.0);
         }
     }
     return cb__done(&o);
 }
 
-static cb_breaker *cb__array_at(void *ctx, size_t i) { return ((cb_breaker *const *)ctx)[i]; }
+static cb_breaker *cb__named(cb_breaker *b, char *labels, size_t cap)
+{
+    char name[2 * CB__NAME_MAX + 1];
+    if (b)
+        snprintf(labels, cap, "name=\"%s\"", cb__escape(cb_name(b), name));
+    return b;
+}
+
+static cb_breaker *cb__array_at(void *ctx, size_t i, char *labels, size_t cap)
+{
+    return cb__named(((cb_breaker *const *)ctx)[i], labels, cap);
+}
 
 CB_API int cb_format_prometheus(cb_breaker *const *bs, size_t n, char *buf, size_t cap)
 {
@@ -2523,9 +2715,10 @@ CB_API int cb_registry_json(cb_registry *r, char *buf, size_t cap)
     return cb__done(&o);
 }
 
-static cb_breaker *cb__registry_at(void *ctx, size_t i)
+static cb_breaker *cb__registry_at(void *ctx, size_t i, char *labels, size_t cap)
 {
-    return atomic_load_explicit(&((cb_registry *)ctx)->slots[i], memory_order_acquire);
+    return cb__named(atomic_load_explicit(&((cb_registry *)ctx)->slots[i], memory_order_acquire),
+                     labels, cap);
 }
 
 CB_API int cb_registry_prometheus(cb_registry *r, char *buf, size_t cap)
@@ -2554,7 +2747,7 @@ CB_API void cb__test_preset(cb_breaker *b, uint32_t generation, uint64_t counter
 {
     atomic_store_explicit(b->cb__word, cb__w_make(CB_CLOSED, 0, 0, 0, generation), memory_order_release);
     cb__test_set_counters(b, counters);
-    atomic_store_explicit(&b->cb__sh->opens, counters, memory_order_relaxed);
+    atomic_store_explicit(&b->cb__lv->opens, counters, memory_order_relaxed);
 }
 #endif
 
@@ -2799,18 +2992,18 @@ static cb_err cb__shm_publish(int fd, const cb_config *c, const cb__why *y)
    what the config allows (a whole window, a longest period or probe round). */
 static void cb__shm_adopt_times(cb_breaker *b)
 {
-    cb__shared *sh = b->cb__sh;
-    const cb__cfg *c = &b->cb__config;
+    cb__live *lv = b->cb__lv;
+    const cb__cfg *c = b->cb__config;
     uint64_t now = cb__now(b);
     if (c->window_ms) {
         uint64_t e = now / b->cb__bucket_ns;
-        uint64_t seen = atomic_load_explicit(&sh->win_epoch, memory_order_relaxed);
+        uint64_t seen = atomic_load_explicit(&lv->win_epoch, memory_order_relaxed);
         if ((seen >> 16) > e + c->window_buckets)   /* far ahead: a fresh window */
             cb__buckets_clear(b, now);
     }
-    uint64_t w = atomic_load_explicit(&sh->word, memory_order_acquire), ms;
+    uint64_t w = atomic_load_explicit(&lv->word, memory_order_acquire), ms;
     cb_state s = cb__w_state(w);
-    if ((s != CB_OPEN && s != CB_HALF_OPEN) || !cb__time_of(sh, cb__w_gen(w), &ms))
+    if ((s != CB_OPEN && s != CB_HALF_OPEN) || !cb__time_of(lv, cb__w_gen(w), &ms))
         return;
     uint64_t span = s == CB_OPEN ? c->max_open_ms : c->probe_timeout_ms;
     if (ms <= cb__ceil_ms(now) + span + 1)
@@ -2818,7 +3011,7 @@ static void cb__shm_adopt_times(cb_breaker *b)
     uint64_t fresh = s == CB_OPEN ? cb__period_ms(c, cb__w_k(w), cb__w_gen(w)) : c->probe_timeout_ms;
     uint64_t cur = (uint64_t)(cb__w_gen(w) & 0xffff) << 48 | ms;
     /* relaxed: the deadline word carries its own tag, see cb__publish_time() */
-    atomic_compare_exchange_strong_explicit(&sh->deadline, &cur,
+    atomic_compare_exchange_strong_explicit(&lv->deadline, &cur,
         (cur & ~CB__MS_MASK) | cb__ceil_ms(cb__add_sat(now, fresh * CB__MS)),
         memory_order_relaxed, memory_order_relaxed);
 }
@@ -2866,7 +3059,7 @@ static cb_breaker *cb__shm_map(int fd, const cb_config *c, const cb__why *y, cb_
         *e = cb__shm_fail(y, CB_EIO, "mmap: %s", strerror(errno));
         return NULL;
     }
-    cb_breaker *b = (cb_breaker *)CB_MALLOC(sizeof *b);
+    cb_breaker *b = (cb_breaker *)CB_MALLOC(cb__handle_size());
     if (!b) {
         munmap(map, len);
         *e = cb__shm_fail(y, CB_ENOMEM, "no memory for the handle");
@@ -2958,6 +3151,1362 @@ CB_API cb_breaker *cb_shm_open(const char *path, const cb_config *cfg, cb_err *e
 }
 CB_API cb_breaker *cb_shm_attach(const char *path, cb_err *err) { return cb_shm_open(path, NULL, err); }
 CB_API void cb_shm_close(cb_breaker *b) { (void)b; }
+#endif /* CB_NO_SHM */
+
+/* ---- keyed groups ----------------------------------------------------------------
+
+   A group is one position-independent block (caller memory, the heap or one shared file):
+   a header, the group's own line, an overflow breaker, `capacity` slots, an index from
+   key hashes to slots, a stack of free slots and a ring of recent transitions.
+
+   A slot holds one key's breaker: its cb__live, its counters and its key. Its occupant
+   word `seq` is even while a key holds it (seq / 2 numbers the occupant: it grows with
+   every reuse) and odd while the slot is free or changing hands. Creation and eviction
+   take the group's lock; a call for a held key takes none:
+   - lookup: index entry -> slot; seq (acquire), hash, length and key words (acquire),
+     seq again: equal and even, or the slot is not the key's (seqlock);
+   - the key's handle (cb__key_handle) remembers that seq. Its counters are tagged with
+     the occupant (occupant:16 | count:48) and counted by CAS only under that tag, and it
+     checks seq before each CAS of the word (cb__word_cas): a caller that found the key
+     just before it left never counts on, nor moves the state of, the slot's next key;
+   - generations keep growing across occupants, so a ticket of an evicted key is stale
+     for every later one; its record is refused by the occupant check and counted in the
+     group's `stale`.
+   model/group.pml checks this lifecycle (create, look up, evict, reuse). */
+
+#define CB__GROUP_MAGIC 0x3170726b61657262ull   /* "breakrp1" */
+#define CB__GROUP_VERSION 1u
+#define CB__GROUP_HISTORY 256u
+#define CB__COUNT_MASK ((1ull << 48) - 1)
+#define CB__NO_SLOT UINT32_MAX
+#define CB__SCAN_PAUSE_MS 10   /* after a scan found no key to evict, new keys overflow this long */
+
+typedef struct cb__gcfg {            /* the group's fields of the resolved config: plain values */
+    uint32_t capacity, key_max, idle_ms, dominant_min_calls, dominant_window_ms, pad;
+    double max_open_share, dominant_share;
+} cb__gcfg;
+
+/* The group's own line: written on creation, eviction, overflow and trips only. */
+typedef struct cb__gline {
+    _Alignas(CB_CACHELINE) _Atomic(uint64_t) lock;   /* 0, or pid << 32 | thread token */
+    _Atomic(uint64_t) keys, open_keys, created, evicted, overflow, trips_held, stale;
+    _Alignas(CB_CACHELINE) _Atomic(uint64_t) free_n;   /* under the lock */
+    _Atomic(uint64_t) hand;                           /* eviction scan: where the next one starts */
+    _Atomic(uint64_t) scan_failed_ms;                 /* last scan that found nothing to evict */
+    _Atomic(uint64_t) ring_next;                      /* transitions written to the ring */
+    _Atomic(uint64_t) dom_next_ms, dom_round;         /* the dominant-share check */
+} cb__gline;
+
+typedef struct cb__gshared {
+    uint64_t magic;
+    uint32_t version, header_size;
+    uint64_t total_size, checksum, instance, hash_seed;
+    uint64_t overflow_off, slots_off, index_off, free_off, ring_off;
+    uint64_t slot_stride, index_len, ring_stride;
+    uint64_t off_live, off_key, off_dom, off_win;     /* within a slot */
+    cb__cfg tmpl;
+    cb__gcfg gcfg;
+    _Atomic(uint64_t) ready;
+    cb__gline line;
+} cb__gshared;
+
+/* A slot's first lines; its cb__live, key words, dominant-share rounds and window follow
+   at the offsets in the header. */
+typedef struct cb__slot {
+    _Atomic(uint64_t) seq;        /* occupant word, see above */
+    _Atomic(uint64_t) hash, key_len;
+    _Atomic(uint64_t) last_ms;    /* last allow or record, group clock */
+    _Atomic(uint64_t) dom;        /* last dominant-share trip: k:16 | ms:48 */
+    _Atomic(uint64_t) n[CB__N_COUNT];   /* occupant:16 | count:48 */
+} cb__slot;
+
+typedef struct cb__ghist {        /* one transition of a key; the key's words follow */
+    _Atomic(uint64_t) seq;        /* n << 2 | 1 being written, n << 2 | 2 complete */
+    _Atomic(uint64_t) what, generation, at_ns, open_ms, key_len;
+} cb__ghist;
+
+/* The handle: private, like a breaker's, with everything that locates things. */
+struct cb_group {
+    cb__gshared *sh;
+    cb__gline *line;
+    cb__cfg tmpl;
+    cb__gcfg gcfg;
+    char *slots;
+    _Atomic(uint64_t) *index;
+    _Atomic(uint32_t) *free_stack;
+    char *ring;
+    uint64_t slot_stride, index_mask, ring_stride, hash_seed, tag_base;
+    uint64_t off_live, off_key, off_dom, off_win;
+    uint32_t key_words, kind;
+    cb_breaker *overflow;         /* a full breaker in the block */
+    cb_breaker *proto;            /* the template handle each key's handle copies */
+    void *mem;
+    size_t map_len;
+};
+
+static size_t cb__group_handle_size(void)
+{
+    return cb__round_up(sizeof(cb_group), CB_CACHELINE) + 2 * cb__handle_size();
+}
+
+static cb_err cb__group_resolve(const cb_group_config *in, cb_config *t, cb__gcfg *g, char *msg,
+                                size_t len)
+{
+    if (!in)
+        return cb__bad(msg, len, "config: NULL");
+    cb_config tc = in->breaker;
+    if (!tc.name)
+        tc.name = "group";
+    cb_err e = cb__resolve(&tc, t, msg, len);
+    if (e != CB_OK)
+        return e;
+    memset(g, 0, sizeof *g);
+    g->capacity = in->capacity ? in->capacity : 1024;
+    g->key_max = in->key_max ? in->key_max : 64;
+    g->idle_ms = in->idle_ms ? in->idle_ms : 600000;
+    g->dominant_min_calls = in->dominant_min_calls ? in->dominant_min_calls : 100;
+    g->dominant_window_ms = in->dominant_window_ms ? in->dominant_window_ms : 60000;
+    g->max_open_share = in->max_open_share;
+    g->dominant_share = in->dominant_share;
+    if (g->capacity > CB_GROUP_CAPACITY_MAX)
+        return cb__bad(msg, len, "capacity: %u is over %u", g->capacity, CB_GROUP_CAPACITY_MAX);
+    if (g->key_max > CB_GROUP_KEY_MAX)
+        return cb__bad(msg, len, "key_max: %u is over %u", g->key_max, CB_GROUP_KEY_MAX);
+    if (!cb__rate_ok(g->max_open_share))
+        return cb__bad(msg, len, "max_open_share: %g is not in (0,1]", g->max_open_share);
+    if (!cb__rate_ok(g->dominant_share))
+        return cb__bad(msg, len, "dominant_share: %g is not in (0,1]", g->dominant_share);
+    if (g->dominant_window_ms < 10)
+        return cb__bad(msg, len, "dominant_window_ms: %u is under 10 (it is checked every tenth)",
+                       g->dominant_window_ms);
+    return CB_OK;
+}
+
+CB_API cb_err cb_group_config_check(const cb_group_config *cfg, char *msg, size_t msg_len)
+{
+    cb_config t;
+    cb__gcfg g;
+    if (msg && msg_len)
+        msg[0] = 0;
+    return cb__group_resolve(cfg, &t, &g, msg, msg_len);
+}
+
+/* The layout a resolved config implies, in h (static fields only). */
+static void cb__group_layout(cb__gshared *h, const cb_config *t, const cb__gcfg *g)
+{
+    memset(h, 0, sizeof *h);
+    h->magic = CB__GROUP_MAGIC;
+    h->version = CB__GROUP_VERSION;
+    h->header_size = (uint32_t)sizeof(cb__gshared);
+    cb__cfg_store(&h->tmpl, t);
+    h->gcfg = *g;
+    size_t keyb = cb__round_up(g->key_max, 8);
+    h->off_live = cb__round_up(sizeof(cb__slot), CB_CACHELINE);
+    h->off_key = h->off_live + sizeof(cb__live);
+    h->off_dom = h->off_key + cb__round_up(keyb, CB_CACHELINE);
+    h->off_win = h->off_dom + (g->dominant_share > 0 ? CB_CACHELINE : 0);
+    h->slot_stride = h->off_win + cb__round_up(cb__window_bytes(t), CB_CACHELINE);
+    uint64_t il = 16;
+    while (il < 2ull * g->capacity)
+        il <<= 1;
+    h->index_len = il;
+    h->ring_stride = cb__round_up(sizeof(cb__ghist) + keyb, 8);
+    h->overflow_off = cb__round_up(sizeof(cb__gshared), CB_CACHELINE);
+    h->slots_off = h->overflow_off + cb__round_up(cb__block_size(t), CB_CACHELINE);
+    h->index_off = h->slots_off + h->slot_stride * g->capacity;
+    h->free_off = h->index_off + 8 * il;
+    h->ring_off = cb__round_up(h->free_off + 4ull * g->capacity, CB_CACHELINE);
+    h->total_size = h->ring_off + h->ring_stride * CB__GROUP_HISTORY;
+}
+
+CB_API size_t cb_group_size(const cb_group_config *cfg)
+{
+    cb_config t;
+    cb__gcfg g;
+    cb__gshared h;
+    if (cb__group_resolve(cfg, &t, &g, NULL, 0) != CB_OK)
+        return 0;
+    cb__group_layout(&h, &t, &g);
+    return CB_CACHELINE - 1 + cb__group_handle_size() + h.total_size;
+}
+
+static uint64_t cb__group_checksum(const cb__gshared *h)
+{
+    return cb__fnv(0xcbf29ce484222325ull, h, offsetof(cb__gshared, checksum)) ^
+           cb__fnv(0x84222325cbf29ce4ull, &h->instance, offsetof(cb__gshared, ready) -
+                                                            offsetof(cb__gshared, instance));
+}
+
+static uint64_t cb__group_seed(void)
+{
+    uint64_t s = 0;
+#if defined(__linux__)
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (f) {
+        if (fread(&s, sizeof s, 1, f) != 1)
+            s = 0;
+        fclose(f);
+    }
+#endif
+    return s ? s : cb__instance(&s, cb__mono_ns());
+}
+
+/* Initialise a zeroed block; every slot free. */
+static void cb__group_block_init(cb__gshared *sh, const cb_config *t, const cb__gcfg *g)
+{
+    cb__group_layout(sh, t, g);
+    uint64_t now = t->clock_ns ? t->clock_ns(t->clock_user) : cb__mono_ns();
+    sh->instance = cb__instance(sh, now);
+    sh->hash_seed = cb__group_seed();
+    sh->checksum = cb__group_checksum(sh);
+    cb__block_init((cb__shared *)((char *)sh + sh->overflow_off), t, now);
+    _Atomic(uint32_t) *fs = (_Atomic(uint32_t) *)((char *)sh + sh->free_off);
+    for (uint32_t i = 0; i < g->capacity; i++) {   /* popped from the top: slot 0 first */
+        atomic_store_explicit(&fs[i], g->capacity - 1 - i, memory_order_relaxed);
+        cb__slot *s = (cb__slot *)((char *)sh + sh->slots_off + sh->slot_stride * i);
+        atomic_store_explicit(&s->seq, 1, memory_order_relaxed);   /* free */
+        cb__live *lv = (cb__live *)((char *)s + sh->off_live);
+        atomic_store_explicit(&lv->word, CB__GONE, memory_order_relaxed);
+    }
+    atomic_store_explicit(&sh->line.free_n, g->capacity, memory_order_relaxed);
+}
+
+/* The private handle of a valid block (its static part already checked or just made). */
+static void cb__group_handle_init(cb_group *g, cb__gshared *sh, const cb__gshared *h,
+                                  const cb_config *t, uint64_t tag, uint32_t kind)
+{
+    memset(g, 0, sizeof *g);
+    g->sh = sh;
+    g->line = &sh->line;
+    g->tmpl = h->tmpl;
+    g->gcfg = h->gcfg;
+    g->slots = (char *)sh + h->slots_off;
+    g->index = (_Atomic(uint64_t) *)((char *)sh + h->index_off);
+    g->free_stack = (_Atomic(uint32_t) *)((char *)sh + h->free_off);
+    g->ring = (char *)sh + h->ring_off;
+    g->slot_stride = h->slot_stride;
+    g->index_mask = h->index_len - 1;
+    g->ring_stride = h->ring_stride;
+    g->hash_seed = h->hash_seed;
+    g->tag_base = tag << 32;   /* low half 0: a key's tag has slot + 1 there, never 0 */
+    g->off_live = h->off_live;
+    g->off_key = h->off_key;
+    g->off_dom = h->off_dom;
+    g->off_win = h->off_win;
+    g->key_words = (uint32_t)(cb__round_up(h->gcfg.key_max, 8) / 8);
+    g->kind = kind;
+    char *hm = (char *)g + cb__round_up(sizeof(cb_group), CB_CACHELINE);
+    g->overflow = (cb_breaker *)hm;
+    g->proto = (cb_breaker *)(hm + cb__handle_size());
+    cb__shared *ov = (cb__shared *)((char *)sh + h->overflow_off);
+    /* the overflow breaker's tickets: low half 0 too, so never a key's */
+    cb__handle_init(g->overflow, ov, t, (tag ^ ov->instance) << 32 | 0, kind);
+    cb__handle_init(g->proto, NULL, t, 0, kind);
+    g->proto->cb__group = g;
+}
+
+CB_API cb_err cb_group_init(void *mem, size_t len, const cb_group_config *cfg, cb_group **out)
+{
+    cb_config t;
+    cb__gcfg gc;
+    cb_err e = cb__group_resolve(cfg, &t, &gc, NULL, 0);
+    if (e != CB_OK)
+        return e;
+    if (!mem || !out || len < cb_group_size(cfg))
+        return CB_EINVAL;
+    char *base = (char *)mem + ((CB_CACHELINE - (uintptr_t)mem % CB_CACHELINE) % CB_CACHELINE);
+    cb_group *g = (cb_group *)base;
+    cb__gshared *sh = (cb__gshared *)(base + cb__group_handle_size());
+    cb__gshared h;
+    cb__group_layout(&h, &t, &gc);
+    memset(sh, 0, h.total_size);
+    cb__group_block_init(sh, &t, &gc);
+    cb__group_handle_init(g, sh, sh, &t, sh->instance, CB__KIND_INIT);
+    atomic_store_explicit(&sh->ready, 1, memory_order_release);
+    *out = g;
+    return CB_OK;
+}
+
+CB_API cb_group *cb_group_new(const cb_group_config *cfg, cb_err *err)
+{
+    cb_err e = cb_group_config_check(cfg, NULL, 0);
+    cb_group *g = NULL;
+    if (e == CB_OK) {
+        size_t n = cb_group_size(cfg);
+        void *mem = CB_MALLOC(n);
+        if (!mem)
+            e = CB_ENOMEM;
+        else if ((e = cb_group_init(mem, n, cfg, &g)) != CB_OK)
+            CB_FREE(mem);
+        else {
+            g->kind = CB__KIND_NEW;
+            g->mem = mem;
+        }
+    }
+    if (err)
+        *err = e;
+    return g;
+}
+
+CB_API void cb_group_free(cb_group *g)
+{
+    if (!g)
+        return;
+    if (g->kind == CB__KIND_NEW)
+        CB_FREE(g->mem);
+    else if (g->kind == CB__KIND_SHM)
+        cb_group_shm_close(g);
+}
+
+CB_API void cb_group_config_get(const cb_group *g, cb_group_config *out)
+{
+    memset(out, 0, sizeof *out);
+    cb_config_get(g->overflow, &out->breaker);
+    out->capacity = g->gcfg.capacity;
+    out->key_max = g->gcfg.key_max;
+    out->idle_ms = g->gcfg.idle_ms;
+    out->max_open_share = g->gcfg.max_open_share;
+    out->dominant_share = g->gcfg.dominant_share;
+    out->dominant_min_calls = g->gcfg.dominant_min_calls;
+    out->dominant_window_ms = g->gcfg.dominant_window_ms;
+}
+
+CB_API cb_breaker *cb_group_overflow(cb_group *g) { return g->overflow; }
+
+/* ---- slots, keys and the index ---- */
+
+static cb__slot *cb__slot_at(const cb_group *g, uint32_t s)
+{
+    return (cb__slot *)(g->slots + g->slot_stride * s);
+}
+
+static _Atomic(uint64_t) *cb__slot_key(const cb_group *g, cb__slot *sl)
+{
+    return (_Atomic(uint64_t) *)((char *)sl + g->off_key);
+}
+
+static uint64_t cb__mix(uint64_t x)
+{
+    x ^= x >> 32;
+    x *= 0xd6e8feb86659fd93ull;
+    return x ^ (x >> 32);
+}
+
+/* Seeded per group at creation, so keys from outside cannot be chosen to collide. */
+static uint64_t cb__key_hash(const cb_group *g, const char *k, size_t n)
+{
+    uint64_t h = g->hash_seed ^ (uint64_t)n * 0x9e3779b97f4a7c15ull;
+    for (; n >= 8; k += 8, n -= 8) {
+        uint64_t v;
+        memcpy(&v, k, 8);
+        h = cb__mix(h ^ v) + 0x9e3779b97f4a7c15ull;
+    }
+    uint64_t v = 0;
+    memcpy(&v, k, n);
+    return cb__mix(h ^ v ^ 0x5bd1e9955bd1e995ull);
+}
+
+static uint64_t cb__key_word(const char *k, size_t n, uint32_t i)
+{
+    uint64_t v = 0;
+    size_t at = (size_t)i * 8;
+    memcpy(&v, k + at, n - at < 8 ? n - at : 8);
+    return v;
+}
+
+static uint64_t cb__occupant_tag(uint64_t seq) { return (seq >> 1 & 0xffffu) << 48; }
+
+/* Does slot s hold the key now? Its occupant word then, or 0 (seqlock read: see above). */
+static uint64_t cb__slot_holds(const cb_group *g, uint32_t s, const char *key, size_t len,
+                               uint64_t h)
+{
+    cb__slot *sl = cb__slot_at(g, s);
+    /* acquire: pairs with the release stores of the creator; the loads below are acquire
+       too, so a value of the next occupant is seen with its odd mark and the re-check fails */
+    uint64_t q = atomic_load_explicit(&sl->seq, memory_order_acquire);
+    if ((q & 1) || atomic_load_explicit(&sl->hash, memory_order_acquire) != h ||
+        atomic_load_explicit(&sl->key_len, memory_order_acquire) != len)
+        return 0;
+    _Atomic(uint64_t) *kw = cb__slot_key(g, sl);
+    for (uint32_t i = 0; (size_t)i * 8 < len; i++)
+        if (atomic_load_explicit(&kw[i], memory_order_acquire) != cb__key_word(key, len, i))
+            return 0;
+    return atomic_load_explicit(&sl->seq, memory_order_relaxed) == q ? q : 0;
+}
+
+static uint64_t cb__index_entry(uint64_t h, uint32_t s) { return (h >> 32) << 32 | (uint64_t)(s + 2); }
+
+/* The slot holding the key, with its occupant word in *seq, or CB__NO_SLOT. No lock. */
+static uint32_t cb__group_find(const cb_group *g, const char *key, size_t len, uint64_t h,
+                               uint64_t *seq)
+{
+    uint64_t i = h & g->index_mask;
+    for (uint64_t n = 0; n <= g->index_mask; n++, i = (i + 1) & g->index_mask) {
+        /* acquire: pairs with the release store that published the entry */
+        uint64_t e = atomic_load_explicit(&g->index[i], memory_order_acquire);
+        if (e == 0)
+            return CB__NO_SLOT;
+        uint32_t s = (uint32_t)e - 2;
+        if (e == 1 || e >> 32 != h >> 32 || s >= g->gcfg.capacity)
+            continue;   /* a tombstone, another hash, or an entry a damaged file made up */
+        if ((*seq = cb__slot_holds(g, s, key, len, h)) != 0)
+            return s;
+    }
+    return CB__NO_SLOT;
+}
+
+/* The handle of the key in slot s, found there with occupant word seq: a copy of the
+   template's, aimed at the slot. Made on the caller's stack for each call. */
+static void cb__key_handle(cb_group *g, uint32_t s, uint64_t seq, const char *key, size_t len,
+                           cb_breaker *kh)
+{
+    cb__slot *sl = cb__slot_at(g, s);
+    *kh = *g->proto;
+    cb__live *lv = (cb__live *)((char *)sl + g->off_live);
+    kh->cb__lv = lv;
+    kh->cb__word = &lv->word;
+    kh->cb__consec = &lv->consec;
+    kh->cb__win_count = lv->win_count;
+    kh->cb__window = (char *)sl + g->off_win;
+    kh->cb__key_n = sl->n;
+    kh->cb__seq = &sl->seq;
+    kh->cb__seq_seen = seq;
+    kh->cb__key = key;
+    kh->cb__key_len = (uint32_t)len;
+    kh->cb__slot = s;
+    kh->cb__tag = g->tag_base ^ ((uint64_t)(uint32_t)(seq >> 1) << 32 | (s + 1));
+}
+
+CB_API void cb__key_count(cb_breaker *b, unsigned i)
+{
+    _Atomic(uint64_t) *c = &b->cb__key_n[i];
+    uint64_t tag = cb__occupant_tag(b->cb__seq_seen);
+    uint64_t v = atomic_load_explicit(c, memory_order_relaxed);
+    for (uint32_t tries = 0; tries < CB__TRIES; tries++) {
+        if ((v & ~CB__COUNT_MASK) != tag) {
+            b->cb__lost = 1;   /* the slot has another key: count nothing on it */
+            return;
+        }
+        if ((v & CB__COUNT_MASK) == CB__COUNT_MASK)
+            return;   /* saturated */
+        CB_YIELD_POINT();
+        /* relaxed: counts alone, as the stripes; the tag makes it the key's own */
+        if (atomic_compare_exchange_weak_explicit(c, &v, v + 1, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return;
+    }
+}
+
+static void cb__key_sum(const cb_breaker *b, uint64_t n[CB__N_COUNT])
+{
+    uint64_t tag = cb__occupant_tag(b->cb__seq_seen);
+    for (unsigned j = 0; j < CB__N_COUNT; j++) {
+        uint64_t v = atomic_load_explicit(&b->cb__key_n[j], memory_order_relaxed);
+        n[j] = (v & ~CB__COUNT_MASK) == tag ? v & CB__COUNT_MASK : 0;
+    }
+}
+
+static uint64_t cb__group_ms(const cb_group *g)
+{
+    const cb_breaker *p = g->proto;
+    return (p->cb__clock_ns ? p->cb__clock_ns(p->cb__clock_user) : cb__coarse_ns()) / CB__MS;
+}
+
+static void cb__touch(cb__slot *sl, uint64_t now_ms)
+{
+    /* relaxed: a hint for eviction; unchanged within a ms is not written again */
+    if (atomic_load_explicit(&sl->last_ms, memory_order_relaxed) != now_ms)
+        atomic_store_explicit(&sl->last_ms, now_ms, memory_order_relaxed);
+}
+
+static void cb__add1(_Atomic(uint64_t) *c) { atomic_fetch_add_explicit(c, 1, memory_order_relaxed); }
+
+static void cb__sub1_floor(_Atomic(uint64_t) *c)   /* never below 0, whatever a file says */
+{
+    uint64_t v = atomic_load_explicit(c, memory_order_relaxed);
+    for (uint32_t tries = 0; v && tries < CB__TRIES; tries++)
+        if (atomic_compare_exchange_weak_explicit(c, &v, v - 1, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return;
+}
+
+/* ---- the lock: creation and eviction only ---- */
+
+static bool cb__group_lock(cb_group *g)
+{
+    uint64_t me = cb__thread_token();
+    for (uint32_t tries = 0; tries < (1u << 16); tries++) {
+        uint64_t o = 0;
+        /* acquire: pairs with the release in cb__group_unlock; the holder's slot and index
+           writes are seen by the next holder */
+        if (atomic_compare_exchange_strong_explicit(&g->line->lock, &o, me, memory_order_acquire,
+                                                    memory_order_relaxed))
+            return true;
+        if (cb__pid_dead(o) &&   /* its holder died: take it over */
+            atomic_compare_exchange_strong_explicit(&g->line->lock, &o, me, memory_order_acquire,
+                                                    memory_order_relaxed))
+            return true;
+        if (tries >= 64)
+            sched_yield();
+    }
+    return false;   /* held this long by a live process: the call goes through the overflow breaker */
+}
+
+static void cb__group_unlock(cb_group *g)
+{
+    atomic_store_explicit(&g->line->lock, 0, memory_order_release);
+}
+
+static void cb__index_put(cb_group *g, uint64_t h, uint32_t s)
+{
+    uint64_t i = h & g->index_mask;
+    for (uint64_t n = 0; n <= g->index_mask; n++, i = (i + 1) & g->index_mask) {
+        uint64_t e = atomic_load_explicit(&g->index[i], memory_order_relaxed);
+        if (e <= 1) {
+            /* release: the slot was published before; a finder sees it complete */
+            atomic_store_explicit(&g->index[i], cb__index_entry(h, s), memory_order_release);
+            return;
+        }
+    }
+}
+
+static void cb__index_drop(cb_group *g, uint64_t h, uint32_t s)
+{
+    uint64_t i = h & g->index_mask, want = cb__index_entry(h, s);
+    for (uint64_t n = 0; n <= g->index_mask; n++, i = (i + 1) & g->index_mask) {
+        uint64_t e = atomic_load_explicit(&g->index[i], memory_order_relaxed);
+        if (e == 0)
+            return;
+        if (e != want)
+            continue;
+        /* a tombstone keeps the probe runs behind it whole; a tombstone at the end of a
+           run is not needed, nor are those before it */
+        uint64_t next = atomic_load_explicit(&g->index[(i + 1) & g->index_mask], memory_order_relaxed);
+        atomic_store_explicit(&g->index[i], next == 0 ? 0 : 1, memory_order_release);
+        for (uint64_t j = (i - 1) & g->index_mask; next == 0 &&
+             atomic_load_explicit(&g->index[j], memory_order_relaxed) == 1; j = (j - 1) & g->index_mask)
+            atomic_store_explicit(&g->index[j], 0, memory_order_release);
+        return;
+    }
+}
+
+static bool cb__open_state(cb_state s) { return s == CB_OPEN || s == CB_HALF_OPEN || s == CB_FORCED_OPEN; }
+
+/* May the held key in slot s go? Only what forgetting it would not change (docs/groups.md). */
+static bool cb__evictable(cb_group *g, uint32_t s, uint64_t seq, uint64_t now_ms, uint64_t *w)
+{
+    cb__slot *sl = cb__slot_at(g, s);
+    uint64_t last = atomic_load_explicit(&sl->last_ms, memory_order_relaxed);
+    if (now_ms < last || now_ms - last < g->gcfg.idle_ms)
+        return false;
+    cb_breaker kh;
+    cb__key_handle(g, s, seq, NULL, 0, &kh);
+    *w = atomic_load_explicit(kh.cb__word, memory_order_acquire);
+    uint32_t gen = cb__w_gen(*w);
+    uint64_t ms;
+    switch (cb__w_state(*w)) {
+    case CB_CLOSED: {
+        if (cb__tagged_get(&kh.cb__lv->consec, gen) != 0)
+            return false;
+        cb__figures f;
+        cb__window_figures(&kh, *w, &f);
+        return f.failures == 0 && f.slow == 0;
+    }
+    case CB_OPEN:
+    case CB_HALF_OPEN:
+        return cb__time_of(kh.cb__lv, gen, &ms) && now_ms >= ms;
+    default:
+        return false;   /* manual states stay */
+    }
+}
+
+/* Evict the key in slot s (under the lock): its word moves to GONE in the next
+   generation, so its tickets are stale and its callers see it gone. */
+static bool cb__evict(cb_group *g, uint32_t s, uint64_t seq, uint64_t w)
+{
+    cb__slot *sl = cb__slot_at(g, s);
+    cb__live *lv = (cb__live *)((char *)sl + g->off_live);
+    /* seq_cst: the odd mark is in place before the word moves (cb__word_cas reads them in
+       the other order) */
+    atomic_store_explicit(&sl->seq, seq + 1, memory_order_seq_cst);
+    uint64_t gone = cb__w_make((cb_state)CB__GONE, 0, 0, 0, cb__w_gen(w) + 1);
+    if (!atomic_compare_exchange_strong_explicit(&lv->word, &w, gone, memory_order_acq_rel,
+                                                 memory_order_acquire)) {
+        atomic_store_explicit(&sl->seq, seq, memory_order_release);   /* it moved: it stays */
+        return false;
+    }
+    cb__index_drop(g, atomic_load_explicit(&sl->hash, memory_order_relaxed), s);
+    if (cb__open_state(cb__w_state(w)))
+        cb__sub1_floor(&g->line->open_keys);
+    cb__sub1_floor(&g->line->keys);
+    cb__add1(&g->line->evicted);
+    return true;
+}
+
+static void cb__free_push(cb_group *g, uint32_t s)
+{
+    uint64_t n = atomic_load_explicit(&g->line->free_n, memory_order_relaxed);
+    if (n < g->gcfg.capacity) {
+        atomic_store_explicit(&g->free_stack[n], s, memory_order_relaxed);
+        atomic_store_explicit(&g->line->free_n, n + 1, memory_order_relaxed);
+    }
+}
+
+/* A free slot (under the lock): from the stack, else the first evictable key from the hand on. */
+static uint32_t cb__place(cb_group *g, uint64_t now_ms)
+{
+    cb__gline *ln = g->line;
+    uint32_t cap = g->gcfg.capacity;
+    for (uint64_t n = atomic_load_explicit(&ln->free_n, memory_order_relaxed); n > 0;) {
+        n = n > cap ? cap : n;
+        atomic_store_explicit(&ln->free_n, n - 1, memory_order_relaxed);
+        uint32_t s = atomic_load_explicit(&g->free_stack[n - 1], memory_order_relaxed);
+        if (s < cap && (atomic_load_explicit(&cb__slot_at(g, s)->seq, memory_order_relaxed) & 1))
+            return s;
+        n--;   /* damaged entry: skip it */
+    }
+    uint64_t failed = atomic_load_explicit(&ln->scan_failed_ms, memory_order_relaxed);
+    if (failed && now_ms >= failed && now_ms - failed < CB__SCAN_PAUSE_MS)
+        return CB__NO_SLOT;
+    uint64_t hand = atomic_load_explicit(&ln->hand, memory_order_relaxed);
+    for (uint32_t i = 0; i < cap; i++) {
+        uint32_t s = (uint32_t)((hand + i) % cap);
+        uint64_t seq = atomic_load_explicit(&cb__slot_at(g, s)->seq, memory_order_acquire), w;
+        if (!(seq & 1) && cb__evictable(g, s, seq, now_ms, &w) && cb__evict(g, s, seq, w)) {
+            atomic_store_explicit(&ln->hand, s + 1, memory_order_relaxed);
+            return s;
+        }
+    }
+    atomic_store_explicit(&ln->scan_failed_ms, now_ms ? now_ms : 1, memory_order_relaxed);
+    return CB__NO_SLOT;
+}
+
+/* Put the key in free slot s (under the lock), continuing its generations. */
+static uint64_t cb__occupy(cb_group *g, uint32_t s, const char *key, size_t len, uint64_t h,
+                           uint64_t now_ms)
+{
+    cb__slot *sl = cb__slot_at(g, s);
+    uint64_t seq = (atomic_load_explicit(&sl->seq, memory_order_relaxed) | 1) + 1;
+    cb__live *lv = (cb__live *)((char *)sl + g->off_live);
+    uint32_t gen = cb__w_gen(atomic_load_explicit(&lv->word, memory_order_relaxed)) + 1;
+    /* release (each): a finder that sees one of these sees the odd mark before them */
+    atomic_store_explicit(&sl->hash, h, memory_order_release);
+    atomic_store_explicit(&sl->key_len, len, memory_order_release);
+    _Atomic(uint64_t) *kw = cb__slot_key(g, sl);
+    for (uint32_t i = 0; i < g->key_words; i++)
+        atomic_store_explicit(&kw[i], (size_t)i * 8 < len ? cb__key_word(key, len, i) : 0,
+                              memory_order_release);
+    for (unsigned j = 0; j < CB__N_COUNT; j++)
+        atomic_store_explicit(&sl->n[j], cb__occupant_tag(seq), memory_order_release);
+    atomic_store_explicit(&sl->last_ms, now_ms, memory_order_relaxed);
+    atomic_store_explicit(&sl->dom, 0, memory_order_relaxed);
+    if (g->off_dom != g->off_win) {
+        _Atomic(uint32_t) *rounds = (_Atomic(uint32_t) *)((char *)sl + g->off_dom);
+        for (unsigned r = 0; r < 10; r++)
+            atomic_store_explicit(&rounds[r], 0, memory_order_relaxed);
+    }
+    /* the breaker: CLOSED, a fresh run and window, in the slot's next generation */
+    uint64_t now_ns = now_ms * CB__MS;
+    atomic_store_explicit(&lv->deadline, 0, memory_order_relaxed);
+    atomic_store_explicit(&lv->opens, 0, memory_order_relaxed);
+    atomic_store_explicit(&lv->since_ns, now_ns, memory_order_relaxed);
+    atomic_store_explicit(&lv->consec, 0, memory_order_relaxed);
+    atomic_store_explicit(&lv->last_failure_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&lv->in_flight, 0, memory_order_relaxed);
+    atomic_store_explicit(&lv->word, cb__w_make(CB_CLOSED, 0, 0, 0, gen), memory_order_release);
+    cb__publish_time(lv, gen, now_ms);
+    cb_breaker kh;
+    cb__key_handle(g, s, seq, key, len, &kh);
+    if (g->tmpl.window_ms)
+        cb__buckets_clear(&kh, cb__now(&kh));
+    /* release: pairs with the finder's acquire load of seq */
+    atomic_store_explicit(&sl->seq, seq, memory_order_release);
+    cb__index_put(g, h, s);
+    cb__add1(&g->line->keys);
+    cb__add1(&g->line->created);
+    return seq;
+}
+
+/* The slot of the key, made if it is new and a place can be had; CB__NO_SLOT otherwise. */
+static uint32_t cb__group_hold(cb_group *g, const char *key, size_t len, uint64_t h,
+                               uint64_t now_ms, uint64_t *seq)
+{
+    uint32_t s = cb__group_find(g, key, len, h, seq);
+    if (s != CB__NO_SLOT || !cb__group_lock(g))
+        return s;
+    s = cb__group_find(g, key, len, h, seq);   /* made meanwhile by another caller? */
+    if (s == CB__NO_SLOT && (s = cb__place(g, now_ms)) != CB__NO_SLOT)
+        *seq = cb__occupy(g, s, key, len, h, now_ms);
+    cb__group_unlock(g);
+    return s;
+}
+
+static bool cb__key_ok(const cb_group *g, const char *key, size_t len)
+{
+    return key && len > 0 && len <= g->gcfg.key_max;
+}
+
+/* ---- open keys: the max_open_share cap ---- */
+
+/* Before a key's word moves: 1 if the move opens it (a place among the open keys taken),
+   0 if it does not, -1 if max_open_share holds a trip back. */
+static int cb__group_open_take(cb_breaker *b, uint64_t from, uint64_t to, cb_reason why)
+{
+    cb_group *g = b->cb__group;
+    if (cb__open_state(cb__w_state(from)) || !cb__open_state(cb__w_state(to)))
+        return 0;
+    _Atomic(uint64_t) *open = &g->line->open_keys;
+    if (why == CB_REASON_MANUAL || g->gcfg.max_open_share <= 0) {
+        cb__add1(open);
+        return 1;
+    }
+    uint64_t keys = atomic_load_explicit(&g->line->keys, memory_order_relaxed);
+    uint64_t cap = (uint64_t)(g->gcfg.max_open_share * (double)keys);
+    cap = cap < 1 ? 1 : cap;
+    uint64_t cur = atomic_load_explicit(open, memory_order_relaxed);
+    for (uint32_t tries = 0; tries < CB__TRIES; tries++) {
+        if (cur >= cap)
+            break;
+        /* relaxed: a count; the place is taken before the word moves, given back if not */
+        if (atomic_compare_exchange_weak_explicit(open, &cur, cur + 1, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return 1;
+    }
+    cb__add1(&g->line->trips_held);
+    return -1;
+}
+
+static void cb__group_open_settle(cb_breaker *b, int taken, uint64_t from, uint64_t to, bool moved)
+{
+    cb_group *g = b->cb__group;
+    if ((taken == 1 && !moved) ||
+        (moved && cb__open_state(cb__w_state(from)) && !cb__open_state(cb__w_state(to))))
+        cb__sub1_floor(&g->line->open_keys);
+}
+
+/* ---- the ring of transitions ---- */
+
+static void cb__group_history_write(cb_group *g, const cb_event *ev)
+{
+    uint64_t n = atomic_fetch_add_explicit(&g->line->ring_next, 1, memory_order_relaxed);
+    cb__ghist *h = (cb__ghist *)(g->ring + g->ring_stride * (n % CB__GROUP_HISTORY));
+    uint64_t cur = atomic_load_explicit(&h->seq, memory_order_relaxed);
+    if ((cur & 3) == 1 || (cur && (cur >> 2) > n) ||
+        !atomic_compare_exchange_strong_explicit(&h->seq, &cur, n << 2 | 1, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return;   /* a writer a whole ring late holds it, or a newer entry is there: drop ours */
+    size_t len = ev->key && ev->key_len <= g->gcfg.key_max ? ev->key_len : 0;
+    /* release (each): as in cb__history_write */
+    atomic_store_explicit(&h->what, (uint64_t)ev->from | (uint64_t)ev->to << 8 |
+                          (uint64_t)ev->reason << 16, memory_order_release);
+    atomic_store_explicit(&h->generation, ev->generation, memory_order_release);
+    atomic_store_explicit(&h->at_ns, ev->at_ns, memory_order_release);
+    atomic_store_explicit(&h->open_ms, ev->open_ms, memory_order_release);
+    atomic_store_explicit(&h->key_len, len, memory_order_release);
+    _Atomic(uint64_t) *kw = (_Atomic(uint64_t) *)(h + 1);
+    for (uint32_t i = 0; (size_t)i * 8 < len; i++)
+        atomic_store_explicit(&kw[i], cb__key_word(ev->key, len, i), memory_order_release);
+    atomic_store_explicit(&h->seq, n << 2 | 2, memory_order_release);
+}
+
+CB_API size_t cb_group_history(cb_group *g, cb_event *out, size_t max, char *key_buf,
+                               size_t key_buf_len)
+{
+    uint32_t km = g->gcfg.key_max;
+    if (km && key_buf_len / km < max)
+        max = key_buf_len / km;
+    uint64_t end = atomic_load_explicit(&g->line->ring_next, memory_order_acquire);
+    uint64_t first = end > CB__GROUP_HISTORY ? end - CB__GROUP_HISTORY : 0;
+    if (end - first > max)
+        first = end - max;
+    size_t got = 0;
+    for (uint64_t n = first; n < end; n++) {
+        cb__ghist *h = (cb__ghist *)(g->ring + g->ring_stride * (n % CB__GROUP_HISTORY));
+        uint64_t s1 = atomic_load_explicit(&h->seq, memory_order_acquire);
+        if (s1 != (n << 2 | 2))
+            continue;
+        cb_event ev;
+        memset(&ev, 0, sizeof ev);
+        uint64_t what = atomic_load_explicit(&h->what, memory_order_acquire);
+        ev.generation = atomic_load_explicit(&h->generation, memory_order_acquire);
+        ev.at_ns = atomic_load_explicit(&h->at_ns, memory_order_acquire);
+        ev.open_ms = atomic_load_explicit(&h->open_ms, memory_order_acquire);
+        uint64_t len = atomic_load_explicit(&h->key_len, memory_order_acquire);
+        char *kb = key_buf + (size_t)got * km;
+        _Atomic(uint64_t) *kw = (_Atomic(uint64_t) *)(h + 1);
+        len = len > km ? 0 : len;
+        for (uint32_t i = 0; (size_t)i * 8 < len; i++) {
+            uint64_t v = atomic_load_explicit(&kw[i], memory_order_acquire);
+            memcpy(kb + (size_t)i * 8, &v, len - (size_t)i * 8 < 8 ? len - (size_t)i * 8 : 8);
+        }
+        if (atomic_load_explicit(&h->seq, memory_order_relaxed) != s1)
+            continue;
+        unsigned from = what & 0xff, to = (what >> 8) & 0xff, why = (what >> 16) & 0xff;
+        if (from >= CB__COUNT_OF(cb__state_names) || to >= CB__COUNT_OF(cb__state_names) ||
+            why >= CB__COUNT_OF(cb__reason_names))
+            continue;
+        ev.name = g->tmpl.name;
+        ev.from = (cb_state)from;
+        ev.to = (cb_state)to;
+        ev.reason = (cb_reason)why;
+        ev.key = kb;
+        ev.key_len = (size_t)len;
+        out[got++] = ev;
+    }
+    return got;
+}
+
+/* ---- the dominant share: checked on callers' calls, every tenth of its window ---- */
+
+static uint32_t cb__key_admitted(const cb_group *g, cb__slot *sl, uint64_t seq)
+{
+    uint64_t v = atomic_load_explicit(&sl->n[CB__N_ADMITTED], memory_order_relaxed);
+    (void)g;
+    return (v & ~CB__COUNT_MASK) == cb__occupant_tag(seq) ? (uint32_t)v : 0;
+}
+
+static void cb__dominant_trip(cb_group *g, uint32_t s, uint64_t seq, uint64_t now_ms)
+{
+    cb__slot *sl = cb__slot_at(g, s);
+    char key[CB_GROUP_KEY_MAX];
+    size_t len = (size_t)atomic_load_explicit(&sl->key_len, memory_order_acquire);
+    len = len > g->gcfg.key_max ? 0 : len;
+    _Atomic(uint64_t) *kw = cb__slot_key(g, sl);
+    for (uint32_t i = 0; (size_t)i * 8 < len; i++) {
+        uint64_t v = atomic_load_explicit(&kw[i], memory_order_acquire);
+        memcpy(key + (size_t)i * 8, &v, len - (size_t)i * 8 < 8 ? len - (size_t)i * 8 : 8);
+    }
+    cb_breaker kh;
+    cb__key_handle(g, s, seq, key, len, &kh);
+    uint64_t w = atomic_load_explicit(kh.cb__word, memory_order_acquire);
+    if (cb__w_state(w) != CB_CLOSED)
+        return;
+    /* backoff across dominant trips: each within a window of the last one goes a step up */
+    uint64_t d = atomic_load_explicit(&sl->dom, memory_order_relaxed);
+    uint32_t k = d && now_ms - (d & CB__MS_MASK) <= 2ull * g->gcfg.dominant_window_ms +
+                                                      cb__period_ms(&g->tmpl, (uint32_t)(d >> 48), 0)
+                     ? cb__next_k(&g->tmpl, (uint32_t)(d >> 48)) : 0;
+    if (cb__transition(&kh, &w, cb__w_next(w, CB_OPEN, k), CB_REASON_DOMINANT_SHARE, cb__now(&kh)))
+        atomic_store_explicit(&sl->dom, (uint64_t)k << 48 | (now_ms & CB__MS_MASK), memory_order_relaxed);
+}
+
+static void cb__dominance(cb_group *g, uint64_t now_ms)
+{
+    cb__gline *ln = g->line;
+    uint64_t due = atomic_load_explicit(&ln->dom_next_ms, memory_order_relaxed);
+    uint64_t every = g->gcfg.dominant_window_ms / 10;
+    /* relaxed: elects one checker per round; the figures it reads are counts */
+    if (now_ms < due || !atomic_compare_exchange_strong_explicit(&ln->dom_next_ms, &due, now_ms + every,
+                                                                 memory_order_relaxed, memory_order_relaxed))
+        return;
+    uint64_t round = atomic_fetch_add_explicit(&ln->dom_round, 1, memory_order_relaxed) % 10;
+    uint64_t total = 0;
+    for (uint32_t pass = 0; pass < 2; pass++) {
+        for (uint32_t s = 0; s < g->gcfg.capacity; s++) {
+            cb__slot *sl = cb__slot_at(g, s);
+            uint64_t seq = atomic_load_explicit(&sl->seq, memory_order_acquire);
+            if (seq & 1)
+                continue;
+            _Atomic(uint32_t) *rounds = (_Atomic(uint32_t) *)((char *)sl + g->off_dom);
+            uint32_t now_n = cb__key_admitted(g, sl, seq);
+            uint32_t recent = now_n - atomic_load_explicit(&rounds[round], memory_order_relaxed);
+            if (pass == 0) {
+                total += recent;
+                continue;
+            }
+            atomic_store_explicit(&rounds[round], now_n, memory_order_relaxed);
+            if (total >= g->gcfg.dominant_min_calls && recent > 0 &&
+                (double)recent >= g->gcfg.dominant_share * (double)total)
+                cb__dominant_trip(g, s, seq, now_ms);
+        }
+    }
+}
+
+/* ---- calls ---- */
+
+static bool cb__overflow_allow(cb_group *g, cb_ticket *t)
+{
+    cb__add1(&g->line->overflow);
+    return cb_allow(g->overflow, t);
+}
+
+CB_API bool cb_group_allow(cb_group *g, const char *key, size_t key_len, cb_ticket *t)
+{
+    if (!g || !t)
+        return false;
+    if (!cb__key_ok(g, key, key_len))
+        return cb__overflow_allow(g, t);
+    uint64_t h = cb__key_hash(g, key, key_len), now_ms = cb__group_ms(g), seq = 0;
+    for (int tries = 0; tries < 4; tries++) {
+        uint32_t s = cb__group_hold(g, key, key_len, h, now_ms, &seq);
+        if (s == CB__NO_SLOT)
+            break;
+        cb_breaker kh;
+        cb__key_handle(g, s, seq, key, key_len, &kh);
+        cb__touch(cb__slot_at(g, s), now_ms);
+        bool ok = cb_allow(&kh, t);
+        if (kh.cb__lost)
+            continue;   /* the key left the slot meanwhile: nothing counted; look again */
+        if (g->gcfg.dominant_share > 0)
+            cb__dominance(g, now_ms);
+        return ok;
+    }
+    return cb__overflow_allow(g, t);
+}
+
+CB_API bool cb_group_record(cb_group *g, const cb_ticket *t, cb_outcome o)
+{
+    if (!g || !t || !t->cb__owner)
+        return false;
+    if (t->cb__owner == g->overflow->cb__tag)
+        return cb_record(g->overflow, t, o);
+    uint64_t x = t->cb__owner ^ g->tag_base;
+    uint32_t s = (uint32_t)x - 1;
+    if ((uint32_t)x == 0 || s >= g->gcfg.capacity)
+        return false;   /* not a ticket of this group */
+    cb__slot *sl = cb__slot_at(g, s);
+    uint64_t seq = atomic_load_explicit(&sl->seq, memory_order_acquire);
+    if ((seq & 1) || (uint32_t)(seq >> 1) != (uint32_t)(x >> 32)) {
+        if (!(t->cb__flags & CB__T_ADMITTED) || (unsigned)o > CB_IGNORED)
+            return false;
+        cb__spend(t);   /* its key was evicted: stale, once */
+        cb__add1(&g->line->stale);
+        return false;
+    }
+    cb_breaker kh;
+    cb__key_handle(g, s, seq, NULL, 0, &kh);
+    cb__touch(sl, cb__group_ms(g));
+    bool ok = cb_record(&kh, t, o);
+    if (kh.cb__lost)
+        cb__add1(&g->line->stale);
+    return ok && !kh.cb__lost;
+}
+
+CB_API cb_state cb_group_get_state(cb_group *g, const char *key, size_t key_len)
+{
+    uint64_t seq;
+    if (!g || !cb__key_ok(g, key, key_len))
+        return CB_CLOSED;
+    uint32_t s = cb__group_find(g, key, key_len, cb__key_hash(g, key, key_len), &seq);
+    if (s == CB__NO_SLOT)
+        return CB_CLOSED;
+    cb__live *lv = (cb__live *)((char *)cb__slot_at(g, s) + g->off_live);
+    cb_state st = cb__w_state(atomic_load_explicit(&lv->word, memory_order_acquire));
+    return st > CB_METRICS_ONLY ? CB_CLOSED : st;   /* evicted meanwhile: not held */
+}
+
+CB_API cb_err cb_group_set_state(cb_group *g, const char *key, size_t key_len, cb_state s)
+{
+    if (!g || !cb__key_ok(g, key, key_len) || (unsigned)s > CB_METRICS_ONLY)
+        return CB_EINVAL;
+    uint64_t h = cb__key_hash(g, key, key_len), now_ms = cb__group_ms(g), seq;
+    for (int tries = 0; tries < 4; tries++) {
+        uint32_t slot = cb__group_hold(g, key, key_len, h, now_ms, &seq);
+        if (slot == CB__NO_SLOT)
+            return CB_ENOMEM;
+        cb_breaker kh;
+        cb__key_handle(g, slot, seq, key, key_len, &kh);
+        cb__touch(cb__slot_at(g, slot), now_ms);
+        cb_err e = cb_set_state(&kh, s);
+        if (!kh.cb__lost)
+            return e;
+    }
+    return CB_ENOMEM;
+}
+
+/* Stats of the key in slot s with occupant seq, if it still holds it after reading them. */
+static bool cb__slot_stats(cb_group *g, uint32_t s, uint64_t seq, cb_stats *st)
+{
+    cb_breaker kh;
+    cb__key_handle(g, s, seq, NULL, 0, &kh);
+    cb_stats_get(&kh, st);
+    return atomic_load_explicit(&cb__slot_at(g, s)->seq, memory_order_acquire) == seq &&
+           st->state <= CB_METRICS_ONLY;
+}
+
+CB_API bool cb_group_key_stats(cb_group *g, const char *key, size_t key_len, cb_stats *st)
+{
+    uint64_t seq;
+    if (!g || !st || !cb__key_ok(g, key, key_len))
+        return false;
+    uint32_t s = cb__group_find(g, key, key_len, cb__key_hash(g, key, key_len), &seq);
+    return s != CB__NO_SLOT && cb__slot_stats(g, s, seq, st);
+}
+
+CB_API size_t cb_group_prune(cb_group *g)
+{
+    if (!g || !cb__group_lock(g))
+        return 0;
+    uint64_t now_ms = cb__group_ms(g), w;
+    size_t n = 0;
+    for (uint32_t s = 0; s < g->gcfg.capacity; s++) {
+        uint64_t seq = atomic_load_explicit(&cb__slot_at(g, s)->seq, memory_order_acquire);
+        if (!(seq & 1) && cb__evictable(g, s, seq, now_ms, &w) && cb__evict(g, s, seq, w)) {
+            cb__free_push(g, s);
+            n++;
+        }
+    }
+    atomic_store_explicit(&g->line->scan_failed_ms, 0, memory_order_relaxed);
+    cb__group_unlock(g);
+    return n;
+}
+
+CB_API void cb_group_stats_get(cb_group *g, cb_group_stats *s)
+{
+    cb__gline *ln = g->line;
+    s->keys = atomic_load_explicit(&ln->keys, memory_order_relaxed);
+    s->open_keys = atomic_load_explicit(&ln->open_keys, memory_order_relaxed);
+    s->created = atomic_load_explicit(&ln->created, memory_order_relaxed);
+    s->evicted = atomic_load_explicit(&ln->evicted, memory_order_relaxed);
+    s->overflow = atomic_load_explicit(&ln->overflow, memory_order_relaxed);
+    s->trips_held = atomic_load_explicit(&ln->trips_held, memory_order_relaxed);
+    s->stale = atomic_load_explicit(&ln->stale, memory_order_relaxed);
+}
+
+CB_API size_t cb_group_each(cb_group *g, bool (*fn)(const char *key, size_t key_len,
+                                                     const cb_stats *s, void *user), void *user)
+{
+    char key[CB_GROUP_KEY_MAX];
+    size_t n = 0;
+    for (uint32_t s = 0; s < g->gcfg.capacity; s++) {
+        cb__slot *sl = cb__slot_at(g, s);
+        uint64_t seq = atomic_load_explicit(&sl->seq, memory_order_acquire);
+        if (seq & 1)
+            continue;
+        size_t len = (size_t)atomic_load_explicit(&sl->key_len, memory_order_acquire);
+        if (len == 0 || len > g->gcfg.key_max)
+            continue;
+        _Atomic(uint64_t) *kw = cb__slot_key(g, sl);
+        for (uint32_t i = 0; (size_t)i * 8 < len; i++) {
+            uint64_t v = atomic_load_explicit(&kw[i], memory_order_acquire);
+            memcpy(key + (size_t)i * 8, &v, len - (size_t)i * 8 < 8 ? len - (size_t)i * 8 : 8);
+        }
+        cb_stats st;
+        if (!cb__slot_stats(g, s, seq, &st))
+            continue;   /* evicted while read */
+        n++;
+        if (fn && !fn(key, len, &st, user))
+            break;
+    }
+    return n;
+}
+
+/* ---- a group's exports ---- */
+
+typedef struct cb__gexport {
+    cb_group *g;
+    cb_breaker kh;                /* the key of the slot asked for last */
+    char key[CB_GROUP_KEY_MAX];
+} cb__gexport;
+
+/* Slot i's key handle (NULL when free), its key in x->key; i == capacity: the overflow breaker. */
+static cb_breaker *cb__group_at(cb__gexport *x, size_t i, size_t *len)
+{
+    cb_group *g = x->g;
+    if (i == g->gcfg.capacity) {
+        *len = 0;
+        return g->overflow;
+    }
+    cb__slot *sl = cb__slot_at(g, (uint32_t)i);
+    uint64_t seq = atomic_load_explicit(&sl->seq, memory_order_acquire);
+    *len = (size_t)atomic_load_explicit(&sl->key_len, memory_order_acquire);
+    if ((seq & 1) || *len == 0 || *len > g->gcfg.key_max)
+        return NULL;
+    _Atomic(uint64_t) *kw = cb__slot_key(g, sl);
+    for (uint32_t j = 0; (size_t)j * 8 < *len; j++) {
+        uint64_t v = atomic_load_explicit(&kw[j], memory_order_acquire);
+        memcpy(x->key + (size_t)j * 8, &v, *len - (size_t)j * 8 < 8 ? *len - (size_t)j * 8 : 8);
+    }
+    if (atomic_load_explicit(&sl->seq, memory_order_relaxed) != seq)
+        return NULL;   /* changed hands while read */
+    cb__key_handle(g, (uint32_t)i, seq, x->key, *len, &x->kh);
+    return &x->kh;
+}
+
+static cb_breaker *cb__group_prom_at(void *ctx, size_t i, char *labels, size_t cap)
+{
+    cb__gexport *x = (cb__gexport *)ctx;
+    size_t len;
+    cb_breaker *b = cb__group_at(x, i, &len);
+    char name[2 * CB__NAME_MAX + 1], text[3 * CB_GROUP_KEY_MAX + 1];
+    if (b == x->g->overflow)
+        snprintf(labels, cap, "name=\"%s\",overflow=\"true\"", cb__escape(cb_name(b), name));
+    else if (b)
+        snprintf(labels, cap, "name=\"%s\",key=\"%s\"", cb__escape(cb_name(b), name),
+                 cb__key_text(x->key, len, text, sizeof text));
+    return b;
+}
+
+#define CB__GROUP_FAMILIES(X)                                                    \
+    X(keys, "gauge", "cb_group_keys", "Keys the group holds now")                 \
+    X(open_keys, "gauge", "cb_group_open_keys", "Keys open now (OPEN, HALF_OPEN, FORCED_OPEN)") \
+    X(created, "counter", "cb_group_created_total", "Keys created")               \
+    X(evicted, "counter", "cb_group_evicted_total", "Keys evicted")               \
+    X(overflow, "counter", "cb_group_overflow_total", "Calls through the overflow breaker") \
+    X(trips_held, "counter", "cb_group_trips_held_total", "Trips held back by max_open_share") \
+    X(stale, "counter", "cb_group_stale_total", "Records of tickets whose key was evicted")
+
+CB_API int cb_group_format_prometheus(cb_group *g, char *buf, size_t cap)
+{
+    cb__gexport x;
+    x.g = g;
+    int head = cb__prometheus(cb__group_prom_at, &x, (size_t)g->gcfg.capacity + 1, buf, cap);
+    size_t at = head < 0 ? 0 : (size_t)head;
+    cb__out o = { buf, cap, at };
+    cb_group_stats s;
+    cb_group_stats_get(g, &s);
+    char name[2 * CB__NAME_MAX + 1];
+    const char *nm = cb__escape(g->tmpl.name, name);
+#define CB__GFAM(field, type, metric, help)                                                   \
+    cb__put(&o, "# HELP " metric " " help "\n# TYPE " metric " " type "\n" metric "{name=\"%s\"} %llu\n", \
+            nm, (cb__ull)s.field);
+    CB__GROUP_FAMILIES(CB__GFAM)
+#undef CB__GFAM
+    return cb__done(&o);
+}
+
+CB_API int cb_group_format_json(cb_group *g, char *buf, size_t cap)
+{
+    cb__out o = { buf, cap, 0 };
+    cb__gexport gx, *x = &gx;
+    cb_group_stats s;
+    char name[2 * CB__NAME_MAX + 1], text[3 * CB_GROUP_KEY_MAX + 1];
+    x->g = g;
+    cb_group_stats_get(g, &s);
+    cb__put(&o, "{\"name\":\"%s\",\"group\":true,\"capacity\":%u,\"key_max\":%u",
+            cb__escape(g->tmpl.name, name), g->gcfg.capacity, g->gcfg.key_max);
+#define CB__GJSON(field, type, metric, help) cb__put(&o, ",\"" #field "\":%llu", (cb__ull)s.field);
+    CB__GROUP_FAMILIES(CB__GJSON)
+#undef CB__GJSON
+    cb__put(&o, ",\"overflow_breaker\":");
+    cb__json_breaker(&o, g->overflow, NULL);
+    cb__put(&o, ",\"keys_held\":[");
+    bool first = true;
+    for (uint32_t i = 0; i < g->gcfg.capacity; i++) {
+        size_t len;
+        cb_breaker *b = cb__group_at(x, i, &len);
+        if (!b)
+            continue;
+        cb__put(&o, first ? "" : ",");
+        cb__json_breaker(&o, b, cb__key_text(x->key, len, text, sizeof text));
+        first = false;
+    }
+    cb__put(&o, "]}");
+    return cb__done(&o);
+}
+
+/* ---- a group in a shared file ---- */
+#ifndef CB_NO_SHM
+
+/* The header (static fields and ready) read into private memory; every check is made on
+   this copy, and the handle is built from it, never from the mapping. */
+static cb_err cb__group_header(int fd, cb__gshared *h, uint64_t *file_len, const cb__why *y)
+{
+    struct stat st;
+    memset(h, 0, sizeof *h);
+    if (fstat(fd, &st) != 0)
+        return cb__shm_fail(y, CB_EIO, "fstat: %s", strerror(errno));
+    *file_len = (uint64_t)st.st_size;
+    ssize_t got = pread(fd, h, offsetof(cb__gshared, line), 0);
+    if (got < 0)
+        return cb__shm_fail(y, CB_EIO, "read: %s", strerror(errno));
+    return CB_OK;
+}
+
+/* Is the header in h a finished group block of the config want (want NULL: its own)? */
+static cb_err cb__group_check(const cb__gshared *h, uint64_t file_len, const cb__gshared *want,
+                              const cb__why *y)
+{
+    if (h->magic == CB__MAGIC)
+        return cb__shm_fail(y, CB_EMISMATCH, "a breaker file, not a group file");
+    if (h->magic != CB__GROUP_MAGIC)
+        return cb__shm_fail(y, CB_ECORRUPT, "not a group file (no cb.h group magic number): left untouched");
+    if (h->version != CB__GROUP_VERSION || h->header_size != sizeof(cb__gshared))
+        return cb__shm_fail(y, CB_EMISMATCH, "group format %u (header %u bytes); this build reads %u (%zu)",
+                            h->version, h->header_size, CB__GROUP_VERSION, sizeof(cb__gshared));
+    if (h->checksum != cb__group_checksum(h))
+        return cb__shm_fail(y, CB_ECORRUPT, "header checksum does not match: damaged");
+    cb_config t;
+    cb__gshared own;
+    cb__cfg_load(&t, &h->tmpl);
+    if (h->gcfg.capacity == 0 || h->gcfg.capacity > CB_GROUP_CAPACITY_MAX || h->gcfg.key_max == 0 ||
+        h->gcfg.key_max > CB_GROUP_KEY_MAX || h->tmpl.name[CB__NAME_MAX] != 0 ||
+        cb_config_check(&t, NULL, 0) != CB_OK)
+        return cb__shm_fail(y, CB_ECORRUPT, "the config in the header is not valid: damaged");
+    cb__group_layout(&own, &t, &h->gcfg);
+    if (own.total_size != h->total_size || own.slots_off != h->slots_off ||
+        own.index_off != h->index_off || own.free_off != h->free_off || own.ring_off != h->ring_off ||
+        own.overflow_off != h->overflow_off || own.slot_stride != h->slot_stride ||
+        own.index_len != h->index_len || own.ring_stride != h->ring_stride ||
+        own.off_live != h->off_live || own.off_key != h->off_key || own.off_dom != h->off_dom ||
+        own.off_win != h->off_win)
+        return cb__shm_fail(y, CB_ECORRUPT, "layout differs from what its config implies: damaged");
+    if (file_len < h->total_size)
+        return cb__shm_fail(y, CB_ECORRUPT, "truncated: %llu bytes, the group needs %llu",
+                            (cb__ull)file_len, (cb__ull)h->total_size);
+    if (!want)
+        return CB_OK;
+    const cb__cfg *f = &h->tmpl, *k = &want->tmpl;
+    if (memcmp(f->name, k->name, sizeof f->name) != 0)
+        return cb__shm_fail(y, CB_EMISMATCH, "config differs: the file's group has another name");
+#define CB__SAME(type, field, flag, doc)                                                       \
+    if (memcmp(&f->field, &k->field, sizeof f->field) != 0)                                   \
+        return cb__shm_fail(y, CB_EMISMATCH, "config differs: breaker." #field " is %g in the file, %g here", \
+                            (double)f->field, (double)k->field);
+    CB__CONFIG_FIELDS(CB__SAME)
+#undef CB__SAME
+#define CB__GSAME(field)                                                                      \
+    if (memcmp(&h->gcfg.field, &want->gcfg.field, sizeof h->gcfg.field) != 0)                 \
+        return cb__shm_fail(y, CB_EMISMATCH, "config differs: " #field " is %g in the file, %g here", \
+                            (double)h->gcfg.field, (double)want->gcfg.field);
+    CB__GSAME(capacity) CB__GSAME(key_max) CB__GSAME(idle_ms) CB__GSAME(max_open_share)
+    CB__GSAME(dominant_share) CB__GSAME(dominant_min_calls) CB__GSAME(dominant_window_ms)
+#undef CB__GSAME
+    return CB_OK;
+}
+
+static bool cb__group_published(int fd)
+{
+    cb__gshared h;
+    uint64_t len;
+    const cb__why quiet = { "", NULL, 0 };
+    if (cb__group_header(fd, &h, &len, &quiet) != CB_OK || h.magic != CB__GROUP_MAGIC)
+        return false;
+    /* the ready word, read through a short mapping: acquire pairs with the creator's release */
+    void *m = mmap(NULL, sizeof(cb__gshared), PROT_READ, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED)
+        return false;
+    bool r = atomic_load_explicit(&((cb__gshared *)m)->ready, memory_order_acquire) == 1;
+    munmap(m, sizeof(cb__gshared));
+    return r;
+}
+
+/* Under the file's lock: make the block if it was never finished. */
+static cb_err cb__group_finish(int fd, const cb__gshared *want, const cb_config *t, const cb__why *y)
+{
+    if (cb__group_published(fd))
+        return CB_OK;
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return cb__shm_fail(y, CB_EIO, "fstat: %s", strerror(errno));
+    uint64_t magic = 0;
+    if (pread(fd, &magic, sizeof magic, 0) > 0 && magic != 0 && magic != CB__GROUP_MAGIC)
+        return cb__group_check((const cb__gshared *)&(cb__gshared){ .magic = magic }, 0, NULL, y);
+    if (!want)
+        return cb__shm_fail(y, CB_ECORRUPT, "never initialised: its creator died before finishing "
+                            "it (the next cb_group_shm_open with its config finishes it)");
+    size_t len = cb__round_up(want->total_size, (size_t)sysconf(_SC_PAGESIZE));
+    if ((size_t)st.st_size < len && ftruncate(fd, (off_t)len) != 0)
+        return cb__shm_fail(y, CB_EIO, "cannot size to %zu bytes: %s", len, strerror(errno));
+    cb__gshared *sh = (cb__gshared *)mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (sh == MAP_FAILED)
+        return cb__shm_fail(y, CB_EIO, "mmap: %s", strerror(errno));
+    memset(sh, 0, want->total_size);
+    cb__group_block_init(sh, t, &want->gcfg);
+    /* release: pairs with the acquire load of ready by openers */
+    atomic_store_explicit(&sh->ready, 1, memory_order_release);
+    munmap(sh, len);
+    return CB_OK;
+}
+
+CB_API cb_group *cb_group_shm_open_ex(const char *path, const cb_group_config *cfg, unsigned flags,
+                                      cb_err *err, char *msg, size_t msg_len)
+{
+    cb__why y = { path, msg, msg_len };
+    cb_config t;
+    cb__gcfg gc;
+    cb__gshared want, h;
+    char bad[160];
+    cb_group *g = NULL;
+    bool created = false;
+    int fd = -1;
+    cb_err e = CB_OK;
+    uint64_t flen = 0;
+    if (msg && msg_len)
+        msg[0] = 0;
+    if (!path)
+        e = CB_EINVAL;
+    else if (flags & ~(unsigned)CB_SHM_GROUP)
+        e = cb__shm_fail(&y, CB_EINVAL, "unknown flags 0x%x", flags & ~(unsigned)CB_SHM_GROUP);
+    else if (cfg && cb__group_resolve(cfg, &t, &gc, bad, sizeof bad) != CB_OK)
+        e = cb__shm_fail(&y, CB_EINVAL, "%s", bad);
+    else if ((fd = cb__shm_fd(&y, cfg != NULL, flags, &created, &e)) >= 0) {
+        if (cfg)
+            cb__group_layout(&want, &t, &gc);
+        for (int waited = 0; e == CB_OK && !cb__group_published(fd); waited += 10) {
+            if (flock(fd, LOCK_EX | LOCK_NB) == 0) {   /* never blocks: the wait is bounded */
+                e = cb__group_finish(fd, cfg ? &want : NULL, &t, &y);
+                flock(fd, LOCK_UN);
+                break;
+            }
+            if (errno != EWOULDBLOCK && errno != EINTR)
+                e = cb__shm_fail(&y, CB_EIO, "flock: %s", strerror(errno));
+            else if (waited >= CB_SHM_WAIT_MS)
+                e = cb__shm_fail(&y, CB_ECORRUPT, "unfinished, and another process has held its "
+                                 "lock for %d ms", CB_SHM_WAIT_MS);
+            else
+                cb__sleep_ms(10);
+        }
+        struct stat st;
+        if (e == CB_OK && (e = cb__group_header(fd, &h, &flen, &y)) == CB_OK &&
+            (e = cb__group_check(&h, flen, cfg ? &want : NULL, &y)) == CB_OK &&
+            (e = fstat(fd, &st) == 0 ? CB_OK : cb__shm_fail(&y, CB_EIO, "fstat: %s", strerror(errno))) == CB_OK) {
+            if (!cfg) {   /* attach: the file's config, this process's defaults for hooks */
+                cb__cfg_load(&t, &h.tmpl);
+                t.name = h.tmpl.name;
+            }
+            size_t len = (size_t)h.total_size;
+            void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            g = map == MAP_FAILED ? NULL : (cb_group *)CB_MALLOC(cb__group_handle_size());
+            if (map == MAP_FAILED)
+                e = cb__shm_fail(&y, CB_EIO, "mmap: %s", strerror(errno));
+            else if (!g) {
+                munmap(map, len);
+                e = cb__shm_fail(&y, CB_ENOMEM, "no memory for the handle");
+            } else {
+                uint64_t tag = cb__splitmix(h.instance ^ (uint64_t)st.st_ino ^ (uint64_t)st.st_dev << 32);
+                cb__group_handle_init(g, (cb__gshared *)map, &h, &t, tag ? tag : 1, CB__KIND_SHM);
+                g->mem = map;
+                g->map_len = len;
+            }
+        }
+        close(fd);
+    }
+    if (e != CB_OK && msg && msg_len && !msg[0])
+        cb__shm_fail(&y, e, "%s", cb_strerror(e));
+    if (err)
+        *err = e;
+    return e == CB_OK ? g : NULL;
+}
+
+CB_API cb_group *cb_group_shm_open(const char *path, const cb_group_config *cfg, cb_err *err)
+{
+    return cb_group_shm_open_ex(path, cfg, 0, err, NULL, 0);
+}
+
+CB_API void cb_group_shm_close(cb_group *g)
+{
+    if (!g || g->kind != CB__KIND_SHM)
+        return;
+    munmap(g->mem, g->map_len);
+    CB_FREE(g);
+}
+#else
+CB_API cb_group *cb_group_shm_open_ex(const char *path, const cb_group_config *cfg, unsigned flags,
+                                      cb_err *err, char *msg, size_t msg_len)
+{
+    (void)path, (void)cfg, (void)flags;
+    if (msg && msg_len)
+        snprintf(msg, msg_len, "built with CB_NO_SHM: no shared groups");
+    if (err)
+        *err = CB_EIO;
+    return NULL;
+}
+CB_API cb_group *cb_group_shm_open(const char *path, const cb_group_config *cfg, cb_err *err)
+{
+    return cb_group_shm_open_ex(path, cfg, 0, err, NULL, 0);
+}
+CB_API void cb_group_shm_close(cb_group *g) { (void)g; }
 #endif /* CB_NO_SHM */
 
 #endif /* CB_IMPLEMENTATION */

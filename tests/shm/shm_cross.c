@@ -433,12 +433,12 @@ static void t_bh_hold(bh_shared *sh)
    (cb_stats.in_flight saturates at UINT32_MAX). */
 static uint64_t t_in_flight(const cb_breaker *b)
 {
-    return atomic_load(&b->cb__sh->in_flight);
+    return atomic_load(&b->cb__sh->live.in_flight);
 }
 
 static uint64_t t_sweep_ms(const cb_breaker *b)
 {
-    return atomic_load(&b->cb__sh->sweep_ms);
+    return atomic_load(&b->cb__sh->live.sweep_ms);
 }
 
 /* Child: takes a place, reports on the pipe, then holds it: until killed (live == false),

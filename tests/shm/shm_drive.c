@@ -34,7 +34,7 @@ int main(int argc, char **argv)
         usage("name a FILE");
     if (strcmp(argv[1], "--layout") == 0) {
         printf("{\"cfg\": %zu, \"ready\": %zu, \"word\": %zu, \"header\": %zu}\n",
-               offsetof(cb__shared, cfg), offsetof(cb__shared, ready), offsetof(cb__shared, word),
+               offsetof(cb__shared, cfg), offsetof(cb__shared, ready), offsetof(cb__shared, live.word),
                sizeof(cb__shared));
         return 0;
     }

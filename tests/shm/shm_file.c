@@ -258,7 +258,7 @@ TEST(a_state_word_out_of_range_is_corrupt)
     const char *path = t_path("state.cb");
     cb_shm_close(t_open(path, t_cfg, CB_OK));
     uint64_t w = cb__w_make((cb_state)7, 0, 0, 0, 3);
-    t_poke(path, offsetof(cb__shared, word), &w, sizeof w);
+    t_poke(path, offsetof(cb__shared, live.word), &w, sizeof w);
     t_open(path, t_cfg, CB_ECORRUPT);
 }
 
@@ -366,10 +366,10 @@ TEST(garbage_in_the_dynamic_state_never_crashes)
         const char *path = t_path("garbage.cb");
         cb_shm_close(t_open(path, t_cfg, CB_OK));
         cb__shared *sh = t_map(path);
-        size_t from = offsetof(cb__shared, word), to = t_file_size(path);
+        size_t from = offsetof(cb__shared, live.word), to = t_file_size(path);
         for (size_t i = from; i < to; i++)
             ((unsigned char *)sh)[i] = fill == 0 ? 0xff : (unsigned char)(cb__splitmix(fill * 977 + i) >> 56);
-        atomic_store(&sh->word, cb__w_make((cb_state)(fill * 2 % 6), 8191, 255, 255, 0xfffffff0u));
+        atomic_store(&sh->live.word, cb__w_make((cb_state)(fill * 2 % 6), 8191, 255, 255, 0xfffffff0u));
         t_unmap(path, sh);
         cb_breaker *b = t_open(path, t_cfg, CB_OK);
         REQUIRE(b);

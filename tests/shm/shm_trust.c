@@ -571,7 +571,7 @@ TEST(count_window_words_at_their_lowest_value_do_not_overflow)
     t_calls(b, F, 3);
     uint32_t gen = cb__w_gen(atomic_load(b->cb__word));
     for (int i = 1; i < 4; i++)   /* a writer leaves the figures at INT32_MIN */
-        atomic_store(&b->cb__sh->win_count[i], (uint64_t)gen << 32 | 0x80000000u);
+        atomic_store(&b->cb__sh->live.win_count[i], (uint64_t)gen << 32 | 0x80000000u);
     t_calls(b, S, 40);            /* successes replace failures: -1 on each (UBSan watches) */
     CHECK_STATE(b, CB_CLOSED);
     cb_shm_close(b);

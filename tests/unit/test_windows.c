@@ -35,7 +35,7 @@ TEST(the_count_window_holds_the_last_n_outcomes_as_a_ring)
 /* The ring head moves only for records that go into the ring (docs/design.md, Windows). */
 static uint64_t ring_head(cb_breaker *b)
 {
-    return atomic_load(&b->cb__sh->win_head);
+    return atomic_load(&b->cb__sh->live.win_head);
 }
 
 TEST(a_success_into_a_full_window_of_successes_skips_the_ring_in_every_period)
