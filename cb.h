@@ -2121,6 +2121,7 @@ static bool cb__word_cas(cb_breaker *b, uint64_t *w, uint64_t to, bool weak)
 }
 
 static int cb__group_open_take(cb_breaker *b, uint64_t from, uint64_t to, cb_reason why);
+static size_t cb__slot_key_copy(struct cb_group *g, uint32_t s, char *out);
 static void cb__group_open_settle(cb_breaker *b, int taken, uint64_t from, uint64_t to, bool moved);
 
 /* Make the transition from *w to `to` (false, with *w the fresh word, if another thread
@@ -2140,6 +2141,9 @@ static bool cb__transition(cb_breaker *b, uint64_t *w, uint64_t to, cb_reason wh
     *w = to;
     cb_event ev = { b->cb__config->name, cb__w_state(from), cb__w_state(to), why,
                     cb__w_gen(to), now, 0, b->cb__key, b->cb__key_len };
+    char key[CB_GROUP_KEY_MAX];
+    if (b->cb__group && !ev.key)   /* a record's handle: the key from its slot */
+        ev.key_len = cb__slot_key_copy(b->cb__group, b->cb__slot, key), ev.key = key;
     if (!b->cb__hist)   /* relaxed: a statistic of a group key, which has no history */
         atomic_store_explicit(&lv->since_ns, now, memory_order_relaxed);
     cb__publish_time(lv, cb__w_gen(to), cb__time_for(b->cb__config, to, now, &ev.open_ms));
@@ -3388,7 +3392,8 @@ static void cb__group_handle_init(cb_group *g, cb__gshared *sh, const cb__gshare
     g->index_mask = h->index_len - 1;
     g->ring_stride = h->ring_stride;
     g->hash_seed = h->hash_seed;
-    g->tag_base = tag << 32;   /* low half 0: a key's tag has slot + 1 there, never 0 */
+    /* a key's tickets: group:24 | occupant:17 | slot + 1:23 (see cb__key_handle) */
+    g->tag_base = (tag >> 40 ? tag >> 40 : 1) << 40;
     g->off_live = h->off_live;
     g->off_key = h->off_key;
     g->off_dom = h->off_dom;
@@ -3399,8 +3404,9 @@ static void cb__group_handle_init(cb_group *g, cb__gshared *sh, const cb__gshare
     g->overflow = (cb_breaker *)hm;
     g->proto = (cb_breaker *)(hm + cb__handle_size());
     cb__shared *ov = (cb__shared *)((char *)sh + h->overflow_off);
-    /* the overflow breaker's tickets: low half 0 too, so never a key's */
-    cb__handle_init(g->overflow, ov, t, (tag ^ ov->instance) << 32 | 0, kind);
+    /* the overflow breaker's tickets: slot part 0, so never a key's */
+    uint64_t ovt = cb__splitmix(tag ^ ov->instance) << 23;
+    cb__handle_init(g->overflow, ov, t, ovt ? ovt : 1ull << 23, kind);
     cb__handle_init(g->proto, NULL, t, 0, kind);
     g->proto->cb__group = g;
 }
@@ -3514,6 +3520,21 @@ static uint64_t cb__key_word(const char *k, size_t n, uint32_t i)
     return v;
 }
 
+/* The key bytes of slot s into out (CB_GROUP_KEY_MAX bytes); its length. */
+static size_t cb__slot_key_copy(cb_group *g, uint32_t s, char *out)
+{
+    cb__slot *sl = cb__slot_at(g, s);
+    size_t len = (size_t)atomic_load_explicit(&sl->key_len, memory_order_acquire);
+    if (len > g->gcfg.key_max)
+        return 0;   /* a damaged file */
+    _Atomic(uint64_t) *kw = cb__slot_key(g, sl);
+    for (uint32_t i = 0; (size_t)i * 8 < len; i++) {
+        uint64_t v = atomic_load_explicit(&kw[i], memory_order_acquire);
+        memcpy(out + (size_t)i * 8, &v, len - (size_t)i * 8 < 8 ? len - (size_t)i * 8 : 8);
+    }
+    return len;
+}
+
 static uint64_t cb__occupant_tag(uint64_t seq) { return (seq >> 1 & 0xffffu) << 48; }
 
 /* Does slot s hold the key now? Its occupant word then, or 0 (seqlock read: see above). */
@@ -3574,7 +3595,7 @@ static void cb__key_handle(cb_group *g, uint32_t s, uint64_t seq, const char *ke
     kh->cb__key = key;
     kh->cb__key_len = (uint32_t)len;
     kh->cb__slot = s;
-    kh->cb__tag = g->tag_base ^ ((uint64_t)(uint32_t)(seq >> 1) << 32 | (s + 1));
+    kh->cb__tag = g->tag_base | (seq >> 1 & 0x1ffffu) << 23 | (s + 1);
 }
 
 CB_API void cb__key_count(cb_breaker *b, unsigned i)
@@ -3969,13 +3990,7 @@ static void cb__dominant_trip(cb_group *g, uint32_t s, uint64_t seq, uint64_t no
 {
     cb__slot *sl = cb__slot_at(g, s);
     char key[CB_GROUP_KEY_MAX];
-    size_t len = (size_t)atomic_load_explicit(&sl->key_len, memory_order_acquire);
-    len = len > g->gcfg.key_max ? 0 : len;
-    _Atomic(uint64_t) *kw = cb__slot_key(g, sl);
-    for (uint32_t i = 0; (size_t)i * 8 < len; i++) {
-        uint64_t v = atomic_load_explicit(&kw[i], memory_order_acquire);
-        memcpy(key + (size_t)i * 8, &v, len - (size_t)i * 8 < 8 ? len - (size_t)i * 8 : 8);
-    }
+    size_t len = cb__slot_key_copy(g, s, key);
     cb_breaker kh;
     cb__key_handle(g, s, seq, key, len, &kh);
     uint64_t w = atomic_load_explicit(kh.cb__word, memory_order_acquire);
@@ -4060,13 +4075,13 @@ CB_API bool cb_group_record(cb_group *g, const cb_ticket *t, cb_outcome o)
         return false;
     if (t->cb__owner == g->overflow->cb__tag)
         return cb_record(g->overflow, t, o);
-    uint64_t x = t->cb__owner ^ g->tag_base;
-    uint32_t s = (uint32_t)x - 1;
-    if ((uint32_t)x == 0 || s >= g->gcfg.capacity)
+    uint64_t x = t->cb__owner;
+    uint32_t s = (uint32_t)(x & 0x7fffffu) - 1;
+    if (x >> 40 != g->tag_base >> 40 || (x & 0x7fffffu) == 0 || s >= g->gcfg.capacity)
         return false;   /* not a ticket of this group */
     cb__slot *sl = cb__slot_at(g, s);
     uint64_t seq = atomic_load_explicit(&sl->seq, memory_order_acquire);
-    if ((seq & 1) || (uint32_t)(seq >> 1) != (uint32_t)(x >> 32)) {
+    if ((seq & 1) || (seq >> 1 & 0x1ffffu) != (x >> 23 & 0x1ffffu)) {
         if (!(t->cb__flags & CB__T_ADMITTED) || (unsigned)o > CB_IGNORED)
             return false;
         cb__spend(t);   /* its key was evicted: stale, once */
@@ -4173,15 +4188,10 @@ CB_API size_t cb_group_each(cb_group *g, bool (*fn)(const char *key, size_t key_
         uint64_t seq = atomic_load_explicit(&sl->seq, memory_order_acquire);
         if (seq & 1)
             continue;
-        size_t len = (size_t)atomic_load_explicit(&sl->key_len, memory_order_acquire);
-        if (len == 0 || len > g->gcfg.key_max)
-            continue;
-        _Atomic(uint64_t) *kw = cb__slot_key(g, sl);
-        for (uint32_t i = 0; (size_t)i * 8 < len; i++) {
-            uint64_t v = atomic_load_explicit(&kw[i], memory_order_acquire);
-            memcpy(key + (size_t)i * 8, &v, len - (size_t)i * 8 < 8 ? len - (size_t)i * 8 : 8);
-        }
+        size_t len = cb__slot_key_copy(g, s, key);
         cb_stats st;
+        if (len == 0)
+            continue;
         if (!cb__slot_stats(g, s, seq, &st))
             continue;   /* evicted while read */
         n++;
@@ -4209,15 +4219,8 @@ static cb_breaker *cb__group_at(cb__gexport *x, size_t i, size_t *len)
     }
     cb__slot *sl = cb__slot_at(g, (uint32_t)i);
     uint64_t seq = atomic_load_explicit(&sl->seq, memory_order_acquire);
-    *len = (size_t)atomic_load_explicit(&sl->key_len, memory_order_acquire);
-    if ((seq & 1) || *len == 0 || *len > g->gcfg.key_max)
-        return NULL;
-    _Atomic(uint64_t) *kw = cb__slot_key(g, sl);
-    for (uint32_t j = 0; (size_t)j * 8 < *len; j++) {
-        uint64_t v = atomic_load_explicit(&kw[j], memory_order_acquire);
-        memcpy(x->key + (size_t)j * 8, &v, *len - (size_t)j * 8 < 8 ? *len - (size_t)j * 8 : 8);
-    }
-    if (atomic_load_explicit(&sl->seq, memory_order_relaxed) != seq)
+    if ((seq & 1) || (*len = cb__slot_key_copy(g, (uint32_t)i, x->key)) == 0 ||
+        atomic_load_explicit(&sl->seq, memory_order_relaxed) != seq)
         return NULL;   /* changed hands while read */
     cb__key_handle(g, (uint32_t)i, seq, x->key, *len, &x->kh);
     return &x->kh;

@@ -57,7 +57,7 @@ __attribute__((destructor)) static void t_remove_dir(void)
 }
 
 /* Runs fn(arg) in a child process; its exit status (fn's return value), or 128 + signal. */
-static int t_in_child(int (*fn)(const char *), const char *arg)
+__attribute__((unused)) static int t_in_child(int (*fn)(const char *), const char *arg)
 {
     fflush(NULL);
     pid_t pid = fork();

@@ -6,7 +6,7 @@
 #   test-promtool  a real exposition from prom_dump.c through `promtool check metrics`
 
 TESTS_AREAS := config transitions windows half_open manual stats_history export init \
-               bulkhead threads_smoke tickets
+               bulkhead threads_smoke tickets group
 TESTS_BIN   := $(TESTS_AREAS:%=$(BUILD)/tests/test_%)
 TESTS_ASAN  := $(TESTS_AREAS:%=$(BUILD)/asan/tests/test_%)
 TESTS_CXX   := $(BUILD)/tests/test_cpp_g++ $(BUILD)/tests/test_cpp_clang++
