@@ -3516,7 +3516,10 @@ static uint64_t cb__key_word(const char *k, size_t n, uint32_t i)
 {
     uint64_t v = 0;
     size_t at = (size_t)i * 8;
-    memcpy(&v, k + at, n - at < 8 ? n - at : 8);
+    if (CB__LIKELY(n - at >= 8))
+        memcpy(&v, k + at, 8);   /* a whole word: one load */
+    else
+        memcpy(&v, k + at, n - at);
     return v;
 }
 
@@ -3862,6 +3865,12 @@ static uint32_t cb__group_hold(cb_group *g, const char *key, size_t len, uint64_
     return s;
 }
 
+/* Does slot s still hold the key found there with occupant word seq? */
+static bool cb__still(const cb_group *g, uint32_t s, uint64_t seq)
+{
+    return atomic_load_explicit(&cb__slot_at(g, s)->seq, memory_order_acquire) == seq;
+}
+
 static bool cb__key_ok(const cb_group *g, const char *key, size_t len)
 {
     return key && len > 0 && len <= g->gcfg.key_max;
@@ -4060,8 +4069,8 @@ CB_API bool cb_group_allow(cb_group *g, const char *key, size_t key_len, cb_tick
         cb__key_handle(g, s, seq, key, key_len, &kh);
         cb__touch(cb__slot_at(g, s), now_ms);
         bool ok = cb_allow(&kh, t);
-        if (kh.cb__lost)
-            continue;   /* the key left the slot meanwhile: nothing counted; look again */
+        if (kh.cb__lost || (!ok && !cb__still(g, s, seq)))
+            continue;   /* the key left the slot meanwhile: not refused by its breaker; look again */
         if (g->gcfg.dominant_share > 0)
             cb__dominance(g, now_ms);
         return ok;
@@ -4092,9 +4101,11 @@ CB_API bool cb_group_record(cb_group *g, const cb_ticket *t, cb_outcome o)
     cb__key_handle(g, s, seq, NULL, 0, &kh);
     cb__touch(sl, cb__group_ms(g));
     bool ok = cb_record(&kh, t, o);
-    if (kh.cb__lost)
-        cb__add1(&g->line->stale);
-    return ok && !kh.cb__lost;
+    if (kh.cb__lost || (!ok && !cb__still(g, s, seq))) {
+        cb__add1(&g->line->stale);   /* evicted during the record */
+        return false;
+    }
+    return ok;
 }
 
 CB_API cb_state cb_group_get_state(cb_group *g, const char *key, size_t key_len)
