@@ -453,6 +453,10 @@ typedef struct cb__stripe {
     _Atomic(uint64_t) n[CB__N_COUNT];
 } cb__stripe;
 
+/* A group key's handle found its slot changing hands: a count refused (nothing counted),
+   or a CAS of the word refused (the call saw the word as gone). */
+enum { CB__LOST_COUNT = 1, CB__LOST_WORD = 2 };
+
 /* Ticket flags. */
 enum { CB__T_ADMITTED = 1, CB__T_BULKHEAD = 2, CB__T_DISABLED = 4, CB__T_STAMPED = 8 };
 /* bits 8..15 of the flags: with CB__T_BULKHEAD, the stripe that tallied the place */
@@ -512,7 +516,7 @@ struct cb_breaker {
     const char *cb__key;
     uint32_t cb__key_len;
     uint32_t cb__slot;
-    uint32_t cb__lost;                  /* set when the slot turned out to hold another key */
+    uint32_t cb__lost;                  /* CB__LOST_*: the slot turned out to be changing hands */
 };
 
 /* Each thread caches, per breaker handle, the stripe it writes its counters to. */
@@ -2106,7 +2110,7 @@ static void cb__buckets_clear(const cb_breaker *b, uint64_t now);
 static bool cb__word_cas(cb_breaker *b, uint64_t *w, uint64_t to, bool weak)
 {
     if (b->cb__seq && atomic_load_explicit(b->cb__seq, memory_order_acquire) != b->cb__seq_seen) {
-        b->cb__lost = 1;
+        b->cb__lost |= CB__LOST_WORD;
         *w = CB__GONE;
         return false;
     }
@@ -3608,7 +3612,7 @@ CB_API void cb__key_count(cb_breaker *b, unsigned i)
     uint64_t v = atomic_load_explicit(c, memory_order_relaxed);
     for (uint32_t tries = 0; tries < CB__TRIES; tries++) {
         if ((v & ~CB__COUNT_MASK) != tag) {
-            b->cb__lost = 1;   /* the slot has another key: count nothing on it */
+            b->cb__lost |= CB__LOST_COUNT;   /* the slot has another key: count nothing on it */
             return;
         }
         if ((v & CB__COUNT_MASK) == CB__COUNT_MASK)
@@ -4090,19 +4094,24 @@ CB_API bool cb_group_record(cb_group *g, const cb_ticket *t, cb_outcome o)
         return false;   /* not a ticket of this group */
     cb__slot *sl = cb__slot_at(g, s);
     uint64_t seq = atomic_load_explicit(&sl->seq, memory_order_acquire);
-    if ((seq & 1) || (seq >> 1 & 0x1ffffu) != (x >> 23 & 0x1ffffu)) {
+    if ((seq >> 1 & 0x1ffffu) != (x >> 23 & 0x1ffffu)) {
         if (!(t->cb__flags & CB__T_ADMITTED) || (unsigned)o > CB_IGNORED)
             return false;
         cb__spend(t);   /* its key was evicted: stale, once */
         cb__add1(&g->line->stale);
         return false;
     }
+    /* an odd word of the ticket's own occupant is an eviction under way, which may yet be
+       called off (the word moved): the record goes on to the word, whose generation says
+       whether it counts (model/group.pml found the record that went stale here while the
+       key stayed) */
     cb_breaker kh;
-    cb__key_handle(g, s, seq, NULL, 0, &kh);
+    cb__key_handle(g, s, seq & ~1ull, NULL, 0, &kh);
     cb__touch(sl, cb__group_ms(g));
     bool ok = cb_record(&kh, t, o);
-    if (kh.cb__lost || (!ok && !cb__still(g, s, seq))) {
-        cb__add1(&g->line->stale);   /* evicted during the record */
+    if ((kh.cb__lost & CB__LOST_COUNT) ||
+        (!ok && cb__w_state(atomic_load_explicit(kh.cb__word, memory_order_acquire)) == (cb_state)CB__GONE)) {
+        cb__add1(&g->line->stale);   /* evicted during the record: stale in the group */
         return false;
     }
     return ok;

@@ -1,15 +1,16 @@
 #!/bin/sh
 # Usage: model/check.sh OUTDIR [full]
-# Checks model/breaker.pml (the state word) and model/ring.pml (the count window) with
-# spin, exhaustively: every configuration must verify with no error, and every planted
-# bug must be caught. "full" adds the largest configuration
-# (2 callers and an operator, ~33 million states, ~1.5 GB, about a minute).
+# Checks model/breaker.pml (the state word), model/ring.pml (the count window) and
+# model/group.pml (the slot lifecycle of a keyed group) with spin, exhaustively: every
+# configuration must verify with no error, and every planted bug must be caught. "full"
+# adds the largest configuration (2 callers and an operator, ~33 million states, ~1.5 GB,
+# about a minute).
 set -u
 out=$1
 full=${2:-}
 cc=${CC:-cc}
 mkdir -p "$out"
-cp model/breaker.pml model/ring.pml "$out/"
+cp model/breaker.pml model/ring.pml model/group.pml "$out/"
 cd "$out" || exit 1
 fail=0
 
@@ -53,6 +54,20 @@ run ok "ring-3-recorders-full" "-DNPROC=3 -DSTART_FULL=1" ring.pml
 run caught "ring-bug1-skip-ignores-failures" "-DBUG=1 -DSTART_FULL=1" ring.pml
 run caught "ring-bug2-entry-load-store" "-DBUG=2" ring.pml
 run caught "ring-bug3-failure-kept" "-DBUG=3" ring.pml
+
+run ok "group-3-callers-1-slot" "-DNPROC=3" group.pml
+run ok "group-2-callers-2-calls-1-slot" "-DNPROC=2 -DCALLS=2" group.pml
+run ok "group-3-callers-2-slots-sweeper" "-DNPROC=3 -DNSLOT=2 -DSWEEP=1" group.pml
+run ok "group-3-callers-1-key-2-slots-sweeper" "-DNPROC=3 -DONEKEY -DNSLOT=2 -DSWEEP=1" group.pml
+run ok "group-2-callers-2-calls-2-slots-2-sweeps" "-DNPROC=2 -DCALLS=2 -DNSLOT=2 -DSWEEP=2" group.pml
+run caught "group-bug1-untagged-counters" "-DBUG=1 -DNPROC=2" group.pml
+run caught "group-bug2-one-seq-load" "-DBUG=2 -DNPROC=3" group.pml
+run caught "group-bug3-no-seq-recheck" "-DBUG=3 -DNPROC=2" group.pml
+run caught "group-bug4-no-relookup" "-DBUG=4 -DNPROC=2 -DONEKEY -DNSLOT=2" group.pml
+run caught "group-bug5-generation-reset" "-DBUG=5 -DNPROC=2" group.pml
+run caught "group-bug6-evict-by-store" "-DBUG=6 -DNPROC=2" group.pml
+run caught "group-bug7-key-after-seq" "-DBUG=7 -DNPROC=2" group.pml
+run caught "group-fix0-record-during-eviction" "-DFIX=0 -DNPROC=3" group.pml
 
 rm -f pan pan.* _spin_nvr.tmp
 exit $fail

@@ -1,4 +1,5 @@
-# model/: the state-word protocol (breaker.pml) and the count window (ring.pml) checked
+# model/: the state-word protocol (breaker.pml), the count window (ring.pml) and a group's
+# slot lifecycle (group.pml) checked
 # exhaustively by spin, planted protocol bugs included. See docs/verification.md.
 #   model        every configuration (about 1.5 GB, 2 minutes)
 #   test-model   (make test) the same without the largest configuration (about a minute)
