@@ -363,7 +363,7 @@ typedef struct cb_group_stats {
     uint64_t created, evicted;       /* cumulative */
     uint64_t overflow;               /* cb_group_allow calls that went through the overflow breaker */
     uint64_t trips_held;             /* trips held back by max_open_share */
-    uint64_t stale;                  /* records of tickets whose key was evicted or moved on */
+    uint64_t stale;                  /* records of tickets whose key was evicted */
 } cb_group_stats;
 
 #define CB_GROUP_KEY_MAX 1024u
@@ -662,6 +662,9 @@ CB__FAST bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#if defined(__linux__)
+#include <sys/random.h>
+#endif
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -3183,11 +3186,12 @@ CB_API void cb_shm_close(cb_breaker *b) { (void)b; }
    model/group.pml checks this lifecycle (create, look up, evict, reuse). */
 
 #define CB__GROUP_MAGIC 0x3170726b61657262ull   /* "breakrp1" */
-#define CB__GROUP_VERSION 1u
+#define CB__GROUP_VERSION (1u << 8 | CB__VERSION)   /* the group's own, and its breakers' */
 #define CB__GROUP_HISTORY 256u
 #define CB__COUNT_MASK ((1ull << 48) - 1)
 #define CB__NO_SLOT UINT32_MAX
-#define CB__SCAN_PAUSE_MS 10   /* after a scan found no key to evict, new keys overflow this long */
+#define CB__SCAN_PAUSE_MS 10
+#define CB__LOCK_TRIES 4096u   /* then a call for a new key goes through the overflow breaker */   /* after a scan found no key to evict, new keys overflow this long */
 
 typedef struct cb__gcfg {            /* the group's fields of the resolved config: plain values */
     uint32_t capacity, key_max, idle_ms, dominant_min_calls, dominant_window_ms, pad;
@@ -3200,6 +3204,7 @@ typedef struct cb__gline {
     _Atomic(uint64_t) keys, open_keys, created, evicted, overflow, trips_held, stale;
     _Alignas(CB_CACHELINE) _Atomic(uint64_t) free_n;   /* under the lock */
     _Atomic(uint64_t) hand;                           /* eviction scan: where the next one starts */
+    _Atomic(uint64_t) tombs;                          /* index tombstones (under the lock) */
     _Atomic(uint64_t) scan_failed_ms;                 /* last scan that found nothing to evict */
     _Atomic(uint64_t) ring_next;                      /* transitions written to the ring */
     _Atomic(uint64_t) dom_next_ms, dom_round;         /* the dominant-share check */
@@ -3349,12 +3354,8 @@ static uint64_t cb__group_seed(void)
 {
     uint64_t s = 0;
 #if defined(__linux__)
-    FILE *f = fopen("/dev/urandom", "rb");
-    if (f) {
-        if (fread(&s, sizeof s, 1, f) != 1)
-            s = 0;
-        fclose(f);
-    }
+    if (getrandom(&s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s)
+        s = 0;
 #endif
     return s ? s : cb__instance(&s, cb__mono_ns());
 }
@@ -3663,7 +3664,7 @@ static void cb__sub1_floor(_Atomic(uint64_t) *c)   /* never below 0, whatever a 
 static bool cb__group_lock(cb_group *g)
 {
     uint64_t me = cb__thread_token();
-    for (uint32_t tries = 0; tries < (1u << 16); tries++) {
+    for (uint32_t tries = 0; tries < CB__LOCK_TRIES; tries++) {
         uint64_t o = 0;
         /* acquire: pairs with the release in cb__group_unlock; the holder's slot and index
            writes are seen by the next holder */
@@ -3691,10 +3692,27 @@ static void cb__index_put(cb_group *g, uint64_t h, uint32_t s)
     for (uint64_t n = 0; n <= g->index_mask; n++, i = (i + 1) & g->index_mask) {
         uint64_t e = atomic_load_explicit(&g->index[i], memory_order_relaxed);
         if (e <= 1) {
+            if (e == 1)
+                cb__sub1_floor(&g->line->tombs);
             /* release: the slot was published before; a finder sees it complete */
             atomic_store_explicit(&g->index[i], cb__index_entry(h, s), memory_order_release);
             return;
         }
+    }
+}
+
+/* Under the lock, when tombstones fill a quarter of the index (a lookup of a key not held
+   runs to an empty entry): the index again from the slots. A finder without the lock may
+   miss a key meanwhile; a miss always looks again under the lock, so it only waits. */
+static void cb__index_rebuild(cb_group *g)
+{
+    for (uint64_t i = 0; i <= g->index_mask; i++)
+        atomic_store_explicit(&g->index[i], 0, memory_order_release);
+    atomic_store_explicit(&g->line->tombs, 0, memory_order_relaxed);
+    for (uint32_t s = 0; s < g->gcfg.capacity; s++) {
+        cb__slot *sl = cb__slot_at(g, s);
+        if (!(atomic_load_explicit(&sl->seq, memory_order_relaxed) & 1))
+            cb__index_put(g, atomic_load_explicit(&sl->hash, memory_order_relaxed), s);
     }
 }
 
@@ -3711,9 +3729,15 @@ static void cb__index_drop(cb_group *g, uint64_t h, uint32_t s)
            run is not needed, nor are those before it */
         uint64_t next = atomic_load_explicit(&g->index[(i + 1) & g->index_mask], memory_order_relaxed);
         atomic_store_explicit(&g->index[i], next == 0 ? 0 : 1, memory_order_release);
+        if (next != 0)
+            cb__add1(&g->line->tombs);
         for (uint64_t j = (i - 1) & g->index_mask; next == 0 &&
-             atomic_load_explicit(&g->index[j], memory_order_relaxed) == 1; j = (j - 1) & g->index_mask)
+             atomic_load_explicit(&g->index[j], memory_order_relaxed) == 1; j = (j - 1) & g->index_mask) {
             atomic_store_explicit(&g->index[j], 0, memory_order_release);
+            cb__sub1_floor(&g->line->tombs);
+        }
+        if (atomic_load_explicit(&g->line->tombs, memory_order_relaxed) > (g->index_mask + 1) / 4)
+            cb__index_rebuild(g);
         return;
     }
 }
@@ -4493,9 +4517,11 @@ CB_API cb_group *cb_group_shm_open_ex(const char *path, const cb_group_config *c
                 g->map_len = len;
             }
         }
+        if (e != CB_OK && created && !cb__group_published(fd))
+            unlink(path);   /* made here and never finished: nobody else has it */
         close(fd);
     }
-    if (e != CB_OK && msg && msg_len && !msg[0])
+    if (e != CB_OK && path && msg && msg_len && !msg[0])
         cb__shm_fail(&y, e, "%s", cb_strerror(e));
     if (err)
         *err = e;
