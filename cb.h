@@ -1230,21 +1230,38 @@ CB_API cb_err cb_init(void *mem, size_t len, const cb_config *cfg, cb_breaker **
     return CB_OK;
 }
 
+/* cb_new and cb_group_new: n bytes (0: an invalid config) from CB_MALLOC, made into the
+   object by init; NULL, and the error in *err, when either fails. */
+static void *cb__new(size_t n, cb_err (*init)(void *mem, size_t len, const void *cfg, void **out),
+                     const void *cfg, cb_err *err, void **mem)
+{
+    void *obj = NULL;
+    cb_err e = n ? CB_OK : CB_EINVAL;
+    if (e == CB_OK && !(*mem = CB_MALLOC(n)))
+        e = CB_ENOMEM;
+    else if (e == CB_OK && (e = init(*mem, n, cfg, &obj)) != CB_OK)
+        CB_FREE(*mem);
+    if (err)
+        *err = e;
+    return e == CB_OK ? obj : NULL;
+}
+
+static cb_err cb__init_breaker(void *mem, size_t len, const void *cfg, void **out)
+{
+    cb_breaker *b = NULL;
+    cb_err e = cb_init(mem, len, (const cb_config *)cfg, &b);
+    *out = b;
+    return e;
+}
+
 CB_API cb_breaker *cb_new(const cb_config *cfg, cb_err *err)
 {
+    void *mem = NULL;
     cb_err e = cb_config_check(cfg, NULL, 0);
-    cb_breaker *b = NULL;
-    if (e == CB_OK) {
-        size_t n = cb_size(cfg);
-        void *mem = CB_MALLOC(n);
-        if (!mem)
-            e = CB_ENOMEM;
-        else if ((e = cb_init(mem, n, cfg, &b)) != CB_OK)
-            CB_FREE(mem);
-        else {
-            b->cb__kind = CB__KIND_NEW;
-            b->cb__mem = mem;
-        }
+    cb_breaker *b = e != CB_OK ? NULL : (cb_breaker *)cb__new(cb_size(cfg), cb__init_breaker, cfg, &e, &mem);
+    if (b) {
+        b->cb__kind = CB__KIND_NEW;
+        b->cb__mem = mem;
     }
     if (err)
         *err = e;
@@ -3438,21 +3455,22 @@ CB_API cb_err cb_group_init(void *mem, size_t len, const cb_group_config *cfg, c
     return CB_OK;
 }
 
+static cb_err cb__init_group(void *mem, size_t len, const void *cfg, void **out)
+{
+    cb_group *g = NULL;
+    cb_err e = cb_group_init(mem, len, (const cb_group_config *)cfg, &g);
+    *out = g;
+    return e;
+}
+
 CB_API cb_group *cb_group_new(const cb_group_config *cfg, cb_err *err)
 {
+    void *mem = NULL;
     cb_err e = cb_group_config_check(cfg, NULL, 0);
-    cb_group *g = NULL;
-    if (e == CB_OK) {
-        size_t n = cb_group_size(cfg);
-        void *mem = CB_MALLOC(n);
-        if (!mem)
-            e = CB_ENOMEM;
-        else if ((e = cb_group_init(mem, n, cfg, &g)) != CB_OK)
-            CB_FREE(mem);
-        else {
-            g->kind = CB__KIND_NEW;
-            g->mem = mem;
-        }
+    cb_group *g = e != CB_OK ? NULL : (cb_group *)cb__new(cb_group_size(cfg), cb__init_group, cfg, &e, &mem);
+    if (g) {
+        g->kind = CB__KIND_NEW;
+        g->mem = mem;
     }
     if (err)
         *err = e;
