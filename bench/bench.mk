@@ -9,12 +9,14 @@
 #   bench-scaling    two-thread scaling from paired 1- and 2-thread rounds -> build/bench/out/scaling.json
 #   bench-layout     the CLOSED success loop at 64 stack offsets (bench/layout_sweep.c)
 #                    -> build/bench/out/layout.json
+#   bench-size       a keyed group's bytes per key (cb_group_size) -> build/bench/out/group_size.json
 #   test-bench-smoke (in make test) a tiny run whose JSON must have the 1.7 shape; no timing
 # Take figures on an idle machine: make bench BENCH_MIN_TIME=0.2 BENCH_REPS=10 for more.
 
 BENCH_BIN      := $(BUILD)/bench/cb_bench
 BENCH_GB       := $(BUILD)/bench/gb_xcheck
 BENCH_OPS      := $(BUILD)/bench/ops.o
+BENCH_SIZE     := $(BUILD)/bench/group_size
 BENCH_OUT      := $(BUILD)/bench/out
 BENCH_MIN_TIME ?= 0.1
 BENCH_REPS     ?= 10
@@ -23,12 +25,12 @@ BENCH_FLAGS    := --benchmark_min_time=$(BENCH_MIN_TIME) --benchmark_repetitions
                   --benchmark_enable_random_interleaving=true
 BENCH_DEPS     := g++ libbenchmark-dev valgrind python3 python3-matplotlib python3-circuitbreaker nodejs
 
-ALL        += $(BENCH_BIN)
+ALL        += $(BENCH_BIN) $(BENCH_SIZE)
 TEST_STEPS += test-bench-smoke
 TEST_DEPS  += python3
 
 .PHONY: bench bench-deps bench-run bench-instr bench-peers bench-xcheck bench-report bench-layout bench-scaling \
-        test-bench-smoke
+        bench-size test-bench-smoke
 
 $(BENCH_OPS): bench/ops.c bench/ops.h cb.h
 	@mkdir -p $(@D)
@@ -41,6 +43,14 @@ $(BENCH_BIN): bench/cb_bench.c bench/ops.h $(BENCH_OPS)
 $(BENCH_GB): bench/xcheck.cc bench/ops.h $(BENCH_OPS)
 	@mkdir -p $(@D)
 	$(CXX) -std=c++17 -Wall -Wextra -Werror $(CFLAGS) -o $@ $< $(BENCH_OPS) -lbenchmark $(LDLIBS)
+
+$(BENCH_SIZE): bench/group_size.c cb.h
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
+
+bench-size: $(BENCH_SIZE)
+	@mkdir -p $(BENCH_OUT)
+	$(BENCH_SIZE) $(BENCH_OUT)/group_size.json
 
 $(BUILD)/bench/layout_sweep: bench/layout_sweep.c cb.h
 	@mkdir -p $(@D)
@@ -61,7 +71,7 @@ bench-deps:
 
 # Steps one at a time, even under make -j: timings taken side by side disturb each other.
 bench: bench-deps
-	@for step in bench-run bench-scaling bench-layout bench-instr bench-peers; do \
+	@for step in bench-run bench-scaling bench-layout bench-size bench-instr bench-peers; do \
 	    $(MAKE) --no-print-directory $$step || exit 1; done
 	@$(MAKE) --no-print-directory bench-xcheck; status=$$?; \
 	    $(MAKE) --no-print-directory bench-report && exit $$status

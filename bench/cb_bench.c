@@ -224,6 +224,7 @@ struct run {
     uint64_t iterations;   /* summed over threads, as Google Benchmark reports them */
     double real, cpu;      /* ns per iteration; cv: a fraction */
     double real_s, cpu_s;  /* the run's real time averaged over threads, CPU time summed */
+    double items;          /* items_per_second (items over summed CPU time), if op->items */
 };
 
 static run timed_run(const instance *in, uint64_t iters)
@@ -232,7 +233,7 @@ static run timed_run(const instance *in, uint64_t iters)
     worker *w = calloc((size_t)n, sizeof *w);
     if (!w)
         die("%s: out of memory", in->name);
-    void *ctx = in->op->setup(in->op->param);
+    void *ctx = in->op->setup(in->op->param, in->threads);
     if (!ctx)
         die("%s: setup failed", in->name);
     pthread_barrier_t start;
@@ -256,6 +257,8 @@ static run timed_run(const instance *in, uint64_t iters)
     in->op->teardown(ctx);
     r.real = r.real_s * 1e9 / (double)r.iterations;
     r.cpu = r.cpu_s * 1e9 / (double)r.iterations;
+    if (in->op->items && r.cpu_s > 0)
+        r.items = (double)r.iterations * in->op->items / r.cpu_s;
     return r;
 }
 
@@ -404,6 +407,7 @@ typedef struct reporter {
     enum format format;
     bool first;
     int name_width;
+    bool counters;   /* some benchmark reports items_per_second */
 } reporter;
 
 static void json_string(FILE *f, const char *s)
@@ -449,8 +453,8 @@ static void report_context(reporter *r)
             fprintf(r->err, "***WARNING*** CPU scaling is enabled, the benchmark real time "
                             "measurements may be noisy and will incur extra overhead.\n");
         char head[256];
-        int len = snprintf(head, sizeof head, "%-*s %13s %15s %12s", r->name_width, "Benchmark",
-                           "Time", "CPU", "Iterations");
+        int len = snprintf(head, sizeof head, "%-*s %13s %15s %12s%s", r->name_width, "Benchmark",
+                           "Time", "CPU", "Iterations", r->counters ? " UserCounters..." : "");
         char rule[256];
         memset(rule, '-', (size_t)len);
         rule[len] = '\0';
@@ -480,6 +484,18 @@ static void report_context(reporter *r)
             library_build_type());
 }
 
+/* Google Benchmark's HumanReadableNumber: scaled by 1000 while over 1100, %g, a prefix. */
+static void format_count(char *buf, size_t cap, double v)
+{
+    static const char prefix[] = "kMGTPE";
+    int k = 0;
+    while (v > 1100 && k < (int)sizeof prefix - 1) {
+        v /= 1000;
+        k++;
+    }
+    snprintf(buf, cap, "%g%.*s", v, k > 0, k > 0 ? &prefix[k - 1] : "");
+}
+
 static void format_time(char *buf, size_t cap, double t)
 {
     snprintf(buf, cap, t < 1 ? "%10.3f" : t < 10 ? "%10.2f" : t < 100 ? "%10.1f" : "%10.0f", t);
@@ -495,8 +511,19 @@ static void report_run(reporter *r, const run *x)
         bool pct = is_percentage(x);
         format_time(real, sizeof real, pct ? x->real * 100 : x->real);
         format_time(cpu, sizeof cpu, pct ? x->cpu * 100 : x->cpu);
-        fprintf(r->out, "%-*s %s %-4s %s %-4s %10llu\n", r->name_width, name, real,
+        fprintf(r->out, "%-*s %s %-4s %s %-4s %10llu", r->name_width, name, real,
                 pct ? "%" : "ns", cpu, pct ? "%" : "ns", (unsigned long long)x->iterations);
+        if (x->in->op->items) {
+            char items[32];
+            if (pct)
+                snprintf(items, sizeof items, "%.2f%%", x->items * 100);
+            else {
+                format_count(items, sizeof items, x->items);
+                strcat(items, "/s");
+            }
+            fprintf(r->out, " items_per_second=%s", items);
+        }
+        fputc('\n', r->out);
         return;
     }
     FILE *f = r->out;
@@ -516,8 +543,11 @@ static void report_run(reporter *r, const run *x)
         fprintf(f, "      \"aggregate_name\": \"%s\",\n      \"aggregate_unit\": \"%s\",\n",
                 x->aggregate, is_percentage(x) ? "percentage" : "time");
     fprintf(f, "      \"iterations\": %llu,\n      \"real_time\": %.16e,\n"
-               "      \"cpu_time\": %.16e,\n      \"time_unit\": \"ns\"\n    }",
+               "      \"cpu_time\": %.16e,\n      \"time_unit\": \"ns\"",
             (unsigned long long)x->iterations, x->real, x->cpu);
+    if (x->in->op->items)   /* a counter: after time_unit, as Google Benchmark */
+        fprintf(f, ",\n      \"items_per_second\": %.16e", x->items);
+    fprintf(f, "\n    }");
 }
 
 static void report_finish(reporter *r)
@@ -548,17 +578,21 @@ static void report_instance(instance *in, reporter **reps, int nrep)
 {
     int n = in->done;
     double *real = malloc((size_t)n * sizeof *real), *cpu = malloc((size_t)n * sizeof *cpu);
-    if (!real || !cpu)
+    double *items = malloc((size_t)n * sizeof *items);
+    if (!real || !cpu || !items)
         die("%s: out of memory", in->name);
     for (int i = 0; i < n; i++) {
         real[i] = in->runs[i].real;
         cpu[i] = in->runs[i].cpu;
+        items[i] = in->runs[i].items;
     }
     int nagg = n > 1 ? (int)NAGG : 0;
     for (int a = 0; a < nagg; a++)
         in->runs[n + a] = (run){ .in = in, .aggregate = aggregates[a], .iterations = (uint64_t)n,
                                  .real = stat(aggregates[a], real, n),
-                                 .cpu = stat(aggregates[a], cpu, n) };
+                                 .cpu = stat(aggregates[a], cpu, n),
+                                 /* as Google Benchmark: statistics of the runs' rates */
+                                 .items = stat(aggregates[a], items, n) };
     /* With aggregates only, the repetitions are left out (unless there are no aggregates). */
     int from = opt.aggregates_only && nagg ? n : 0;
     for (int k = 0; k < nrep; k++) {
@@ -569,6 +603,7 @@ static void report_instance(instance *in, reporter **reps, int nrep)
     free(in->runs);
     free(real);
     free(cpu);
+    free(items);
 }
 
 /* The order repetitions run in: each instance's in turn, or, with random interleaving,
@@ -619,14 +654,17 @@ int main(int argc, char **argv)
     if (opt.repetitions > 1)
         width += 1 + 6; /* "_median", "_stddev" */
 
-    reporter display = { stdout, stderr, opt.format, true, width }, file = { 0 };
+    bool counters = false;
+    for (size_t i = 0; i < n; i++)
+        counters |= ins[i].op->items != 0;
+    reporter display = { stdout, stderr, opt.format, true, width, counters }, file = { 0 };
     reporter *reps[2] = { &display, &file };
     int nrep = 1;
     if (opt.out) {
         FILE *f = fopen(opt.out, "w");
         if (!f)
             die("cannot open --benchmark_out file %s", opt.out);
-        file = (reporter){ f, f, opt.out_format, true, width };
+        file = (reporter){ f, f, opt.out_format, true, width, counters };
         nrep = 2;
     }
     for (int k = 0; k < nrep; k++)

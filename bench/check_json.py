@@ -25,6 +25,9 @@ FIXED_NAMES = [
     "BM_mutex_closed_success",
     "BM_mutex_open_reject",
     "BM_naive_closed_success",
+    "BM_direct_keyed",
+    "BM_group_held_key",
+    "BM_group_churn",
 ]
 
 CONTEXT = {
@@ -38,22 +41,26 @@ COMMON = {
     "run_type": str, "repetitions": int, "threads": int, "iterations": int,
     "real_time": (int, float), "cpu_time": (int, float), "time_unit": str,
 }
+# Counters follow time_unit when a benchmark sets them; items_per_second is the only one used.
+COUNTERS = {"items_per_second": (int, float)}
 ITERATION = dict(COMMON, repetition_index=int)
 AGGREGATE = dict(COMMON, aggregate_name=str, aggregate_unit=str)
 AGGREGATE_UNITS = {"mean": "time", "median": "time", "stddev": "time", "cv": "percentage"}
 
 
-def check_keys(obj, spec, where, errors):
+def check_keys(obj, spec, where, errors, optional=None):
     if not isinstance(obj, dict):
         errors.append(f"{where}: not an object")
         return False
-    for key, kind in spec.items():
+    optional = optional or {}
+    for key, kind in dict(spec, **optional).items():
         if key not in obj:
-            errors.append(f"{where}: missing {key!r}")
+            if key not in optional:
+                errors.append(f"{where}: missing {key!r}")
         elif isinstance(obj[key], bool) and kind is not bool or not isinstance(obj[key], kind):
             errors.append(f"{where}: {key!r} has type {type(obj[key]).__name__}")
     for key in obj:
-        if key not in spec:
+        if key not in spec and key not in optional:
             errors.append(f"{where}: unexpected key {key!r}")
     return True
 
@@ -76,7 +83,7 @@ def check_entry(e, where, errors):
     if kind not in ("iteration", "aggregate"):
         errors.append(f"{where}: run_type is {kind!r}")
         return
-    if not check_keys(e, AGGREGATE if kind == "aggregate" else ITERATION, where, errors):
+    if not check_keys(e, AGGREGATE if kind == "aggregate" else ITERATION, where, errors, COUNTERS):
         return
     if len(errors) > before:
         return
@@ -101,6 +108,8 @@ def check_entry(e, where, errors):
         errors.append(f"{where}: iterations, repetitions and threads must be >= 1")
     if e["real_time"] < 0 or e["cpu_time"] < 0:
         errors.append(f"{where}: negative time")
+    if e.get("items_per_second", 0) < 0:
+        errors.append(f"{where}: negative items_per_second")
 
 
 def check_indices(entries, errors):

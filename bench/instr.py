@@ -1,13 +1,14 @@
 #!/usr/bin/python3
 """Instructions per call of each single-thread benchmark, counted by callgrind.
 
-usage: instr.py CB_BENCH OUT.json [--iterations N] [--keep DIR]
+usage: instr.py CB_BENCH OUT.json [--iterations N] [--keep DIR] [--filter REGEX]
 
 Each benchmark runs under valgrind --tool=callgrind twice, for exactly N and 2N
 iterations (--benchmark_min_time=<N>x); the difference of the two totals divided by N
 is the loop's cost per call, with start-up, set-up and reporting cancelled out. The
 count does not depend on the machine's load. --keep stores the 2N profile of each
-benchmark in DIR, for callgrind_annotate.
+benchmark in DIR, for callgrind_annotate. --filter counts only the benchmarks whose
+family matches REGEX (e.g. BM_group), into OUT.json alone.
 """
 import argparse
 import json
@@ -37,6 +38,7 @@ def main():
     p.add_argument("out")
     p.add_argument("--iterations", type=int, default=100000)
     p.add_argument("--keep")
+    p.add_argument("--filter", default="")
     args = p.parse_args()
 
     listed = subprocess.run([args.cb_bench, "--benchmark_list_tests", "--benchmark_filter=/threads:1$"],
@@ -46,6 +48,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for name in listed:
             family = name.split("/")[0]
+            if not re.search(args.filter, family):
+                continue
             keep = os.path.join(args.keep, f"{family}.callgrind") if args.keep else None
             once = instructions(args.cb_bench, name, n, os.path.join(tmp, "n"))
             twice = instructions(args.cb_bench, name, 2 * n, keep or os.path.join(tmp, "2n"))

@@ -13,10 +13,12 @@ extern "C" {
 
 typedef struct bench_op {
     const char *name;                    /* fixed: outside tools read it */
-    void *(*setup)(const void *param);   /* once per run, before its threads start; NULL: failed */
+    /* once per run, before its threads start (threads: how many the run has); NULL: failed */
+    void *(*setup)(const void *param, int threads);
     void (*loop)(void *ctx, uint64_t n); /* n calls; every thread of a run shares ctx */
     void (*teardown)(void *ctx);
     const void *param;
+    unsigned items;                      /* items per call, reported as items_per_second; 0: none */
 } bench_op;
 
 extern const bench_op bench_ops[];

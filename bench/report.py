@@ -5,7 +5,7 @@ usage: report.py --out-dir build/bench/out --md docs/bench.md --png docs/bench.p
                  [--cc CC] [--cflags CFLAGS] [--run-flags FLAGS]
 
 Reads cb_bench.json (Google Benchmark 1.7 JSON), instr.json, peers-*.json and, when
-present, xcheck.json from --out-dir. Every figure in the report comes from those files;
+present, xcheck.json, scaling.json, layout.json and group_size.json from --out-dir. Every figure in the report comes from those files;
 bench/notes.md, hand-written analysis, is appended when it exists.
 """
 import argparse
@@ -27,6 +27,11 @@ CB_CLOSED = "BM_cb_closed_success_consecutive"
 CB_OPEN = "BM_cb_open_reject"
 PRIVATE = "BM_cb_closed_success_consecutive_private"
 PEER_OPS = {"closed_success": CB_CLOSED, "open_reject": CB_OPEN}
+KEYED_BASE = "BM_direct_keyed"
+HELD = "BM_group_held_key"
+CHURN = "BM_group_churn"
+KEYED = (KEYED_BASE, HELD, CHURN)   # reported in their own part, against KEYED_BASE
+HELD_LIMIT_NS = 15
 COLORS = {"direct": ("#888888", "direct call"), "cb": ("#1f77b4", "cb.h"),
           "c_peer": ("#ff7f0e", "C peers, same binary"), "peer": ("#d62728", "JavaScript, Python")}
 
@@ -48,6 +53,19 @@ def medians(doc):
         family, threads = run_name.rsplit("/threads:", 1)
         out[family, int(threads)] = (statistics.median(e["real_time"] for e in es),
                                      statistics.median(e["cpu_time"] for e in es))
+    return out
+
+
+def item_rates(doc):
+    """{(family, threads): median items_per_second over the repetitions}, where reported."""
+    runs = {}
+    for e in doc["benchmarks"]:
+        if e["run_type"] == "iteration" and "items_per_second" in e:
+            runs.setdefault(e["run_name"], []).append(e["items_per_second"])
+    out = {}
+    for run_name, rates in runs.items():
+        family, threads = run_name.rsplit("/threads:", 1)
+        out[family, int(threads)] = statistics.median(rates)
     return out
 
 
@@ -160,8 +178,103 @@ def bars(m, instr, load_avg, num_cpus, layout=None, paired=None):
     return out
 
 
+def keyed_groups(m, rates, ins, paired, sizes, ctx):
+    """The "Keyed groups" part: its table and its goals, measured against KEYED_BASE."""
+    md = ["## Keyed groups", ""]
+    if (HELD, 1) not in m or (KEYED_BASE, 1) not in m:
+        return md + ["Not measured: this cb_bench.json has no keyed-group rows.", ""]
+    base = m[KEYED_BASE, 1][0]
+    ib = ins.get(f"{KEYED_BASE}/threads:1")
+    md += ["`BM_group_held_key`: a group of capacity 1024, `key_max = 16`, template "
+           "`consecutive_failures = 5`, holding 1000 keys of 16 bytes, all made before timing; "
+           "each call is `cb_group_allow` and `cb_group_record` (SUCCESS) around the protected "
+           "call, on the next key of a fixed random order (a precomputed array of key "
+           "pointers, cycled). `BM_direct_keyed` is the same key choice, the same code, around "
+           "a direct call: the baseline, so \"over baseline\" is what the group adds. At 2 "
+           "threads each thread takes its own half of the keys (no key shared). "
+           "`BM_group_churn`: capacity 64, `idle_ms = 1`, a clock the loop moves 2 ms per call, "
+           "and every call on a key never seen before: each call evicts an idle key and makes "
+           "its own; keys made per second is Google Benchmark's `items_per_second` (keys over "
+           "CPU time), and its loop is not the baseline's, so no difference is given. Scaling in the table is from the medians of the main run; the goal "
+           "below uses paired rounds where `make bench-scaling` ran.", "",
+           "| benchmark | ns/call | over baseline (ns) | instructions/call "
+           "| instructions over baseline | ns/call, 2 threads | 2-thread scaling | keys made/s |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for family in KEYED:
+        if (family, 1) not in m:
+            continue
+        ns = m[family, 1][0]
+        i = ins.get(f"{family}/threads:1")
+        wall, cpu = scaling(m, family)
+        two = fmt(2 * m[family, 2][0]) if wall is not None else "-"
+        scale = f"{wall:.0%} ({cpu:.0%})" if wall is not None else "-"
+        rate = rates.get((family, 1))
+        against = family == HELD   # churn's loop is not the baseline's: no difference
+        md.append(f"| {family} | {fmt(ns)} | {fmt(ns - base) if against else '-'} "
+                  f"| {f'{i:.0f}' if i is not None else '-'} "
+                  f"| {f'{i - ib:.0f}' if i is not None and ib is not None and against else '-'} "
+                  f"| {two} | {scale} | {f'{rate / 1e6:.2f} M' if rate else '-'} |")
+
+    md += ["", "| goal | measured | verdict | notes |", "| --- | --- | --- | --- |"]
+    held = m[HELD, 1][0]
+    over = held - base
+    ih = ins.get(f"{HELD}/threads:1")
+    why = (f"{ih - ib:.0f} instructions per call over the baseline ({ih:.0f} - {ib:.0f})"
+           if ih is not None and ib is not None else "instructions not counted (`make bench-instr`)")
+    if over > HELD_LIMIT_NS:
+        why += ("; `callgrind_annotate --inclusive=yes` of the kept profile says which functions "
+                "they are in")
+    md.append(f"| a held key: <= {HELD_LIMIT_NS} ns over the same key choice around a direct call "
+              f"| {fmt(over)} ns ({fmt(held)} - {fmt(base)}) "
+              f"| {'met' if over <= HELD_LIMIT_NS else '**missed**'} | {why} |")
+
+    bar = ("two threads on different keys keep >= 80% of one thread's per-thread rate "
+           "(BM_group_held_key)")
+    if paired and HELD in paired:
+        wall, cpu, how = paired[HELD]["wall"], paired[HELD]["cpu"], "paired rounds, `make bench-scaling`"
+        refs = [(f, paired[f]) for f in (KEYED_BASE, DIRECT) if f in paired]
+    else:
+        (wall, cpu), how = scaling(m, HELD), "medians of the main run"
+        refs = [(f, dict(zip(("wall", "cpu"), scaling(m, f)))) for f in (KEYED_BASE, DIRECT)
+                if (f, 2) in m]
+    if wall is None:
+        md.append(f"| {bar} | not measured: one CPU | not measured | |")
+    else:
+        why = how
+        for f, ref in refs:
+            why += f"; {f}, same run: {ref['wall']:.0%} by wall clock, {ref['cpu']:.0%} by CPU time"
+        if wall < 0.8 and cpu >= 0.8:
+            why += (f"; CPU time per call held while wall time grew: the threads did not have a "
+                    f"CPU each (load average {ctx['load_avg'][0]:.2f} on {ctx['num_cpus']} CPUs "
+                    f"at the start of the main run)")
+        elif wall < 0.8:
+            why += ("; CPU time per call grew too: the threads contend for a line the group "
+                    "shares, or for a core")
+        md.append(f"| {bar} | {wall:.0%} by wall clock, {cpu:.0%} by CPU time "
+                  f"| {'met' if wall >= 0.8 else '**missed**'} | {why} |")
+
+    rate = rates.get((CHURN, 1))
+    if rate:
+        two = rates.get((CHURN, 2))
+        md.append(f"| key churn: a key made and an idle one evicted per call (no goal set) "
+                  f"| {rate / 1e6:.2f} M keys/s, {fmt(m[CHURN, 1][0])} ns per call "
+                  f"| figure only | "
+                  + (f"2 threads: {two / 1e6:.2f} M keys per CPU second (creation and eviction "
+                     f"take the group's lock)" if two else "") + " |")
+    if sizes:
+        figs = "; ".join(f"{r['capacity']:,} keys x {r['key_max']} bytes: {r['bytes']:,} bytes, "
+                         f"{r['bytes_per_key']:.0f} per key" for r in sizes["results"])
+        md.append(f"| memory per key, `cb_group_size` / capacity (no goal set) | {figs} "
+                  f"| figure only | template `{sizes['template']}`; every byte the group uses, "
+                  "handle and history ring included (`make bench-size`) |")
+    else:
+        md.append("| memory per key, `cb_group_size` / capacity | not measured: `make bench-size` "
+                  "| not measured | |")
+    return md + [""]
+
+
 def chart(m, peers, path):
-    rows = [(f, ns) for (f, t), (ns, _) in m.items() if t == 1]
+    rows = [(f, ns) for (f, t), (ns, _) in m.items() if t == 1 and f not in KEYED]
     rows += [(f"{p['peer']} {p['op'].replace('_', ' ')}", p["median_ns"]) for p in peers
              if p["op"] in PEER_OPS]
 
@@ -227,7 +340,7 @@ def main():
            "| ns/call, 2 threads | 2-thread scaling |",
            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for (family, threads), (ns, _) in m.items():
-        if threads != 1:
+        if threads != 1 or family in KEYED:
             continue
         i = ins.get(f"{family}/threads:1")
         wall, cpu = scaling(m, family)
@@ -248,6 +361,14 @@ def main():
            "after the call, a clock read in each, generation and counts); the naive peer updates "
            "one shared set of seq_cst atomic counters. Under valgrind a clock read is a system "
            "call, so the kernel's share of it is not in the instruction counts.", ""]
+
+    lpath = os.path.join(args.out_dir, "layout.json")
+    layout = load(lpath) if os.path.exists(lpath) else None
+    spath = os.path.join(args.out_dir, "scaling.json")
+    paired = load(spath)["results"] if os.path.exists(spath) else None
+    gpath = os.path.join(args.out_dir, "group_size.json")
+    sizes = load(gpath) if os.path.exists(gpath) else None
+    md += keyed_groups(m, item_rates(doc), ins, paired, sizes, ctx)
 
     md += ["## Peers in other languages", "",
            "Same workload, same run: a no-op function called through the breaker while CLOSED "
@@ -275,10 +396,6 @@ def main():
            "this run). Other machines, other workloads: ratios to within a factor of two.", ""]
     md += ["## Bars", "", "| bar | measured | verdict | notes |",
            "| --- | --- | --- | --- |"]
-    lpath = os.path.join(args.out_dir, "layout.json")
-    layout = load(lpath) if os.path.exists(lpath) else None
-    spath = os.path.join(args.out_dir, "scaling.json")
-    paired = load(spath)["results"] if os.path.exists(spath) else None
     for bar, measured, met, why in bars(m, instr, ctx["load_avg"][0], ctx["num_cpus"], layout,
                                         paired):
         verdict = "not measured" if met is None else "met" if met else "**missed**"
@@ -305,7 +422,7 @@ def main():
         md += [f"| {r['name']} | {fmt(r['cb_bench_ns'])} | {fmt(r['google_benchmark_ns'])} "
                f"| {r['diff']:.1%} |" for r in xcheck["results"]]
     md += ["", "## Reproduce", "",
-           "- `make bench` runs everything here in turn (about 3 minutes) and rewrites this page; "
+           "- `make bench` runs everything here in turn (a few minutes) and rewrites this page; "
            "`make bench BENCH_MIN_TIME=0.2 BENCH_REPS=20` for steadier figures. Take figures on an "
            "idle machine.",
            "- `build/bench/cb_bench` takes Google Benchmark's flags (`--help`); "
@@ -316,7 +433,10 @@ def main():
            "- `make bench-xcheck` fails when cb_bench and Google Benchmark disagree by more than 15%; "
            "`bench/check_json.py FILE` checks any output against the 1.7 JSON shape.",
            "- `make bench-layout` times the CLOSED success loop at 64 stack offsets over a page "
-           "(how much of a figure is the caller's layout; notes below)."]
+           "(how much of a figure is the caller's layout; notes below).",
+           "- `make bench-size` writes a keyed group's bytes per key (`cb_group_size`); "
+           "`callgrind_annotate --inclusive=yes build/bench/out/callgrind/BM_group_held_key.callgrind` "
+           "shows where a held key's instructions go, function by function."]
     notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes.md")
     if os.path.exists(notes):
         with open(notes) as f:

@@ -13,13 +13,15 @@ static void run_op(benchmark::State &state, const bench_op *op)
     // One benchmark runs at a time. Thread 0 sets up before the start barrier inside
     // KeepRunningBatch, and tears down after the stop barrier, so every thread sees ctx.
     static void *ctx;
-    if (state.thread_index() == 0 && !(ctx = op->setup(op->param))) {
+    if (state.thread_index() == 0 && !(ctx = op->setup(op->param, state.threads()))) {
         std::fprintf(stderr, "gb_xcheck: %s: setup failed\n", op->name);
         std::exit(1);
     }
     const benchmark::IterationCount n = state.max_iterations;
     while (state.KeepRunningBatch(n))
         bench_run_loop(op, ctx, static_cast<uint64_t>(n));
+    if (op->items)
+        state.SetItemsProcessed(state.iterations() * op->items);
     if (state.thread_index() == 0)
         op->teardown(ctx);
 }
