@@ -696,6 +696,7 @@ CB__FAST bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
 #define CB__WINDOW_MAX (1u << 20)
 #define CB__BUCKETS_MAX 1024u
 #define CB__MS 1000000ull
+#define CB__COUNT_MASK ((1ull << 48) - 1)   /* a group key's counts: occupant:16 | count:48 */
 /* No loop on a shared word runs longer than this: a process scribbling over a shared file
    can make a call give up (reject, or count its outcome stale), never hang it. Honest
    contention never comes near: every failed CAS is another thread's progress. */
@@ -726,8 +727,6 @@ struct cb__live {
     _Alignas(CB_CACHELINE) _Atomic(uint64_t) word;
     _Atomic(uint64_t) deadline;          /* gen:16 | ms:48, see cb__publish_time() */
     _Atomic(uint64_t) opens;
-    _Atomic(uint64_t) since_ns;          /* group keys (no history of their own): when the
-                                            state began; 0 for a breaker, which has its history */
     /* failure path */
     _Alignas(CB_CACHELINE) _Atomic(uint64_t) consec;       /* gen:32 | run:32 */
     _Atomic(uint64_t) last_failure_ns;
@@ -1952,10 +1951,14 @@ static bool cb__window_add(const cb_breaker *b, uint32_t gen, bool fail, bool sl
 
 static void cb__bulkhead_sweep(cb_breaker *b);
 
+static int cb__key_add(cb_breaker *b, _Atomic(uint64_t) *word, int delta, uint64_t below);
+
 static bool cb__bulkhead_take(cb_breaker *b)
 {
     if (!(b->cb__fast & CB__F_BULKHEAD))
         return true;
+    if (b->cb__key_n)   /* a group key: its places, tagged with its occupant */
+        return cb__key_add(b, &b->cb__lv->in_flight, 1, b->cb__config->max_concurrent) > 0;
     /* relaxed: the count alone bounds admissions: a call is admitted only if it found
        fewer than max_concurrent before it, so at most that many hold a place */
     for (int tries = 0; tries < 2; tries++) {
@@ -1971,7 +1974,9 @@ static bool cb__bulkhead_take(cb_breaker *b)
 
 static void cb__bulkhead_give(cb_breaker *b)
 {
-    if (b->cb__fast & CB__F_BULKHEAD)
+    if ((b->cb__fast & CB__F_BULKHEAD) && b->cb__key_n)
+        cb__key_add(b, &b->cb__lv->in_flight, -1, 0);
+    else if (b->cb__fast & CB__F_BULKHEAD)
         cb__places_give(b->cb__lv, 1);
 }
 
@@ -2027,7 +2032,9 @@ static bool cb__admit(cb_breaker *b, cb_ticket *t, uint32_t gen, uint32_t flags)
         t->cb__flags |= CB__T_STAMPED;
         t->cb__start_ns = cb__stamp(b);
     }
-    if ((b->cb__fast & CB__F_BULKHEAD) && b->cb__stripes) {   /* tally the place in this thread's stripe */
+    if ((b->cb__fast & CB__F_BULKHEAD) && !b->cb__stripes)   /* a group key: no tally */
+        t->cb__flags |= CB__T_BULKHEAD | 0xffu << 8;
+    else if (b->cb__fast & CB__F_BULKHEAD) {   /* tally the place in this thread's stripe */
         cb__tls_entry *e = cb__entry(b);
         cb__count(b, CB__N_PLACES_TAKEN);
         uint32_t idx = e->exclusive ? (uint32_t)(e->stripe - b->cb__stripes) : CB_STRIPES;
@@ -2166,15 +2173,21 @@ static bool cb__transition(cb_breaker *b, uint64_t *w, uint64_t to, cb_reason wh
     cb_event ev = { b->cb__config->name, cb__w_state(from), cb__w_state(to), why,
                     cb__w_gen(to), now, 0, b->cb__key, b->cb__key_len };
     char key[CB_GROUP_KEY_MAX];
-    if (b->cb__group && !ev.key)   /* a record's handle: the key from its slot */
-        ev.key_len = cb__slot_key_copy(b->cb__group, b->cb__slot, key), ev.key = key;
-    if (!b->cb__hist)   /* relaxed: a statistic of a group key, which has no history */
-        atomic_store_explicit(&lv->since_ns, now, memory_order_relaxed);
+    if (b->cb__group && !ev.key) {   /* a record's handle: the key from its slot, if still it */
+        ev.key_len = cb__slot_key_copy(b->cb__group, b->cb__slot, key);
+        ev.key = atomic_load_explicit(b->cb__seq, memory_order_acquire) == b->cb__seq_seen ? key : NULL;
+        ev.key_len = ev.key ? ev.key_len : 0;
+    }
+    /* a group key's publishing is tagged (the deadline by generation, opens by occupant)
+       or checked, so that it never lands on the slot's next key */
     cb__publish_time(lv, cb__w_gen(to), cb__time_for(b->cb__config, to, now, &ev.open_ms));
-    if (ev.to == CB_OPEN)
+    if (ev.to == CB_OPEN && b->cb__key_n)
+        cb__key_add(b, &lv->opens, 1, UINT64_MAX);
+    else if (ev.to == CB_OPEN)
         /* relaxed: a statistic; once per transition, so no contention */
         atomic_fetch_add_explicit(&lv->opens, 1, memory_order_relaxed);
-    if ((ev.to == CB_CLOSED || ev.to == CB_METRICS_ONLY) && b->cb__config->window_ms)
+    if ((ev.to == CB_CLOSED || ev.to == CB_METRICS_ONLY) && b->cb__config->window_ms &&
+        (!b->cb__seq || atomic_load_explicit(b->cb__seq, memory_order_acquire) == b->cb__seq_seen))
         cb__buckets_clear(b, now);
     cb__history_write(b, &ev);
     if (b->cb__on_event)
@@ -2321,7 +2334,9 @@ static bool cb__probe_result(cb_breaker *b, uint64_t *w, cb_outcome o, bool slow
 /* DISABLED admits beyond the limit, but counts the call in flight. */
 static cb__verdict cb__allow_disabled(cb_breaker *b, cb_ticket *t, uint64_t w)
 {
-    if (b->cb__fast & CB__F_BULKHEAD)   /* relaxed: see cb__bulkhead_take */
+    if ((b->cb__fast & CB__F_BULKHEAD) && b->cb__key_n)
+        cb__key_add(b, &b->cb__lv->in_flight, 1, UINT64_MAX);
+    else if (b->cb__fast & CB__F_BULKHEAD)   /* relaxed: see cb__bulkhead_take */
         atomic_fetch_add_explicit(&b->cb__lv->in_flight, 1, memory_order_relaxed);
     cb__admit(b, t, cb__w_gen(w), CB__T_DISABLED);
     return CB__ADMIT;
@@ -2418,8 +2433,13 @@ CB_API cb_state cb_get_state(const cb_breaker *b)
 static bool cb__since(const cb_breaker *b, uint32_t gen, uint64_t *ns)
 {
     cb_event ev;
-    if (!b->cb__hist) {   /* a group key keeps the time itself */
-        *ns = atomic_load_explicit(&b->cb__lv->since_ns, memory_order_relaxed);
+    if (!b->cb__hist) {   /* a group key: from its deadline, which says when the state began */
+        uint64_t w = atomic_load_explicit(b->cb__word, memory_order_acquire), ms;
+        if (cb__w_gen(w) != gen || !cb__time_of(b->cb__lv, gen, &ms))
+            return false;
+        uint64_t back = cb__w_state(w) == CB_OPEN ? cb__period_ms(b->cb__config, cb__w_k(w), gen)
+                        : cb__w_state(w) == CB_HALF_OPEN ? b->cb__config->probe_timeout_ms : 0;
+        *ns = cb__ms_to_ns(ms > back ? ms - back : 0);
         return true;
     }
     if (!cb__history_read(b, &b->cb__hist[gen % CB_HISTORY], &ev) || (uint32_t)ev.generation != gen)
@@ -2466,7 +2486,7 @@ CB_API void cb_stats_get(const cb_breaker *b, cb_stats *s)
     s->ignored = n[CB__N_IGNORED];
     s->slow = n[CB__N_SLOW];
     s->stale = n[CB__N_STALE];
-    s->opens = atomic_load_explicit(&lv->opens, memory_order_relaxed);
+    s->opens = atomic_load_explicit(&lv->opens, memory_order_relaxed) & (b->cb__key_n ? CB__COUNT_MASK : UINT64_MAX);
     s->consecutive_failures = cb__tagged_get(&lv->consec, gen);
     cb__figures f;
     cb__window_figures(b, w, &f);
@@ -2474,10 +2494,11 @@ CB_API void cb_stats_get(const cb_breaker *b, cb_stats *s)
     s->window_failures = f.failures;
     s->window_slow = f.slow;
     uint64_t done = s->successes + s->failures + s->ignored + s->stale + n[CB__N_UNCOUNTED];
-    uint64_t flight = b->cb__config->max_concurrent ? atomic_load_explicit(&lv->in_flight, memory_order_relaxed)
+    uint64_t flight = b->cb__config->max_concurrent ? atomic_load_explicit(&lv->in_flight, memory_order_relaxed) &
+                                                          (b->cb__key_n ? CB__COUNT_MASK : UINT64_MAX)
                                              : ((int64_t)(s->admitted - done) > 0 ? s->admitted - done : 0);
     s->in_flight = flight > UINT32_MAX ? UINT32_MAX : (uint32_t)flight;
-    if (!cb__since(b, gen, &s->state_since_ns) &&
+    if (!cb__since(b, gen, &s->state_since_ns) && b->cb__hist &&
         atomic_load_explicit(&b->cb__hist[gen % CB_HISTORY].seq, memory_order_relaxed) == 0)
         s->state_since_ns = atomic_load_explicit(&sh->created_ns, memory_order_relaxed);
     s->last_failure_ns = atomic_load_explicit(&lv->last_failure_ns, memory_order_relaxed);
@@ -3205,7 +3226,6 @@ CB_API void cb_shm_close(cb_breaker *b) { (void)b; }
 #define CB__GROUP_MAGIC 0x3170726b61657262ull   /* "breakrp1" */
 #define CB__GROUP_VERSION (1u << 8 | CB__VERSION)   /* the group's own, and its breakers' */
 #define CB__GROUP_HISTORY 256u
-#define CB__COUNT_MASK ((1ull << 48) - 1)
 #define CB__NO_SLOT UINT32_MAX
 #define CB__SCAN_PAUSE_MS 10
 #define CB__LOCK_TRIES 4096u   /* then a call for a new key goes through the overflow breaker */   /* after a scan found no key to evict, new keys overflow this long */
@@ -3624,24 +3644,33 @@ static void cb__key_handle(cb_group *g, uint32_t s, uint64_t seq, const char *ke
     kh->cb__tag = g->tag_base | (seq >> 1 & 0x1ffffu) << 23 | (s + 1);
 }
 
-CB_API void cb__key_count(cb_breaker *b, unsigned i)
+/* Add delta to a count of the key (occupant:16 | count:48), only while the slot's occupant
+   is the handle's: 1 when added, 0 when the count stays (+1 at `below` or more, saturated,
+   -1 at 0), -1 when the slot has another key (nothing counted on it). */
+static int cb__key_add(cb_breaker *b, _Atomic(uint64_t) *word, int delta, uint64_t below)
 {
-    _Atomic(uint64_t) *c = &b->cb__key_n[i];
     uint64_t tag = cb__occupant_tag(b->cb__seq_seen);
-    uint64_t v = atomic_load_explicit(c, memory_order_relaxed);
+    uint64_t v = atomic_load_explicit(word, memory_order_relaxed);
     for (uint32_t tries = 0; tries < CB__TRIES; tries++) {
+        uint64_t n = v & CB__COUNT_MASK;
         if ((v & ~CB__COUNT_MASK) != tag) {
-            b->cb__lost |= CB__LOST_COUNT;   /* the slot has another key: count nothing on it */
-            return;
+            b->cb__lost |= CB__LOST_COUNT;
+            return -1;
         }
-        if ((v & CB__COUNT_MASK) == CB__COUNT_MASK)
-            return;   /* saturated */
+        if (delta > 0 ? n >= below || n == CB__COUNT_MASK : n == 0)
+            return 0;
         CB_YIELD_POINT();
         /* relaxed: counts alone, as the stripes; the tag makes it the key's own */
-        if (atomic_compare_exchange_weak_explicit(c, &v, v + 1, memory_order_relaxed,
-                                                  memory_order_relaxed))
-            return;
+        if (atomic_compare_exchange_weak_explicit(word, &v, delta > 0 ? v + 1 : v - 1,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            return 1;
     }
+    return 0;
+}
+
+CB_API void cb__key_count(cb_breaker *b, unsigned i)
+{
+    cb__key_add(b, &b->cb__key_n[i], 1, UINT64_MAX);
 }
 
 static void cb__key_sum(const cb_breaker *b, uint64_t n[CB__N_COUNT])
@@ -3876,13 +3905,11 @@ static uint64_t cb__occupy(cb_group *g, uint32_t s, const char *key, size_t len,
             atomic_store_explicit(&rounds[r], 0, memory_order_relaxed);
     }
     /* the breaker: CLOSED, a fresh run and window, in the slot's next generation */
-    uint64_t now_ns = now_ms * CB__MS;
     atomic_store_explicit(&lv->deadline, 0, memory_order_relaxed);
-    atomic_store_explicit(&lv->opens, 0, memory_order_relaxed);
-    atomic_store_explicit(&lv->since_ns, now_ns, memory_order_relaxed);
+    atomic_store_explicit(&lv->opens, cb__occupant_tag(seq), memory_order_relaxed);
     atomic_store_explicit(&lv->consec, 0, memory_order_relaxed);
     atomic_store_explicit(&lv->last_failure_ns, 0, memory_order_relaxed);
-    atomic_store_explicit(&lv->in_flight, 0, memory_order_relaxed);
+    atomic_store_explicit(&lv->in_flight, cb__occupant_tag(seq), memory_order_relaxed);
     atomic_store_explicit(&lv->word, cb__w_make(CB_CLOSED, 0, 0, 0, gen), memory_order_release);
     cb__publish_time(lv, gen, now_ms);
     cb_breaker kh;

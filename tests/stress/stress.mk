@@ -1,7 +1,8 @@
 # tests/stress/: invariant stress of cb.h, sanitizers, planted bugs, wraparound
 # (docs/verification-stress.md has the figures). Steps, in order:
 #   test-stress       2, 4, 8 threads x 10^6 calls, every rule set, fake and real clock,
-#                     plain and with yield injection (-DSTRESS_YIELD, stress.h)
+#                     plain and with yield injection (-DSTRESS_YIELD, stress.h); keyed groups
+#                     (stress_group.c): creation races, churn, eviction racing calls, share
 #   test-tsan         stress and unit tests under ThreadSanitizer, gcc and clang
 #   test-asan-stress  stress under AddressSanitizer + UBSan (clang; unit.mk's test-asan
 #                     runs the unit tests so with gcc)
@@ -13,6 +14,7 @@
 # Every run is bounded by `timeout`; sanitizer runs are smaller than the plain ones.
 
 STRESS_SRC    := tests/stress/stress_invariants.c tests/stress/stress.h cb.h
+GROUP_SRC     := tests/stress/stress_group.c tests/stress/stress.h cb.h
 STRESS_TSAN   := -O1 -g -fsanitize=thread
 STRESS_ASAN   := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all
 STRESS_RUN    := env TSAN_OPTIONS='halt_on_error=1 second_deadlock_stack=1' \
@@ -27,11 +29,13 @@ STRESS_asan       := clang $(STRESS_ASAN) -DSTRESS_YIELD
 $(foreach n,1 2 3,$(eval STRESS_bug$(n) := $(CC) $(CFLAGS) -I$(BUILD)/planted/$(n)))
 $(foreach n,1 2 3,$(eval STRESS_bug$(n)-yield := $(CC) $(CFLAGS) -I$(BUILD)/planted/$(n) -DSTRESS_YIELD))
 stress_bin = $(BUILD)/stress/$(1)/stress_invariants
+group_bin  = $(BUILD)/stress/$(1)/stress_group
 $(foreach n,1 2 3,$(eval $(call stress_bin,bug$(n)) $(call stress_bin,bug$(n)-yield): $(BUILD)/planted/$(n)/cb.h))
 
 STRESS_TSAN_UNIT := $(foreach c,gcc clang,$(TESTS_AREAS:%=$(BUILD)/tsan-$(c)/tests/test_%))
 
-ALL        += $(call stress_bin,plain) $(call stress_bin,yield)
+ALL        += $(call stress_bin,plain) $(call stress_bin,yield) $(call group_bin,plain) \
+              $(call group_bin,yield)
 TEST_STEPS += test-stress test-tsan test-asan-stress test-valgrind test-planted test-wrap
 TEST_DEPS  += clang valgrind
 
@@ -43,6 +47,10 @@ stress-deps:
 $(BUILD)/stress/%/stress_invariants: $(STRESS_SRC) | stress-deps
 	@mkdir -p $(@D)
 	$(STRESS_$*) $(WARN) -I. -o $@ tests/stress/stress_invariants.c $(TESTS_LIBS)
+
+$(BUILD)/stress/%/stress_group: $(GROUP_SRC) | stress-deps
+	@mkdir -p $(@D)
+	$(STRESS_$*) $(WARN) -I. -o $@ tests/stress/stress_group.c $(TESTS_LIBS)
 
 $(BUILD)/tsan-gcc/tests/test_%: tests/unit/test_%.c $(TESTS_SRC) | tests-deps stress-deps
 	@mkdir -p $(@D)
@@ -60,17 +68,30 @@ stress_each = fail=0; for t in $(2); do echo "-- $$t"; $(1) $$t || fail=1; done;
 stress_all = for t in $(2); do for c in fake real; do \
     $(STRESS_RUN) $(1) all $$t $(3) $$c || exit 1; done; done
 
-test-stress: $(call stress_bin,plain) $(call stress_bin,yield)
+# $(1): FLAVOUR=CALLS (calls per thread) words, $(2): threads; every group scenario (fake
+# clock) of each flavour, each run even when another failed, so that one failure hides
+# none of the others.
+GROUP_SCENARIOS := create churn bulkhead evict share
+group_all = fail=0; for fc in $(1); do for t in $(2); do for s in $(GROUP_SCENARIOS); do \
+    $(STRESS_RUN) $(call group_bin,$${fc%=*}) $$s $$t $${fc\#*=} || fail=1; \
+    done; done; done; exit $$fail
+
+test-stress: $(call stress_bin,plain) $(call stress_bin,yield) $(call group_bin,plain) \
+             $(call group_bin,yield)
 	@$(call stress_all,$(call stress_bin,plain),2 4 8,1000000)
 	@$(call stress_all,$(call stress_bin,yield),2 4 8,1000000)
+	@$(call group_all,plain=1000000 yield=200000,2 8)
 
-test-tsan: $(call stress_bin,tsan-gcc) $(call stress_bin,tsan-clang) $(STRESS_TSAN_UNIT)
+test-tsan: $(call stress_bin,tsan-gcc) $(call stress_bin,tsan-clang) $(STRESS_TSAN_UNIT) \
+           $(call group_bin,tsan-gcc) $(call group_bin,tsan-clang)
 	@$(call stress_all,$(call stress_bin,tsan-gcc),2 8,50000)
 	@$(call stress_all,$(call stress_bin,tsan-clang),2 8,50000)
 	@$(call stress_each,$(STRESS_RUN),$(STRESS_TSAN_UNIT))
+	@$(call group_all,tsan-gcc=40000 tsan-clang=40000,8)
 
-test-asan-stress: $(call stress_bin,asan)
+test-asan-stress: $(call stress_bin,asan) $(call group_bin,asan)
 	@$(call stress_all,$(call stress_bin,asan),2 8,300000)
+	@$(call group_all,asan=200000,2 8)
 
 test-valgrind: $(TESTS_BIN) | stress-deps
 	@$(call stress_each,$(STRESS_RUN) valgrind -q --error-exitcode=1 --leak-check=full \

@@ -359,6 +359,21 @@ TEST(sizes_and_configs)
     CHECK_STR(got.breaker.name, "group");
 }
 
+TEST(a_keys_bulkhead_places_come_back)
+{
+    cb_group *g = g_new((cb_group_config){.capacity = 4, .breaker = {.max_concurrent = 2}});
+    cb_ticket t1, t2, t3;
+    for (int i = 0; i < 4; i++)
+        CHECK(g_call(g, "k", S));
+    CHECK(cb_group_allow(g, "k", 1, &t1) && cb_group_allow(g, "k", 1, &t2));
+    CHECK(!cb_group_allow(g, "k", 1, &t3));   /* full */
+    CHECK_EQ(k_stats(g, "k").in_flight, 2);
+    CHECK(cb_group_record(g, &t1, S));
+    CHECK(cb_group_allow(g, "k", 1, &t3));
+    CHECK(cb_group_record(g, &t2, S) && cb_group_record(g, &t3, S));
+    CHECK_EQ(k_stats(g, "k").in_flight, 0);
+}
+
 TEST(tickets_of_other_groups_and_bugs_count_nothing)
 {
     cb_group *g = g_new((cb_group_config){.capacity = 4});
