@@ -4163,9 +4163,10 @@ CB_API bool cb_group_record(cb_group *g, const cb_ticket *t, cb_outcome o)
         return false;   /* not a ticket of this group */
     cb__slot *sl = cb__slot_at(g, s);
     uint64_t seq = atomic_load_explicit(&sl->seq, memory_order_acquire);
+    bool valid = (t->cb__flags & CB__T_ADMITTED) && (unsigned)o <= CB_IGNORED;
     if ((seq >> 1 & 0x1ffffu) != (x >> 23 & 0x1ffffu)) {
-        if (!(t->cb__flags & CB__T_ADMITTED) || (unsigned)o > CB_IGNORED)
-            return false;
+        if (!valid)
+            return false;   /* a refused ticket, or no outcome: nothing counts */
         cb__spend(t);   /* its key was evicted: stale, once */
         cb__add1(&g->line->stale);
         return false;
@@ -4179,7 +4180,8 @@ CB_API bool cb_group_record(cb_group *g, const cb_ticket *t, cb_outcome o)
     cb__touch(sl, cb__group_ms(g));
     bool ok = cb_record(&kh, t, o);
     if ((kh.cb__lost & CB__LOST_COUNT) ||
-        (!ok && cb__w_state(atomic_load_explicit(kh.cb__word, memory_order_acquire)) == (cb_state)CB__GONE)) {
+        (!ok && valid &&
+         cb__w_state(atomic_load_explicit(kh.cb__word, memory_order_acquire)) == (cb_state)CB__GONE)) {
         cb__add1(&g->line->stale);   /* evicted during the record: stale in the group */
         return false;
     }
