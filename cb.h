@@ -465,7 +465,8 @@ enum { CB__T_ADMITTED = 1, CB__T_BULKHEAD = 2, CB__T_DISABLED = 4, CB__T_STAMPED
 #endif
 
 /* What the fast path must leave to the slow path (cb_breaker.cb__fast). */
-enum { CB__F_SLOW = 1, CB__F_BULKHEAD = 2, CB__F_TIME_WINDOW = 4, CB__F_COUNT_WINDOW = 8 };
+enum { CB__F_SLOW = 1, CB__F_BULKHEAD = 2, CB__F_TIME_WINDOW = 4, CB__F_COUNT_WINDOW = 8,
+       CB__F_KEY = 16 };   /* a group key: counters of its own, so never the inline path */
 
 typedef struct cb__shared cb__shared;   /* the position-independent block (section 3) */
 typedef struct cb__live cb__live;       /* what calls move, in it or in a group key */
@@ -548,12 +549,9 @@ static inline cb__tls_entry *cb__entry(cb_breaker *b)   /* this thread's stripe 
     return CB__LIKELY(e->key == b->cb__id) ? e : cb__tls_fill(b, e);
 }
 
-static inline void cb__count(cb_breaker *b, unsigned i)
+/* Count in this thread's stripe (the inline path: never a group key's handle). */
+static inline void cb__count_stripe(cb_breaker *b, unsigned i)
 {
-    if (CB__UNLIKELY(b->cb__key_n != NULL)) {   /* a group key: no stripes, see cb__key_count */
-        cb__key_count(b, i);
-        return;
-    }
     cb__tls_entry *e = cb__entry(b);
     _Atomic(uint64_t) *c = &e->stripe->n[i];
     if (CB__LIKELY(e->exclusive))
@@ -566,13 +564,21 @@ static inline void cb__count(cb_breaker *b, unsigned i)
         atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
+static inline void cb__count(cb_breaker *b, unsigned i)
+{
+    if (b->cb__key_n)   /* a group key: no stripes, see cb__key_count */
+        cb__key_count(b, i);
+    else
+        cb__count_stripe(b, i);
+}
+
 CB__FAST bool cb_allow(cb_breaker *b, cb_ticket *t)
 {
     /* acquire: pairs with the acq_rel transition CAS, so a call admitted in generation g
        sees everything the thread that made g wrote before its CAS */
     uint64_t w = atomic_load_explicit(b->cb__word, memory_order_acquire);
-    if (CB__LIKELY(cb__w_state(w) == CB_CLOSED && !(b->cb__fast & CB__F_BULKHEAD))) {
-        cb__count(b, CB__N_ADMITTED);
+    if (CB__LIKELY(cb__w_state(w) == CB_CLOSED && !(b->cb__fast & (CB__F_BULKHEAD | CB__F_KEY)))) {
+        cb__count_stripe(b, CB__N_ADMITTED);
         t->cb__gen = cb__w_gen(w);
         t->cb__flags = CB__T_ADMITTED;
         t->cb__owner = b->cb__tag;
@@ -626,7 +632,7 @@ static inline bool cb__plain_ticket(const cb_breaker *b, const cb_ticket *t)
 CB__FAST bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
 {
     if (CB__LIKELY(o == CB_SUCCESS && t && t->cb__owner == b->cb__tag &&
-                   !(b->cb__fast & CB__F_BULKHEAD))) {
+                   !(b->cb__fast & (CB__F_BULKHEAD | CB__F_KEY)))) {
         /* acquire: as in cb_allow; the generation check below is the staleness test */
         uint64_t w = atomic_load_explicit(b->cb__word, memory_order_acquire);
         /* relaxed: a success only needs to know whether a failure run must be cut; the
@@ -635,7 +641,7 @@ CB__FAST bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
         if (CB__LIKELY(cb__w_state(w) == CB_CLOSED && cb__w_gen(w) == t->cb__gen &&
                        (uint32_t)run == 0 && cb__plain_ticket(b, t))) {
             cb__spend(t);
-            cb__count(b, CB__N_SUCCESSES);
+            cb__count_stripe(b, CB__N_SUCCESSES);
             /* a window: the success takes its place there, unless a count window's ring
                would not change */
             if (CB__UNLIKELY(b->cb__fast & (CB__F_COUNT_WINDOW | CB__F_TIME_WINDOW)) &&
@@ -3451,6 +3457,7 @@ static void cb__group_handle_init(cb_group *g, cb__gshared *sh, const cb__gshare
     cb__handle_init(g->overflow, ov, t, ovt ? ovt : 1ull << 23, kind);
     cb__handle_init(g->proto, NULL, t, 0, kind);
     g->proto->cb__group = g;
+    g->proto->cb__fast |= CB__F_KEY;
 }
 
 CB_API cb_err cb_group_init(void *mem, size_t len, const cb_group_config *cfg, cb_group **out)
