@@ -13,24 +13,21 @@ import sys
 # number: (name, what it breaks, [(text in cb.h, replacement)])
 BUGS = {
     "1": ("permit-store", "a half-open permit taken by load + store instead of CAS",
-          [("    if (atomic_compare_exchange_weak_explicit(&sh->word, w, cb__w_take_permit(*w),\n"
-            "                                              memory_order_acq_rel, memory_order_acquire)) {",
-            "    if ((atomic_store_explicit(&sh->word, cb__w_take_permit(*w), memory_order_release), true)) {")]),
+          [("    if (cb__word_cas(b, w, cb__w_take_permit(*w), true)) {",
+            "    if ((atomic_store_explicit(b->cb__word, cb__w_take_permit(*w), memory_order_release), true)) {")]),
     "2": ("ring-store", "a count-window entry replaced by load + store instead of CAS",
           [("        if (!atomic_compare_exchange_weak_explicit(slot, &old, entry, memory_order_relaxed,\n"
             "                                                   memory_order_relaxed))\n"
             "            continue;",
             "        atomic_store_explicit(slot, entry, memory_order_relaxed);")]),
     "3": ("transition-store", "a transition made by load + store instead of CAS",
-          [("    if (!atomic_compare_exchange_strong_explicit(&sh->word, w, to, memory_order_acq_rel,\n"
-            "                                                 memory_order_acquire))\n"
-            "        return false;",
-            "    if (atomic_load_explicit(&sh->word, memory_order_acquire) != from) {\n"
-            "        *w = atomic_load_explicit(&sh->word, memory_order_acquire);\n"
-            "        return false;\n"
-            "    }\n"
+          [("    bool moved = cb__word_cas(b, w, to, false);",
+            "    bool moved = atomic_load_explicit(b->cb__word, memory_order_acquire) == from;\n"
+            "    if (!moved)\n"
+            "        *w = atomic_load_explicit(b->cb__word, memory_order_acquire);\n"
             "    CB_YIELD_POINT();\n"
-            "    atomic_store_explicit(&sh->word, to, memory_order_release);")]),
+            "    if (moved)\n"
+            "        atomic_store_explicit(b->cb__word, to, memory_order_release);")]),
     "4": ("ignored-keeps-permit", "an IGNORED probe keeps its half-open permit",
           [("        if (cb__w_taken(*w) == 0)\n            return true;",
             "        if (cb__w_taken(*w) == 0 || o == CB_IGNORED)\n            return true;")]),
