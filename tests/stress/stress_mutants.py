@@ -21,7 +21,7 @@ MUTANTS = [
     ("stale-moves-run", "consecutive", "stale record changes the consecutive run",
      [("s != CB_HALF_OPEN && s != CB_DISABLED)) {\n",
        "s != CB_HALF_OPEN && s != CB_DISABLED)) {\n"
-       "            cb__consec_update(b->cb__sh, cb__w_gen(w), o == CB_FAILURE);\n")]),
+       "            cb__consec_update(b->cb__lv, cb__w_gen(w), o == CB_FAILURE);\n")]),
     ("ignored-probe-uncounted", "consecutive", "accounts",
      [("        cb__count_outcome(b, o, slow, &now, &have_now);\n        if (s != CB_HALF_OPEN",
        "        if (s != CB_HALF_OPEN || o != CB_IGNORED)\n"
@@ -34,7 +34,7 @@ MUTANTS = [
        "if (cb__w_taken(*w) > c->half_open_calls || !cb__bulkhead_take(b))")]),
     ("forced-open-admits", "consecutive", "admitted in FORCED_OPEN",
      [("        default:              v = CB__REJECT;",
-       "        default:              v = cb__admit(b, t, cb__w_gen(w), 0, 0) ? CB__ADMIT : CB__REJECT;")]),
+       "        default:              v = cb__admit(b, t, cb__w_gen(w), 0) ? CB__ADMIT : CB__REJECT;")]),
     ("history-wrong-field", "consecutive", "history entry differs from on_event",
      [("<< 16, memory_order_release);\n    atomic_store_explicit(&h->at_ns, ev->at_ns, memory_order_release);",
        "<< 16, memory_order_release);\n    atomic_store_explicit(&h->at_ns, ev->at_ns + 1, memory_order_release);")]),
