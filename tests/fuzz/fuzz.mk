@@ -19,7 +19,7 @@ FUZZ_BUGS      := fuzz_diff-model1 fuzz_diff-model2 fuzz_diff-model3 fuzz_diff-m
 FUZZ_FLAGS     := $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_BINS      := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
 FUZZ_BUG_BINS  := $(FUZZ_BUGS:%=$(BUILD)/fuzz/%)
-FUZZ_SRC       := tests/fuzz/model.c tests/fuzz/model.h cb.h
+FUZZ_SRC       := tests/fuzz/model.c tests/fuzz/model.h tests/fuzz/fuzz_input.h cb.h
 FUZZ_GROUP_SRC := tests/fuzz/model_group.c tests/fuzz/model_group.h
 # fuzz_extra(target): the sources it links beside its own and model.c
 fuzz_extra = $(if $(filter fuzz_group,$(1)),tests/fuzz/model_group.c)

@@ -11,6 +11,7 @@
 #define CB_IMPLEMENTATION
 #define CB_TEST_HOOKS
 #include "cb.h"
+#include "fuzz_input.h"
 #include "model.h"
 
 #include <inttypes.h>
@@ -22,25 +23,6 @@
 #define MAX_TICKETS 16
 #define MAX_OPS 512
 
-typedef struct input { const uint8_t *p; size_t n; } input;
-
-static uint8_t byte(input *in)   /* past the end: zeros */
-{
-    if (!in->n)
-        return 0;
-    in->n--;
-    return *in->p++;
-}
-
-static uint64_t bytes(input *in, int n)
-{
-    uint64_t v = 0;
-    while (n--)
-        v = v << 8 | byte(in);
-    return v;
-}
-
-static bool trace;
 static uint64_t clock_now;
 static unsigned clock_reads;
 static cb_event got;               /* the first event of the operation */
@@ -60,17 +42,6 @@ static void on_event(const cb_event *ev, void *user)
         got = *ev;
 }
 
-static void say(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
-{
-    if (!trace)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-}
 
 #define FAIL(...) (fprintf(stderr, "fuzz_diff: " __VA_ARGS__), abort())
 #define EQ(what, a, b)                                                                  \

@@ -15,6 +15,7 @@
    Run with FUZZ_TRACE=1 to print the decoded program (to turn a crash into a report). */
 #define CB_IMPLEMENTATION
 #include "cb.h"
+#include "fuzz_input.h"
 #include "model_group.h"
 
 #include <fcntl.h>
@@ -31,25 +32,6 @@
 #define MAX_OPS 400
 #define MAX_GOT 32
 
-typedef struct input { const uint8_t *p; size_t n; } input;
-
-static uint8_t byte(input *in)   /* past the end: zeros */
-{
-    if (!in->n)
-        return 0;
-    in->n--;
-    return *in->p++;
-}
-
-static uint64_t bytes(input *in, int n)
-{
-    uint64_t v = 0;
-    while (n--)
-        v = v << 8 | byte(in);
-    return v;
-}
-
-static bool trace;
 static uint64_t clock_now;
 
 /* cb.h draws a group's hash seed by getrandom: this one gives the input's while a group
@@ -94,17 +76,6 @@ static void on_event(const cb_event *ev, void *user)
     ngot++;
 }
 
-static void say(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
-{
-    if (!trace)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-}
 
 static int op_no;
 #define FAIL(...) (fprintf(stderr, "fuzz_group: op %d: ", op_no), fprintf(stderr, __VA_ARGS__), abort())
