@@ -2,7 +2,7 @@
 #   make chaos        every scenario in full settings, then build/chaos/out/report.md + PNGs
 #   make test-chaos   every scenario in fast settings (a step of make test)
 CHAOS_BIN   := $(BUILD)/chaos
-CHAOS_PROGS := $(CHAOS_BIN)/redis_client $(CHAOS_BIN)/model_loader
+CHAOS_PROGS := $(CHAOS_BIN)/redis_client $(CHAOS_BIN)/model_loader $(CHAOS_BIN)/log_shipper
 # Scenario results, logs and the report (chaos/components.py reads it).
 export CHAOS_OUT := $(abspath $(BUILD))/chaos/out
 CHAOS_DEPS  := redis-server libhiredis-dev python3-pytest python3-redis python3-matplotlib
@@ -25,6 +25,10 @@ $(CHAOS_BIN)/redis_client: chaos/redis_client.c chaos/workload.h tools/cbflags.h
 	$(CC) $(WARN) $(CFLAGS) -o $@ $< -lhiredis $(LDLIBS)
 
 $(CHAOS_BIN)/model_loader: chaos/model_loader.c chaos/workload.h tools/cbflags.h cb.h | $(BUILD)
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(CFLAGS) -o $@ $< $(LDLIBS)
+
+$(CHAOS_BIN)/log_shipper: chaos/log_shipper.c chaos/workload.h tools/cbflags.h cb.h | $(BUILD)
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(CFLAGS) -o $@ $< $(LDLIBS)
 

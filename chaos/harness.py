@@ -3,14 +3,16 @@
 
     harness.py [--settings fast|full] [--out DIR] [--live] SCENARIO.toml...
 
-For each scenario: start redis-server and the fault proxy (or write a model file), run
-the workload program, inject the faults on schedule, check that no write was lost, stop
-everything, then compute every expectation from the JSON logs into DIR/NAME/result.json,
+For each scenario: start redis-server and the fault proxy (one of each per shard with
+[redis] shards; or write a model file, or a log directory), run the workload program,
+inject the faults on schedule, check that no write was lost, stop everything, then
+compute every expectation from the JSON logs into DIR/NAME/result.json,
 next to the logs and the trace of the calls the breaker saw (trace.jsonl, for
 tools/cb-replay). Exit status 0 when every check of every scenario passed.
 """
 
 import argparse
+import bisect
 import contextlib
 import json
 import math
@@ -58,9 +60,17 @@ def write_budget(path, mib):
     tmp.replace(path)  # the loader never reads a half-written budget
 
 
+def write_level(path, level):
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(f"{level}\n")
+    tmp.replace(path)
+
+
 def apply_fault(ctx, fault, start):
     """Starts (start=True) or ends a fault; returns once it is in force / fully over."""
     a = fault["action"]
+    if ctx.redises:  # the fault's shard
+        ctx.redis, ctx.proxy = ctx.redises[fault["shard"]], ctx.proxies[fault["shard"]]
     if a == "proxy":
         ctx.proxy.set(fault["mode"] if start else {"mode": "pass"})
     elif a == "sigstop" and start:
@@ -80,17 +90,28 @@ def apply_fault(ctx, fault, start):
         ctx.redis.client().config_set("maxmemory", 1 if start else 0)
     elif a == "budget":
         write_budget(ctx.control, fault["budget_mib"] if start else ctx.budget_mib)
+    elif a == "log-level":
+        write_level(ctx.control, fault["level"] if start else "info")
 
 
 def check_writes(r, calls):
-    """Every key the workload SET must hold "v:" + key. Returns (keys, lost keys)."""
+    """Every key the workload SET must hold "v:" + key. r is a Redis client, or a list of
+    them, one per shard (calls with a group_key "shard-N" went to r[N]). Returns (keys,
+    lost keys)."""
+    clients = r if isinstance(r, list) else [r]
+    shard = {}
+    for c in calls:
+        if c["op"] in ("set", "replay"):
+            shard[c["key"]] = int(c["group_key"].rsplit("-", 1)[1]) if "group_key" in c else 0
     keys = sorted({c["key"] for c in calls if c["op"] == "set"})
     lost = []
-    for i in range(0, len(keys), 500):
-        batch = keys[i:i + 500]
-        for k, v in zip(batch, r.mget(batch)):
-            if v != f"v:{k}".encode():
-                lost.append(k)
+    for n, client in enumerate(clients):
+        mine = [k for k in keys if shard[k] == n]
+        for i in range(0, len(mine), 500):
+            batch = mine[i:i + 500]
+            for k, v in zip(batch, client.mget(batch)):
+                if v != f"v:{k}".encode():
+                    lost.append(k)
     return len(keys), lost
 
 
@@ -106,14 +127,27 @@ def run_scenario(sc, out_dir, live=False):
     with tempfile.TemporaryDirectory(prefix="cb-chaos-") as tmp:
         tmp = Path(tmp)
         with contextlib.ExitStack() as stack:
-            ctx = types.SimpleNamespace(redis=None, proxy=None, control=tmp / "budget",
+            ctx = types.SimpleNamespace(redis=None, proxy=None, redises=[], proxies=[], control=tmp / "budget",
                                         budget_mib=sc["budget_mib"])
             exe = str(scn.bin_dir() / sc["program"])
-            if sc["program"] == "redis_client":
+            if sc["program"] == "redis_client" and sc["shards"]:
+                for n in range(sc["shards"]):
+                    (tmp / f"redis-{n}").mkdir()
+                    ctx.redises.append(stack.enter_context(RedisServer(tmp / f"redis-{n}", sc["appendonly"])))
+                for n, r in enumerate(ctx.redises):
+                    ctx.proxies.append(stack.enter_context(FaultProxy(r.port, tmp / f"proxy-{n}.jsonl")))
+                args = [exe, f"--port={ctx.proxies[0].port}", f"--dead-letter={tmp / 'dead-letters'}",
+                        "--shard-ports=" + ",".join(str(p.port) for p in ctx.proxies)]
+            elif sc["program"] == "redis_client":
                 (tmp / "redis").mkdir()
                 ctx.redis = stack.enter_context(RedisServer(tmp / "redis", sc["appendonly"]))
                 ctx.proxy = stack.enter_context(FaultProxy(ctx.redis.port, tmp / "proxy.jsonl"))
                 args = [exe, f"--port={ctx.proxy.port}", f"--dead-letter={tmp / 'dead-letters'}"]
+            elif sc["program"] == "log_shipper":
+                (tmp / "logs").mkdir()
+                ctx.control = tmp / "level"
+                write_level(ctx.control, "info")
+                args = [exe, f"--dir={tmp / 'logs'}", f"--sink={tmp / 'sink.jsonl'}", f"--control={ctx.control}"]
             else:
                 write_model(tmp / "model.bin", sc["model_mib"])
                 write_budget(ctx.control, sc["budget_mib"])
@@ -149,23 +183,29 @@ def run_scenario(sc, out_dir, live=False):
                 limit = (opts["duration-ms"] + opts.get("drain-ms", 0)) / 1000 + 20
                 client.wait(max(1.0, limit - (time.monotonic_ns() - t0) / 1e9))
                 run["exit_status"] = client.returncode
-                if ctx.redis:
+                if ctx.redis or ctx.redises:
                     calls = [c for c in read_jsonl(tmp / "client.jsonl") if "op" in c]
-                    run["writes"], run["lost"] = check_writes(ctx.redis.client(), calls)
+                    run["writes"], run["lost"] = check_writes([r.client() for r in ctx.redises or [ctx.redis]], calls)
             except subprocess.TimeoutExpired:
                 run["errors"].append(f"{sc['program']} did not finish within {limit:.0f} s")
             except (RuntimeError, TimeoutError, OSError, ValueError, redis.RedisError) as e:
                 run["errors"].append(str(e))
         run["leftovers"] = leftover_processes(str(tmp))
         for name in ("client.jsonl", "client.stderr", "proxy.jsonl", "proxy.stderr", "witness.jsonl",
-                     "dead-letters", "redis/redis.log"):
+                     "dead-letters", "redis/redis.log", "sink.jsonl", "logs/shipper.log"):
             if (tmp / name).exists():
                 shutil.copy(tmp / name, out_dir / Path(name).name)
+        for n in range(sc["shards"]):
+            for name in (f"proxy-{n}.jsonl", f"proxy-{n}.stderr", f"dead-letters.{n}"):
+                if (tmp / name).exists():
+                    shutil.copy(tmp / name, out_dir / name)
+            if (tmp / f"redis-{n}" / "redis.log").exists():
+                shutil.copy(tmp / f"redis-{n}" / "redis.log", out_dir / f"redis-{n}.log")
     run["wall_s"] = time.monotonic() - wall0
     err = out_dir / "client.stderr"
     run["stderr"] = err.read_text(errors="replace").strip()[-300:] if err.exists() else ""
     try:
-        result = analyze(sc, out_dir, run)
+        result = (analyze_group if sc["group"] else analyze)(sc, out_dir, run)
     except (OSError, ValueError, KeyError, StopIteration) as e:
         result = {"scenario": sc["name"], "pass": False, "checks": [],
                   "errors": run["errors"] + [f"cannot analyse the logs: {e!r}"]}
@@ -258,26 +298,8 @@ def analyze(sc, out_dir, run):
         wpath = out_dir / "witness.jsonl"
         side = [r["t_ns"] for r in read_jsonl(wpath)] if wpath.exists() else []
         side_name = "loads started"
-    episodes, cur = [], None
-    for t in trans:
-        if t["to"] in ("open", "forced_open") and cur is None:
-            cur = {"open": t["t_ns"], "close": math.inf, "half_opens": 0}
-        elif t["to"] == "half_open" and cur:
-            cur["half_opens"] += 1
-        elif t["to"] == "closed" and cur:
-            cur["close"] = t["t_ns"]
-            episodes.append(cur)
-            cur = None
-    episodes += [cur] if cur else []
-    traffic = allowed = 0
-    bad = []
-    for ep in episodes:
-        seen = sum(1 for t in side if ep["open"] <= t < ep["close"])
-        inflight = sum(1 for c in admitted if c["t_ns"] < ep["open"] < c["t_ns"] + c["latency_ns"])
-        may = ep["half_opens"] * brk["half-open-calls"] + inflight
-        traffic, allowed = traffic + seen, allowed + may
-        if seen > may:
-            bad.append(f"{seen} > {may} in the open period at {ms(ep['open']):.0f} ms")
+    episodes = open_episodes(trans)
+    traffic, allowed, bad = open_traffic(episodes, side, admitted, brk["half-open-calls"], ms)
     check(f"traffic while open ({side_name})", f"<= probes + calls in flight at the open ({allowed})",
           f"{traffic} in {len(episodes)} open periods" + (f": {'; '.join(bad)}" if bad else ""), not bad)
 
@@ -291,6 +313,55 @@ def analyze(sc, out_dir, run):
           f"{b['admitted']} + {b['rejected']} = {summary['calls']} (log {len(calls)}); "
           f"{b['successes']} + {b['failures']} + {b['ignored']} + {b['stale']}", ident)
 
+    stalled = final_checks(check, sc, run, summary, admitted, out_dir)
+    lat = summary["latency"]
+    return {
+        "scenario": sc["name"], "pass": all(c["pass"] for c in checks), "checks": checks, "stalled": stalled,
+        "flags": summary["flags"], "faults": faults, "start_ns": start_ns, "errors": run["errors"],
+        "metrics": {
+            "calls": summary["calls"], "ok": n["ok"], "fail": n["fail"], "rejected": n["rejected"],
+            "opens": b["opens"], "timeout_ms": timeout_ms, "rejected_p99_us": p99_us, "timeout_ratio": ratio,
+            "ok_p99_us": lat["ok"]["p99_ns"] / 1e3, "fail_p99_us": lat["fail"]["p99_ns"] / 1e3,
+            "traffic_while_open": traffic, "traffic_allowed": allowed,
+            "writes": run["writes"], "lost_writes": None if run["lost"] is None else len(run["lost"]),
+            "dead_letters": summary.get("dead_letters"), "wall_s": round(run["wall_s"], 1)},
+    }
+
+
+def open_episodes(trans):
+    """One breaker's (or key's) open periods: from each transition to open until the next
+    close, with the half-open rounds between."""
+    episodes, cur = [], None
+    for t in trans:
+        if t["to"] in ("open", "forced_open") and cur is None:
+            cur = {"open": t["t_ns"], "close": math.inf, "half_opens": 0}
+        elif t["to"] == "half_open" and cur:
+            cur["half_opens"] += 1
+        elif t["to"] == "closed" and cur:
+            cur["close"] = t["t_ns"]
+            episodes.append(cur)
+            cur = None
+    return episodes + ([cur] if cur else [])
+
+
+def open_traffic(episodes, side, admitted, half_open_calls, ms):
+    """What reached the dependency side (times in side) in each open period, against the
+    probes plus the calls in flight at the open: (seen, allowed, [overruns])."""
+    traffic = allowed = 0
+    bad = []
+    for ep in episodes:
+        seen = sum(1 for t in side if ep["open"] <= t < ep["close"])
+        inflight = sum(1 for c in admitted if c["t_ns"] < ep["open"] < c["t_ns"] + c["latency_ns"])
+        may = ep["half_opens"] * half_open_calls + inflight
+        traffic, allowed = traffic + seen, allowed + may
+        if seen > may:
+            bad.append(f"{seen} > {may} in the open period at {ms(ep['open']):.0f} ms")
+    return traffic, allowed, bad
+
+
+def final_checks(check, sc, run, summary, admitted, out_dir):
+    """Writes, dead letters, exit status, leftovers, errors and the harness's schedule;
+    writes trace.jsonl. Returns whether the run was stalled."""
     dl = summary.get("dead_letters")
     if run["writes"] is not None:
         check("writes lost (every SET key in Redis at the end)", 0,
@@ -311,23 +382,236 @@ def analyze(sc, out_dir, run):
           f"faults applied <= {MAX_LATE_MS} ms late, each within {MAX_APPLY_MS} ms",
           f"{run['late_ms']:.0f} ms late, longest {run['apply_ms']:.0f} ms", not stalled)
 
-    # The trace of every call the breaker saw an outcome of, for tools/cb-replay.
+    # The trace of every call the breaker saw an outcome of, for tools/cb-replay (a group's
+    # calls carry their key).
     with open(out_dir / "trace.jsonl", "w") as f:
         for c in sorted(admitted, key=lambda c: c["t_ns"]):
-            f.write(json.dumps({"t_ns": c["t_ns"], "outcome": "success" if c["outcome"] == "ok" else "failure",
-                                "duration_ns": c["latency_ns"]}) + "\n")
+            t = {"t_ns": c["t_ns"], "outcome": "success" if c["outcome"] == "ok" else "failure",
+                 "duration_ns": c["latency_ns"]}
+            f.write(json.dumps(t | ({"key": c["group_key"]} if "group_key" in c else {})) + "\n")
+    return stalled
+
+
+def analyze_group(sc, out_dir, run):
+    """A keyed group's expectations: per key, from the logs in out_dir. Each fault names
+    the key it must open; every other key must stay closed and keep its rate."""
+    recs = read_jsonl(out_dir / "client.jsonl")
+    calls = [r for r in recs if "op" in r]
+    summary = next(r["summary"] for r in reversed(recs) if "summary" in r)
+    start_ns = next(r["t_ns"] for r in recs if r.get("event") == "start")
+    opts, brk, grp = sc["options"], sc["breaker"], summary["group"]
+    keys = sorted(summary["keys"])
+    trans = {k: sorted((r for r in recs if r.get("event") == "transition" and r.get("group_key") == k),
+                       key=lambda r: r["generation"]) for k in keys}
+    kcalls = {k: [c for c in calls if c.get("group_key") == k] for k in keys}
+    admitted = [c for c in calls if c["outcome"] != "rejected"]
+    kadm = {k: [c for c in kcalls[k] if c["outcome"] != "rejected"] for k in keys}
+    timeout_ms = opts.get("timeout-ms", 0)
+    # The next call after an open period is the probe: a thread's next call, or for the
+    # shipper's own log at info level its next line (the stats line, once a second).
+    interval_ms = 1000 / opts["rate"] if opts.get("rate") else 1000
+    slack = sc["recover_slack_ms"]
+    dominant = grp["dominant_share"] > 0
+    window_ms = grp["dominant_window_ms"]
+    every_ms = window_ms / 10
+    end_ns = max(c["t_ns"] + c["latency_ns"] for c in calls)
+    checks = []
+
+    def check(name, expected, measured, ok):
+        checks.append({"check": name, "expected": str(expected), "measured": str(measured), "pass": bool(ok)})
+
+    def ms(t_ns):
+        return (t_ns - start_ns) / 1e6
+
+    def ok_rate(k, a, b):
+        return sum(1 for c in kcalls[k] if c["outcome"] == "ok" and a <= c["t_ns"] < b) / max((b - a) / 1e9, 1e-9)
+
+    # Calls in flight at a fault's end may still fail; a dominant key's share takes a
+    # window to age out.
+    after_ms = max(timeout_ms, window_ms if dominant else 0) + slack
+    first_fault = min(r["start_ns"] for r in run["faults"]) if run["faults"] else end_ns
+    before = (start_ns + 500e6, first_fault)  # the rate before any fault, after a warm-up
+    faults, windows = [], {k: [] for k in keys}
+    for f, rec in zip(sc["faults"], run["faults"]):
+        k, s, e = f["key"], rec["start_ns"], rec.get("end_ns", math.inf)
+        horizon = e + after_ms * 1e6
+        if k not in trans:
+            check(f"{f['name']}: key {k} exists", "used", f"keys: {', '.join(keys)}", False)
+            continue
+        windows[k].append((s, horizon))
+        opens = [t for t in trans[k] if t["to"] == "open" and s <= t["t_ns"] <= horizon]
+        out = {"name": f["name"], "action": f["action"], "key": k, "start_ms": ms(s), "end_ms": ms(e),
+               "trip": f["trip"], "max_calls_to_trip": f["max_calls_to_trip"], "calls_to_trip": None,
+               "reason": None, "recover_ms": None, "recover_bound_ms": None, "open_ms": [o["open_ms"] for o in opens]}
+        faults.append(out)
+        others = [t for j in keys if j != k for t in trans[j] if t["to"] == "open" and s <= t["t_ns"] <= horizon]
+        check(f"{f['name']}: only {k} opens", "0 opens of the other keys",
+              f"{len(others)} opens" + (f" ({', '.join(sorted({t['group_key'] for t in others}))})" if others else ""),
+              not others)
+        if before[1] - before[0] >= 250e6:
+            ratios = {j: ok_rate(j, s, e) / max(ok_rate(j, *before), 1e-9) for j in keys if j != k}
+            out["rates"] = {j: [round(ok_rate(j, *before), 1), round(ok_rate(j, s, e), 1)] for j in keys if j != k}
+            worst = min(ratios, key=ratios.get)
+            check(f"{f['name']}: the other keys keep their rate (ok calls/s during the fault / before)",
+                  f">= {sc['min_rate_ratio']}",
+                  ", ".join(f"{j} {out['rates'][j][1]:.0f}/{out['rates'][j][0]:.0f}" for j in sorted(ratios)) +
+                  f" (lowest {ratios[worst]:.2f})", ratios[worst] >= sc["min_rate_ratio"])
+        if not f["trip"]:
+            check(f"{f['name']}: {k} stays closed", "0 opens", f"{len(opens)} opens", not opens)
+            continue
+        check(f"{f['name']}: {k} opens", "opens", "opens" if opens else "never opened", opens)
+        if not opens:
+            continue
+        first, last = opens[0], opens[-1]
+        out["calls_to_trip"] = sum(1 for c in kadm[k] if s <= c["t_ns"] < first["t_ns"])
+        out["reason"] = first["reason"]
+        if f["max_calls_to_trip"]:
+            check(f"{f['name']}: admitted calls of {k} from fault start to open", f"<= {f['max_calls_to_trip']}",
+                  out["calls_to_trip"], out["calls_to_trip"] <= f["max_calls_to_trip"])
+        if f["reason"]:
+            check(f"{f['name']}: reason", f["reason"], first["reason"], first["reason"] == f["reason"])
+        if f["backoff"]:
+            # each open period of the key chosen longer than the last (until max-open-ms),
+            # and lasting longer too: from the open to the half-open that ended it
+            lasted = []
+            for o in opens:
+                ho = next((t for t in trans[k] if t["to"] == "half_open" and t["t_ns"] > o["t_ns"]), None)
+                lasted.append(round((ho["t_ns"] - o["t_ns"]) / 1e6) if ho else None)
+            out["open_lasted_ms"] = lasted
+            cap = brk["max-open-ms"]
+            longer = len(opens) >= 2 and all(b["open_ms"] > a["open_ms"] or a["open_ms"] >= cap
+                                             for a, b in zip(opens, opens[1:]))
+            held = [d for d in lasted if d is not None]
+            longer = longer and all(b > a for a, b in zip(held, held[1:])) and \
+                all(d >= o["open_ms"] for d, o in zip(lasted, opens) if d is not None)
+            check(f"{f['name']}: backoff, each open of {k} longer than the last (up to max-open-ms {cap})",
+                  ">= 2 opens, periods and their measured lengths increasing",
+                  f"periods {[o['open_ms'] for o in opens]} ms, lasted {lasted} ms", longer)
+        close = next((t for t in trans[k] if t["to"] == "closed" and t["generation"] > last["generation"]), None)
+        bound = last["open_ms"] + timeout_ms + interval_ms + slack
+        out["recover_bound_ms"] = bound
+        if close:
+            out["recover_ms"] = max(0.0, (close["t_ns"] - max(e, last["t_ns"])) / 1e6)
+        check(f"{f['name']}: {k} closes within one open period + a probe after the fault ends (or its last open)",
+              f"<= {bound:.0f} ms (open {last['open_ms']} + timeout {timeout_ms} + "
+              f"call interval {interval_ms:.0f} + slack {slack})",
+              "never" if close is None else f"{out['recover_ms']:.0f} ms",
+              close is not None and out["recover_ms"] <= bound)
+
+    stray = [t for k in keys for t in trans[k] if t["to"] == "open" and
+             not any(a <= t["t_ns"] <= b for a, b in windows[k])]
+    check("no opens outside the fault windows of their key", "0",
+          f"{len(stray)}" + (f" ({', '.join(sorted({t['group_key'] for t in stray}))})" if stray else ""), not stray)
+    b = summary["breaker"]
+    check("opens", f">= {sc['min_opens']}", b["opens"], b["opens"] >= sc["min_opens"])
+
+    delays = dominance_delays(kadm, trans, start_ns, end_ns, grp) if dominant else {}
+    if dominant:
+        bound = every_ms + slack
+        worst = max((d for k in delays for d, _ in delays[k]), default=0.0)
+        check(f"dominant_share ({grp['dominant_share']} of the last {window_ms} ms) opens a key "
+              "within one check interval of reaching it",
+              f"<= {bound:.0f} ms (check every {every_ms:.0f} + slack {slack})",
+              "; ".join(f"{k}: {', '.join(f'{d:.0f}' + ('' if opened else ' (share fell back)') for d, opened in v)}"
+                        for k, v in delays.items() if v) or "no key reached the share", worst <= bound)
+
+    # Rejections must take microseconds, not a client timeout.
+    rej = sorted(c["latency_ns"] for c in calls if c["outcome"] == "rejected")
+    p99_us = nearest_rank(rej, 0.99) / 1e3 if rej else None
+    ratio = timeout_ms * 1e3 / p99_us if p99_us and timeout_ms else None
+    if rej or sc["min_opens"]:
+        check("rejected calls' p99 latency", f"<= {sc['max_rejected_p99_us']} us",
+              "no rejected calls" if p99_us is None else f"{p99_us:.2f} us" +
+              (f" ({ratio:,.0f}x under the {timeout_ms} ms timeout)" if ratio else ""),
+              p99_us is not None and p99_us <= sc["max_rejected_p99_us"])
+
+    # Traffic that reached each key's dependency while that key was open.
+    if sc["program"] == "redis_client":
+        side = {k: [r["t_ns"] for r in read_jsonl(out_dir / f"proxy-{k.rsplit('-', 1)[1]}.jsonl")
+                    if r.get("event") == "command" or r.get("action") == "reject"] for k in keys}
+        side_name = "commands at the key's proxy"
+    else:
+        sink = read_jsonl(out_dir / "sink.jsonl") if (out_dir / "sink.jsonl").exists() else []
+        side = {k: [r["t_ns"] for r in sink if r["source"] == k] for k in keys}
+        side_name = "lines of the key in the sink"
+    traffic = allowed = 0
+    bad, periods = [], 0
+    for k in keys:
+        eps = open_episodes(trans[k])
+        seen, may, over = open_traffic(eps, side[k], kadm[k], brk["half-open-calls"], ms)
+        traffic, allowed, periods = traffic + seen, allowed + may, periods + len(eps)
+        bad += [f"{k}: {o}" for o in over]
+    check(f"traffic while open ({side_name})", f"<= probes + calls in flight at the open ({allowed})",
+          f"{traffic} in {periods} open periods" + (f": {'; '.join(bad)}" if bad else ""), not bad)
+
+    # Exactly-once accounting, per key and in all, from the group's counters and the log.
+    n = {o: sum(1 for c in calls if c["outcome"] == o) for o in ("ok", "fail", "rejected")}
+    per_key = all(v["admitted"] == sum(1 for c in kadm[k]) and
+                  v["rejected"] == sum(1 for c in kcalls[k] if c["outcome"] == "rejected") and
+                  v["admitted"] == v["successes"] + v["failures"] + v["ignored"] + v["stale"]
+                  for k, v in summary["keys"].items())
+    ident = (b["admitted"] + b["rejected"] == summary["calls"] == len(calls) and
+             b["admitted"] == b["successes"] + b["failures"] + b["ignored"] + b["stale"] and
+             b["admitted"] == n["ok"] + n["fail"] and b["rejected"] == n["rejected"] and per_key)
+    check("accounting identity (every key's counters = call log)",
+          "admitted + rejected = calls; admitted = successes + failures + ignored + stale, per key",
+          f"{b['admitted']} + {b['rejected']} = {summary['calls']} (log {len(calls)}); "
+          f"{b['successes']} + {b['failures']} + {b['ignored']} + {b['stale']}; "
+          f"per key {'equal' if per_key else 'DIFFERENT'}", ident)
+
+    stalled = final_checks(check, sc, run, summary, admitted, out_dir)
     lat = summary["latency"]
     return {
         "scenario": sc["name"], "pass": all(c["pass"] for c in checks), "checks": checks, "stalled": stalled,
         "flags": summary["flags"], "faults": faults, "start_ns": start_ns, "errors": run["errors"],
+        "keys": keys,
         "metrics": {
             "calls": summary["calls"], "ok": n["ok"], "fail": n["fail"], "rejected": n["rejected"],
-            "opens": b["opens"], "timeout_ms": timeout_ms, "rejected_p99_us": p99_us, "timeout_ratio": ratio,
-            "ok_p99_us": lat["ok"]["p99_ns"] / 1e3, "fail_p99_us": lat["fail"]["p99_ns"] / 1e3,
+            "opens": b["opens"], "timeout_ms": timeout_ms or None, "rejected_p99_us": p99_us,
+            "timeout_ratio": ratio, "ok_p99_us": lat["ok"]["p99_ns"] / 1e3, "fail_p99_us": lat["fail"]["p99_ns"] / 1e3,
             "traffic_while_open": traffic, "traffic_allowed": allowed,
             "writes": run["writes"], "lost_writes": None if run["lost"] is None else len(run["lost"]),
-            "dead_letters": dl, "wall_s": round(run["wall_s"], 1)},
+            "dead_letters": summary.get("dead_letters"), "wall_s": round(run["wall_s"], 1),
+            "dominance_delays_ms": {k: [round(d) for d, _ in v] for k, v in delays.items()},
+            "keys": {k: {"opens": v["opens"], "admitted": v["admitted"], "rejected": v["rejected"]}
+                     for k, v in summary["keys"].items()}},
     }
+
+
+def dominance_delays(kadm, trans, start_ns, end_ns, grp, step_ms=5):
+    """For each key, each stretch of time in which it was CLOSED and held at least the
+    dominant share of the group's admitted calls in the last window (the group having
+    dominant_min_calls of them): how long from its start until the key opened with
+    dominant_share (opened True), or, had the share fallen back first, how long it lasted
+    (opened False). On a grid of step_ms."""
+    w = grp["dominant_window_ms"] * 1e6
+    times = {k: [c["t_ns"] for c in sorted(v, key=lambda c: c["t_ns"])] for k, v in kadm.items()}
+    changes = {k: [(t["t_ns"], t["to"], t["reason"]) for t in trans[k]] for k in kadm}
+    out = {k: [] for k in kadm}
+    since = {k: None for k in kadm}
+    t = start_ns
+    while t <= end_ns + step_ms * 1e6:
+        cnt = {k: bisect.bisect_right(v, t) - bisect.bisect_right(v, t - w) for k, v in times.items()}
+        total = sum(cnt.values())
+        for k in kadm:
+            i = bisect.bisect_right(changes[k], (t, "~"))
+            closed = i == 0 or changes[k][i - 1][1] == "closed"
+            held = closed and total >= grp["dominant_min_calls"] and cnt[k] > 0 and \
+                cnt[k] >= grp["dominant_share"] * total
+            if held and since[k] is None:
+                since[k] = t
+            elif not held and since[k] is not None:
+                opened = next((c for c in changes[k] if c[0] >= since[k] and c[1] == "open"), None)
+                if opened and opened[0] <= t and opened[2] == "dominant_share":
+                    out[k].append(((opened[0] - since[k]) / 1e6, True))
+                else:
+                    out[k].append(((t - since[k]) / 1e6, False))
+                since[k] = None
+        t += step_ms * 1e6
+    for k, t0 in since.items():  # still held when the run ended
+        if t0 is not None:
+            out[k].append(((end_ns - t0) / 1e6, False))
+    return out
 
 
 def main(argv):

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the chaos report: a Markdown file with a table per scenario, and a PNG timeline
 per scenario (call latency by outcome on a log scale, the breaker state as a band, the
-fault windows shaded).
+fault windows shaded; for a keyed group, each key's rate of calls and its state band).
 
     report.py                          every scenario of chaos/scenarios -> build/chaos/out/report.md
     report.py --output FILE DIR...     the results in DIR... (each NAME/ with result.json)
@@ -75,6 +75,58 @@ def plot(run_dir, result):
     plt.close(fig)
 
 
+def plot_group(run_dir, result, bin_s=0.1):
+    """run_dir/timeline.png for a keyed group: each key's ok and rejected calls per second
+    (bins of bin_s), and one state band per key, the fault windows shaded."""
+    recs = read_jsonl(run_dir / "client.jsonl")
+    t0 = result["start_ns"]
+    keys = result["keys"]
+    calls = [r for r in recs if "op" in r]
+    end = max([(c["t_ns"] + c["latency_ns"] - t0) / 1e9 for c in calls] or [1.0])
+    nbins = int(end / bin_s) + 1
+    fig, axes = plt.subplots(1 + len(keys), 1, figsize=(11, 4 + 0.45 * len(keys)), sharex=True,
+                             gridspec_kw={"height_ratios": [8] + [1] * len(keys)})
+    ax = axes[0]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    xs = [i * bin_s for i in range(nbins)]
+    for i, k in enumerate(keys):
+        for outcome, style in (("ok", "-"), ("rejected", ":")):
+            n = [0] * nbins
+            for c in calls:
+                if c.get("group_key") == k and c["outcome"] == outcome:
+                    n[min(nbins - 1, int((c["t_ns"] - t0) / 1e9 / bin_s))] += 1
+            if any(n):
+                ax.plot(xs, [v / bin_s for v in n], style, c=colours[i % len(colours)], lw=1,
+                        label=f"{k} {'ok' if outcome == 'ok' else 'rejected'}")
+    ax.set_yscale("symlog", linthresh=10)
+    ax.set_ylabel(f"calls/s per key ({bin_s * 1000:.0f} ms bins)")
+    ax.legend(loc="upper right", fontsize=7, ncol=2)
+    verdict = "pass" if result["pass"] else "FAIL"
+    ax.set_title(f"{result['scenario']} ({result.get('settings', '')} settings): {verdict}", fontsize=10)
+    for f in result["faults"]:
+        for a in axes:
+            a.axvspan(f["start_ms"] / 1e3, f["end_ms"] / 1e3, color="tab:orange", alpha=0.15, lw=0)
+        ax.annotate(f"{f['name']} ({f['action']}, {f.get('key')})", (f["start_ms"] / 1e3, 1),
+                    xycoords=("data", "axes fraction"), xytext=(2, -12), textcoords="offset points", fontsize=8)
+    for band, k in zip(axes[1:], keys):
+        trans = sorted((r for r in recs if r.get("event") == "transition" and r.get("group_key") == k),
+                       key=lambda r: r["generation"])
+        state, since = "closed", 0.0
+        for t in trans + [{"t_ns": t0 + end * 1e9, "to": None}]:
+            at = (t["t_ns"] - t0) / 1e9
+            band.broken_barh([(since, max(at - since, 0))], (0, 1), color=STATE_COLOUR.get(state, "black"))
+            state, since = t["to"], at
+        band.set_yticks([])
+        band.set_ylabel(k, rotation=0, ha="right", va="center", fontsize=8)
+    axes[-1].set_xlabel("seconds since the workload started (shaded: fault)")
+    axes[-1].set_xlim(0, end)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=STATE_COLOUR[s]) for s in ("closed", "open", "half_open")]
+    axes[1].legend(handles, ["closed", "open", "half open"], loc="upper right", fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(run_dir / "timeline.png", dpi=110)
+    plt.close(fig)
+
+
 def fmt(v, spec="", none="n/a"):
     return none if v is None else format(v, spec)
 
@@ -86,7 +138,7 @@ def overview_row(r):
     recover = ", ".join(f"{fmt(f['recover_ms'], '.0f')} (<= {fmt(f['recover_bound_ms'], '.0f')})" for f in faults)
     return (f"| {r['scenario']} | {'pass' if r['pass'] else '**FAIL**'} | {trips or 'n/a'} | "
             f"{fmt(m.get('rejected_p99_us'), '.2f')} | {fmt(m.get('timeout_ms'))} | "
-            f"{fmt(m.get('timeout_ratio'), ',.0f')}x | {recover or 'n/a'} | "
+            f"{fmt(m.get('timeout_ratio'), ',.0f')}{'x' if m.get('timeout_ratio') else ''} | {recover or 'n/a'} | "
             f"{fmt(m.get('traffic_while_open'))} (<= {fmt(m.get('traffic_allowed'))}) | "
             f"{fmt(m.get('lost_writes'), none='n/a')} |")
 
@@ -124,7 +176,7 @@ def write_report(run_dirs, output):
             r = {"scenario": d.name, "pass": False, "checks": [], "errors": [f"no result: {e}"]}
         link = None
         if "start_ns" in r and (d / "client.jsonl").exists():
-            plot(d, r)
+            (plot_group if r.get("keys") else plot)(d, r)
             link = os.path.relpath(d / "timeline.png", output.parent)
         results.append((r, link))
     settings = sorted({r.get("settings", "?") for r, _ in results})

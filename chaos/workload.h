@@ -1,5 +1,6 @@
-/* workload.h - what the chaos workload programs (redis_client, model_loader) share:
-   the clock, option parsing, the JSON-lines log, latency percentiles and the summary.
+/* workload.h - what the chaos workload programs (redis_client, model_loader, log_shipper)
+   share: the clock, option parsing, the JSON-lines log, latency percentiles, the summary,
+   and the options and summary of a keyed group.
 
    Every log line is one JSON object. Times are CLOCK_MONOTONIC ns, the breaker's default
    clock and Python's time.monotonic_ns(), so the harness can line up calls, transitions
@@ -184,13 +185,25 @@ static inline void wl_log_close(void) {
         fflush(wl_log_.f);
 }
 
-/* on_event hook: one line per transition. */
+/* A group key (bytes, not terminated) as a C string: printable ASCII kept, the rest '?'. */
+static inline const char *wl_key_str(const char *key, size_t len, char *buf, size_t cap) {
+    size_t n = 0;
+    for (; n < len && n + 1 < cap; n++)
+        buf[n] = key[n] >= 0x20 && key[n] < 0x7f ? key[n] : '?';
+    buf[n] = '\0';
+    return buf;
+}
+
+/* on_event hook: one line per transition; a group's carries its key as "group_key". */
 static inline void wl_on_event(const cb_event *ev, void *user) {
     (void)user;
+    char key[CB_GROUP_KEY_MAX + 1], ejs[2 * CB_GROUP_KEY_MAX];
     wl_log("{\"t_ns\":%" PRIu64 ",\"event\":\"transition\",\"from\":\"%s\",\"to\":\"%s\","
-           "\"reason\":\"%s\",\"generation\":%" PRIu64 ",\"open_ms\":%" PRIu64 "}",
+           "\"reason\":\"%s\",\"generation\":%" PRIu64 ",\"open_ms\":%" PRIu64 "%s%s%s}",
            ev->at_ns, cb_state_name(ev->from), cb_state_name(ev->to), cb_reason_name(ev->reason),
-           ev->generation, ev->open_ms);
+           ev->generation, ev->open_ms, ev->key ? ",\"group_key\":\"" : "",
+           ev->key ? wl_json_str(wl_key_str(ev->key, ev->key_len, key, sizeof key), ejs, sizeof ejs) : "",
+           ev->key ? "\"" : "");
 }
 
 /* ---- latencies: per-thread arrays, merged and sorted once at exit ---- */
@@ -284,6 +297,117 @@ static inline void wl_summary(const char *program, wl_tally *t, const char *extr
            program, t->count[WL_OK] + t->count[WL_FAIL] + t->count[WL_REJECTED], t->count[WL_OK],
            t->count[WL_FAIL], t->count[WL_REJECTED], lat[WL_OK], lat[WL_FAIL], lat[WL_REJECTED],
            extra && *extra ? "," : "", extra ? extra : "", flags, bj);
+}
+
+/* ---- keyed groups: the group's own options, and its summary ---- */
+
+static struct {
+    uint32_t capacity, idle_ms, dominant_min_calls, dominant_window_ms;
+    double max_open_share, dominant_share;
+} wl_gopt;
+
+/* The group options, as entries of a program's option table. */
+#define WL_GROUP_OPTS                                                                               \
+    {"capacity", WL_U32, &wl_gopt.capacity, "group: keys held at once (default 1024)"},             \
+    {"idle-ms", WL_U32, &wl_gopt.idle_ms, "group: idle time before a key may go (default 600000)"}, \
+    {"max-open-share", WL_DBL, &wl_gopt.max_open_share, "group: cap of the open keys' share (off)"}, \
+    {"dominant-share", WL_DBL, &wl_gopt.dominant_share, "group: open a key with this share (off)"}, \
+    {"dominant-min-calls", WL_U32, &wl_gopt.dominant_min_calls,                                    \
+     "group: ... once the group has this many recent calls (default 100)"},                        \
+    {"dominant-window-ms", WL_U32, &wl_gopt.dominant_window_ms,                                    \
+     "group: \"recent\" for dominant-share (default 60000)"}
+
+/* The group from the template cfg and the group options, with the logging hook (or
+   on_event when not NULL); prints cb_group_config_check's message. */
+static inline cb_group *wl_group(const char *prog, cb_config *cfg,
+                                 void (*on_event)(const cb_event *, void *)) {
+    char msg[256];
+    cfg->on_event = on_event ? on_event : wl_on_event;
+    cb_group_config gc = {.breaker = *cfg, .capacity = wl_gopt.capacity, .idle_ms = wl_gopt.idle_ms,
+                          .max_open_share = wl_gopt.max_open_share,
+                          .dominant_share = wl_gopt.dominant_share,
+                          .dominant_min_calls = wl_gopt.dominant_min_calls,
+                          .dominant_window_ms = wl_gopt.dominant_window_ms};
+    if (cb_group_config_check(&gc, msg, sizeof msg) != CB_OK) {
+        fprintf(stderr, "%s: bad group config: %s\n", prog, msg);
+        return NULL;
+    }
+    cb_err err;
+    cb_group *g = cb_group_new(&gc, &err);
+    if (!g)
+        fprintf(stderr, "%s: cb_group_new: %s\n", prog, cb_strerror(err));
+    return g;
+}
+
+/* Per-key figures for the summary, and their sums. */
+typedef struct wl_gsum {
+    char *buf;
+    size_t len, cap;
+    uint64_t n[7]; /* admitted rejected successes failures ignored stale opens */
+} wl_gsum;
+
+static inline void wl_gsum_add(wl_gsum *g, const char *key, size_t key_len, const cb_stats *s) {
+    const uint64_t v[7] = {s->admitted, s->rejected, s->successes, s->failures,
+                           s->ignored, s->stale, s->opens};
+    for (int i = 0; i < 7; i++)
+        g->n[i] += v[i];
+    if (!key)
+        return;
+    char k[CB_GROUP_KEY_MAX + 1], ejs[2 * CB_GROUP_KEY_MAX];
+    if (g->cap - g->len < 512) {
+        size_t cap = g->cap ? 2 * g->cap : 4096;
+        char *b = realloc(g->buf, cap);
+        if (!b)
+            return;
+        g->buf = b, g->cap = cap;
+    }
+    g->len += (size_t)snprintf(
+        g->buf + g->len, g->cap - g->len,
+        "%s\"%s\":{\"state\":\"%s\",\"admitted\":%" PRIu64 ",\"rejected\":%" PRIu64
+        ",\"successes\":%" PRIu64 ",\"failures\":%" PRIu64 ",\"ignored\":%" PRIu64 ",\"stale\":%" PRIu64
+        ",\"opens\":%" PRIu64 "}",
+        g->len ? "," : "", wl_json_str(wl_key_str(key, key_len, k, sizeof k), ejs, sizeof ejs),
+        cb_state_name(s->state), v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
+}
+
+static inline bool wl_gsum_each(const char *key, size_t key_len, const cb_stats *s, void *user) {
+    wl_gsum_add(user, key, key_len, s);
+    return true;
+}
+
+/* A group's summary line: as wl_summary, with "breaker" the sums over its keys and its
+   overflow breaker (the fields the accounting identity needs), "keys" each key's
+   figures and "group" the group's own. */
+static inline void wl_summary_group(const char *program, wl_tally *t, const char *extra, cb_group *g) {
+    char lat[WL_NOUTCOMES][200], flags[1024];
+    wl_gsum sum = {0};
+    cb_group_config gc;
+    cb_group_stats gs;
+    cb_stats os;
+    cb_group_config_get(g, &gc);
+    cbflags_format(&gc.breaker, flags, sizeof flags);
+    cb_group_each(g, wl_gsum_each, &sum);
+    cb_stats_get(cb_group_overflow(g), &os);
+    wl_gsum_add(&sum, NULL, 0, &os);
+    cb_group_stats_get(g, &gs);
+    for (int o = 0; o < WL_NOUTCOMES; o++)
+        wl_lat_json(&t->lat[o], lat[o], sizeof lat[o]);
+    wl_log("{\"summary\":{\"program\":\"%s\",\"calls\":%" PRIu64 ",\"ok\":%" PRIu64
+           ",\"fail\":%" PRIu64 ",\"rejected\":%" PRIu64
+           ",\"latency\":{\"ok\":%s,\"fail\":%s,\"rejected\":%s}%s%s,\"flags\":\"%s\","
+           "\"breaker\":{\"name\":\"%s\",\"admitted\":%" PRIu64 ",\"rejected\":%" PRIu64
+           ",\"successes\":%" PRIu64 ",\"failures\":%" PRIu64 ",\"ignored\":%" PRIu64 ",\"stale\":%" PRIu64
+           ",\"opens\":%" PRIu64 "},\"keys\":{%s},\"group\":{\"keys\":%" PRIu64 ",\"open_keys\":%" PRIu64
+           ",\"created\":%" PRIu64 ",\"evicted\":%" PRIu64 ",\"overflow\":%" PRIu64
+           ",\"trips_held\":%" PRIu64 ",\"stale\":%" PRIu64 ",\"dominant_share\":%.17g"
+           ",\"dominant_min_calls\":%" PRIu32 ",\"dominant_window_ms\":%" PRIu32 "}}}",
+           program, t->count[WL_OK] + t->count[WL_FAIL] + t->count[WL_REJECTED], t->count[WL_OK],
+           t->count[WL_FAIL], t->count[WL_REJECTED], lat[WL_OK], lat[WL_FAIL], lat[WL_REJECTED],
+           extra && *extra ? "," : "", extra ? extra : "", flags, gc.breaker.name, sum.n[0],
+           sum.n[1], sum.n[2], sum.n[3], sum.n[4], sum.n[5] + gs.stale, sum.n[6],
+           sum.buf ? sum.buf : "", gs.keys, gs.open_keys, gs.created, gs.evicted, gs.overflow,
+           gs.trips_held, gs.stale, gc.dominant_share, gc.dominant_min_calls, gc.dominant_window_ms);
+    free(sum.buf);
 }
 
 /* The breaker from cfg with the logging hook; prints cb_config_check's message. */
