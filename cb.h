@@ -400,6 +400,32 @@ CB_API size_t    cb_group_history(cb_group *g, cb_event *out, size_t max, char *
 CB_API int       cb_group_format_json(cb_group *g, char *buf, size_t cap);
 CB_API int       cb_group_format_prometheus(cb_group *g, char *buf, size_t cap);
 
+/* A held key as cb_group_worst reports it. */
+typedef struct cb_group_key {
+    char     key[CB_GROUP_KEY_MAX];  /* key_len bytes, not NUL-terminated */
+    uint32_t key_len;
+    cb_stats stats;
+    uint64_t retry_after_ms;         /* OPEN: ms left in its period */
+    uint64_t idle_ms;                /* since cb_group_allow or cb_group_record last touched it */
+} cb_group_key;
+/* Up to max of the keys held, worst first: OPEN and FORCED_OPEN, then HALF_OPEN, then a
+   manual DISABLED or METRICS_ONLY, then CLOSED; within each, the higher window failure
+   rate first, then the longer failure run, more failures, the more recent use. Returns
+   how many keys are held (more than max when some were left out). No allocation. */
+CB_API size_t    cb_group_worst(cb_group *g, cb_group_key *out, size_t max);
+
+/* Bounds on the keys an exposition carries (label cardinality); the group's own series
+   and its overflow breaker are always there. */
+typedef struct cb_export_limits {
+    uint32_t max_keys;               /* per group, only its max_keys worst keys; 0 = all */
+    bool     not_closed;             /* only keys that are not CLOSED */
+} cb_export_limits;
+/* One exposition of breakers and groups, every family once (lim may be NULL: every key).
+   snprintf semantics; -1 when max_keys' scratch (max_keys cb_group_keys) cannot be had. */
+CB_API int       cb_format_prometheus_ex(cb_breaker *const *bs, size_t nb, cb_group *const *gs,
+                                         size_t ng, const cb_export_limits *lim, char *buf,
+                                         size_t cap);
+
 #ifdef CB_TEST_HOOKS
 /* Tests only: start the generation (and this thread's counters) near their maximum. */
 CB_API void cb__test_set_generation(cb_breaker *b, uint32_t gen);
@@ -2620,8 +2646,10 @@ static uint64_t cb__family_value(const cb_stats *s, const cb__family *f)
 
 /* The exposition of the n breakers at(ctx, i) (NULL entries skipped), family by family:
    the state, every family of the stats list, the time left in the period. */
-/* at(ctx, i) gives the i-th breaker (NULL: none there) and writes its labels. */
-typedef cb_breaker *(*cb__at_fn)(void *ctx, size_t i, char *labels, size_t labels_cap);
+/* at(ctx, i) reads the i-th breaker's stats and time left in its period and writes its
+   labels; false: none there (skipped). */
+typedef bool (*cb__at_fn)(void *ctx, size_t i, cb_stats *s, uint64_t *retry_ms, char *labels,
+                          size_t labels_cap);
 #define CB__LABELS_MAX (3 * CB_GROUP_KEY_MAX + 2 * CB__NAME_MAX + 32)
 
 static int cb__prometheus(cb__at_fn at, void *ctx, size_t n, char *buf, size_t cap)
@@ -2641,10 +2669,9 @@ static int cb__prometheus(cb__at_fn at, void *ctx, size_t n, char *buf, size_t c
                         "# TYPE cb_retry_after_seconds gauge\n");
         for (size_t i = 0; i < n; i++) {
             cb_stats s;
-            cb_breaker *bi = at(ctx, i, nm, sizeof nm);
-            if (!bi)
+            uint64_t retry_ms;
+            if (!at(ctx, i, &s, &retry_ms, nm, sizeof nm))
                 continue;
-            cb_stats_get(bi, &s);
             if (f == 0)
                 for (unsigned k = 0; k < CB__COUNT_OF(cb__state_names); k++)
                     cb__put(&o, "cb_state{%s,state=\"%s\"} %d\n", nm,
@@ -2652,24 +2679,27 @@ static int cb__prometheus(cb__at_fn at, void *ctx, size_t n, char *buf, size_t c
             else if (fam)
                 cb__put(&o, "%s{%s} %llu\n", fam->name, nm, (cb__ull)cb__family_value(&s, fam));
             else
-                cb__put(&o, "cb_retry_after_seconds{%s} %.3f\n", nm,
-                        (double)cb_retry_after_ms(bi) / 1000.0);
+                cb__put(&o, "cb_retry_after_seconds{%s} %.3f\n", nm, (double)retry_ms / 1000.0);
         }
     }
     return cb__done(&o);
 }
 
-static cb_breaker *cb__named(cb_breaker *b, char *labels, size_t cap)
+static bool cb__named(cb_breaker *b, cb_stats *s, uint64_t *retry_ms, char *labels, size_t cap)
 {
     char name[2 * CB__NAME_MAX + 1];
-    if (b)
-        snprintf(labels, cap, "name=\"%s\"", cb__escape(cb_name(b), name));
-    return b;
+    if (!b)
+        return false;
+    snprintf(labels, cap, "name=\"%s\"", cb__escape(cb_name(b), name));
+    cb_stats_get(b, s);
+    *retry_ms = cb_retry_after_ms(b);
+    return true;
 }
 
-static cb_breaker *cb__array_at(void *ctx, size_t i, char *labels, size_t cap)
+static bool cb__array_at(void *ctx, size_t i, cb_stats *s, uint64_t *retry_ms, char *labels,
+                         size_t cap)
 {
-    return cb__named(((cb_breaker *const *)ctx)[i], labels, cap);
+    return cb__named(((cb_breaker *const *)ctx)[i], s, retry_ms, labels, cap);
 }
 
 CB_API int cb_format_prometheus(cb_breaker *const *bs, size_t n, char *buf, size_t cap)
@@ -2770,10 +2800,11 @@ CB_API int cb_registry_json(cb_registry *r, char *buf, size_t cap)
     return cb__done(&o);
 }
 
-static cb_breaker *cb__registry_at(void *ctx, size_t i, char *labels, size_t cap)
+static bool cb__registry_at(void *ctx, size_t i, cb_stats *s, uint64_t *retry_ms, char *labels,
+                            size_t cap)
 {
     return cb__named(atomic_load_explicit(&((cb_registry *)ctx)->slots[i], memory_order_acquire),
-                     labels, cap);
+                     s, retry_ms, labels, cap);
 }
 
 CB_API int cb_registry_prometheus(cb_registry *r, char *buf, size_t cap)
@@ -4324,20 +4355,6 @@ static cb_breaker *cb__group_at(cb__gexport *x, size_t i, size_t *len)
     return &x->kh;
 }
 
-static cb_breaker *cb__group_prom_at(void *ctx, size_t i, char *labels, size_t cap)
-{
-    cb__gexport *x = (cb__gexport *)ctx;
-    size_t len;
-    cb_breaker *b = cb__group_at(x, i, &len);
-    char name[2 * CB__NAME_MAX + 1], text[3 * CB_GROUP_KEY_MAX + 1];
-    if (b == x->g->overflow)
-        snprintf(labels, cap, "name=\"%s\",overflow=\"true\"", cb__escape(cb_name(b), name));
-    else if (b)
-        snprintf(labels, cap, "name=\"%s\",key=\"%s\"", cb__escape(cb_name(b), name),
-                 cb__key_text(x->key, len, text, sizeof text));
-    return b;
-}
-
 #define CB__GROUP_FAMILIES(X)                                                    \
     X(keys, "gauge", "cb_group_keys", "Keys the group holds now")                 \
     X(open_keys, "gauge", "cb_group_open_keys", "Keys open now (OPEN, HALF_OPEN, FORCED_OPEN)") \
@@ -4347,23 +4364,218 @@ static cb_breaker *cb__group_prom_at(void *ctx, size_t i, char *labels, size_t c
     X(trips_held, "counter", "cb_group_trips_held_total", "Trips held back by max_open_share") \
     X(stale, "counter", "cb_group_stale_total", "Records of tickets whose key was evicted")
 
-CB_API int cb_group_format_prometheus(cb_group *g, char *buf, size_t cap)
+/* ---- the worst keys ---- */
+
+static int cb__badness(cb_state s)   /* refusing, probing, manual, closed */
 {
+    return s == CB_OPEN || s == CB_FORCED_OPEN ? 3 : s == CB_HALF_OPEN ? 2 : s == CB_CLOSED ? 0 : 1;
+}
+
+/* > 0 when key a is worse than key b, < 0 when better; the order cb_group_worst promises,
+   made total by the key bytes so that a listing is the same from one run to the next. */
+static int cb__worse(const cb_group_key *a, const cb_group_key *b)
+{
+    const cb_stats *x = &a->stats, *y = &b->stats;
+    int bx = cb__badness(x->state), by = cb__badness(y->state);
+    if (bx != by)
+        return bx > by ? 1 : -1;
+    /* failure rates as fractions, an empty window as 0/1: products of 32-bit counts fit */
+    uint64_t fx = x->window_calls ? x->window_failures : 0, cx = x->window_calls ? x->window_calls : 1;
+    uint64_t fy = y->window_calls ? y->window_failures : 0, cy = y->window_calls ? y->window_calls : 1;
+    if (fx * cy != fy * cx)
+        return fx * cy > fy * cx ? 1 : -1;
+    if (x->consecutive_failures != y->consecutive_failures)
+        return x->consecutive_failures > y->consecutive_failures ? 1 : -1;
+    if (x->failures != y->failures)
+        return x->failures > y->failures ? 1 : -1;
+    if (a->idle_ms != b->idle_ms)
+        return a->idle_ms < b->idle_ms ? 1 : -1;
+    size_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
+    int c = memcmp(a->key, b->key, n);
+    return c ? (c < 0 ? 1 : -1) : a->key_len < b->key_len ? 1 : a->key_len > b->key_len ? -1 : 0;
+}
+
+static void cb__key_swap(cb_group_key *a, cb_group_key *b)
+{
+    cb_group_key t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Restores the heap h[0..n) below i: every entry better than (or as bad as) its children,
+   so that h[0] is the best of the worst kept, the one a worse key replaces. */
+static void cb__key_sift(cb_group_key *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t c = 2 * i + 1, best = i;
+        if (c < n && cb__worse(&h[best], &h[c]) > 0)
+            best = c;
+        if (c + 1 < n && cb__worse(&h[best], &h[c + 1]) > 0)
+            best = c + 1;
+        if (best == i)
+            return;
+        cb__key_swap(&h[i], &h[best]);
+        i = best;
+    }
+}
+
+/* Slot s's key, stats, time left and idle time into k, if it holds one throughout. */
+static bool cb__slot_read(cb_group *g, uint32_t s, uint64_t now_ms, cb_group_key *k)
+{
+    cb__slot *sl = cb__slot_at(g, s);
+    uint64_t seq = atomic_load_explicit(&sl->seq, memory_order_acquire);
+    if (seq & 1 || (k->key_len = (uint32_t)cb__slot_key_copy(g, s, k->key)) == 0 ||
+        !cb__slot_stats(g, s, seq, &k->stats))
+        return false;
+    cb_breaker kh;
+    cb__key_handle(g, s, seq, NULL, 0, &kh);
+    k->retry_after_ms = cb_retry_after_ms(&kh);
+    uint64_t last = atomic_load_explicit(&sl->last_ms, memory_order_relaxed);
+    k->idle_ms = now_ms > last ? now_ms - last : 0;
+    return atomic_load_explicit(&sl->seq, memory_order_acquire) == seq;
+}
+
+CB_API size_t cb_group_worst(cb_group *g, cb_group_key *out, size_t max)
+{
+    if (!g)
+        return 0;
+    cb_group_key k;
+    size_t held = 0, kept = 0;
+    uint64_t now_ms = cb__group_ms(g);
+    for (uint32_t s = 0; s < g->gcfg.capacity; s++) {
+        if (!cb__slot_read(g, s, now_ms, &k))
+            continue;
+        held++;
+        if (kept < max) {   /* filling: a heap once full */
+            out[kept++] = k;
+            if (kept == max)
+                for (size_t i = max / 2; i-- > 0;)
+                    cb__key_sift(out, kept, i);
+        } else if (max && cb__worse(&k, &out[0]) > 0) {
+            out[0] = k;
+            cb__key_sift(out, kept, 0);
+        }
+    }
+    if (kept < max)
+        for (size_t i = kept / 2; i-- > 0;)
+            cb__key_sift(out, kept, i);
+    for (size_t n = kept; n > 1; n--) {   /* heapsort: the best kept goes last */
+        cb__key_swap(&out[0], &out[n - 1]);
+        cb__key_sift(out, n - 1, 0);
+    }
+    return held;
+}
+
+/* ---- one exposition of breakers and groups ---- */
+
+typedef struct cb__expo {
+    cb_breaker *const *bs;
+    size_t nb;
+    cb_group *const *gs;
+    size_t ng;
+    cb_export_limits lim;
+    cb_group_key **worst;         /* per group, with max_keys: its worst keys */
+    size_t *nworst;
     cb__gexport x;
-    x.g = g;
-    int head = cb__prometheus(cb__group_prom_at, &x, (size_t)g->gcfg.capacity + 1, buf, cap);
-    size_t at = head < 0 ? 0 : (size_t)head;
-    cb__out o = { buf, cap, at };
-    cb_group_stats s;
-    cb_group_stats_get(g, &s);
+} cb__expo;
+
+/* Item i: the breakers, then each group's keys (every slot, or its worst) and its
+   overflow breaker. */
+static bool cb__expo_at(void *ctx, size_t i, cb_stats *s, uint64_t *retry_ms, char *labels,
+                        size_t cap)
+{
+    cb__expo *e = (cb__expo *)ctx;
+    if (i < e->nb)
+        return cb__named(e->bs[i], s, retry_ms, labels, cap);
+    i -= e->nb;
+    size_t gi = 0, len = 0;
+    for (;; gi++) {   /* few groups: a walk is cheap beside the formatting */
+        size_t items = (e->worst ? e->nworst[gi] : e->gs[gi]->gcfg.capacity) + 1;
+        if (i < items)
+            break;
+        i -= items;
+    }
+    cb_group *g = e->gs[gi];
+    char name[2 * CB__NAME_MAX + 1], text[3 * CB_GROUP_KEY_MAX + 1];
+    const char *key = e->x.key;
+    cb__escape(g->tmpl.name, name);
+    if (i == (e->worst ? e->nworst[gi] : g->gcfg.capacity)) {
+        snprintf(labels, cap, "name=\"%s\",overflow=\"true\"", name);
+        cb_stats_get(g->overflow, s);
+        *retry_ms = cb_retry_after_ms(g->overflow);
+        return true;
+    }
+    if (e->worst) {
+        const cb_group_key *k = &e->worst[gi][i];
+        *s = k->stats, *retry_ms = k->retry_after_ms;
+        key = k->key, len = k->key_len;
+    } else {
+        e->x.g = g;
+        cb_breaker *kh = cb__group_at(&e->x, i, &len);
+        if (!kh || !cb__slot_stats(g, (uint32_t)i, kh->cb__seq_seen, s))
+            return false;   /* free, or changed hands while read */
+        *retry_ms = cb_retry_after_ms(kh);
+    }
+    if (e->lim.not_closed && s->state == CB_CLOSED)
+        return false;
+    snprintf(labels, cap, "name=\"%s\",key=\"%s\"", name, cb__key_text(key, len, text, sizeof text));
+    return true;
+}
+
+CB_API int cb_format_prometheus_ex(cb_breaker *const *bs, size_t nb, cb_group *const *gs,
+                                   size_t ng, const cb_export_limits *lim, char *buf, size_t cap)
+{
+    cb__expo e = { bs, nb, gs, ng, { 0, false }, NULL, NULL, { 0 } };
+    if (lim)
+        e.lim = *lim;
+    size_t n = nb;
+    if (e.lim.max_keys && ng) {   /* each group's worst keys, read once for every family */
+        size_t want = 0;
+        for (size_t i = 0; i < ng; i++)
+            want += e.lim.max_keys < gs[i]->gcfg.capacity ? e.lim.max_keys : gs[i]->gcfg.capacity;
+        e.worst = (cb_group_key **)malloc(ng * (sizeof *e.worst + sizeof *e.nworst));
+        cb_group_key *all = (cb_group_key *)malloc(want * sizeof *all + 1);
+        if (!e.worst || !all) {
+            free(e.worst);
+            free(all);
+            return -1;
+        }
+        e.nworst = (size_t *)(e.worst + ng);
+        for (size_t i = 0, at = 0; i < ng; i++) {
+            size_t room = e.lim.max_keys < gs[i]->gcfg.capacity ? e.lim.max_keys : gs[i]->gcfg.capacity;
+            e.worst[i] = all + at;
+            size_t held = cb_group_worst(gs[i], e.worst[i], room);
+            e.nworst[i] = held < room ? held : room;
+            at += room;
+        }
+    }
+    for (size_t i = 0; i < ng; i++)
+        n += (e.worst ? e.nworst[i] : gs[i]->gcfg.capacity) + 1;
+    int head = cb__prometheus(cb__expo_at, &e, n, buf, cap);
+    if (e.worst) {
+        free(e.worst[0]);
+        free(e.worst);
+    }
+    cb__out o = { buf, cap, head < 0 ? 0 : (size_t)head };
     char name[2 * CB__NAME_MAX + 1];
-    const char *nm = cb__escape(g->tmpl.name, name);
-#define CB__GFAM(field, type, metric, help)                                                   \
-    cb__put(&o, "# HELP " metric " " help "\n# TYPE " metric " " type "\n" metric "{name=\"%s\"} %llu\n", \
-            nm, (cb__ull)s.field);
-    CB__GROUP_FAMILIES(CB__GFAM)
+#define CB__GFAM(field, type, metric, help)                                          \
+    cb__put(&o, "# HELP " metric " " help "\n# TYPE " metric " " type "\n");           \
+    for (size_t i = 0; i < ng; i++) {                                                 \
+        cb_group_stats st;                                                            \
+        cb_group_stats_get(gs[i], &st);                                               \
+        cb__put(&o, metric "{name=\"%s\"} %llu\n", cb__escape(gs[i]->tmpl.name, name), \
+                (cb__ull)st.field);                                                   \
+    }
+    if (ng) {
+        CB__GROUP_FAMILIES(CB__GFAM)
+    }
 #undef CB__GFAM
     return cb__done(&o);
+}
+
+CB_API int cb_group_format_prometheus(cb_group *g, char *buf, size_t cap)
+{
+    return cb_format_prometheus_ex(NULL, 0, &g, 1, NULL, buf, cap);
 }
 
 CB_API int cb_group_format_json(cb_group *g, char *buf, size_t cap)

@@ -321,6 +321,71 @@ TEST(exports_name_every_key_escaped)
     CHECK_EQ(strlen(small), sizeof small - 1);
 }
 
+/* cb_group_worst's order, and the exposition's bounds on keys (max_keys, not_closed). */
+TEST(the_worst_keys_first_and_bounded_exports)
+{
+    cb_group *g = g_new((cb_group_config){.capacity = 16,
+        .breaker = {.name = "hosts", .window_calls = 10, .failure_rate = 0.9, .minimum_calls = 10,
+                    .consecutive_failures = 3, .open_ms = 1000}});
+    CHECK(g_call(g, "fine", S));
+    g_at_ms(5);
+    CHECK(g_call(g, "fine-recent", S));
+    CHECK(g_call(g, "flaky", F) && g_call(g, "flaky", S));   /* 50% */
+    CHECK(g_call(g, "worse", F) && g_call(g, "worse", F));   /* 100%, run of 2 */
+    CHECK(g_call(g, "down", F) && g_call(g, "down", F) && g_call(g, "down", F));
+    CHECK_EQ(cb_group_get_state(g, "down", 4), CB_OPEN);
+    CHECK_EQ(cb_group_set_state(g, "manual", 6, CB_METRICS_ONLY), CB_OK);
+    cb_group_key k[8];
+    CHECK_EQ(cb_group_worst(g, k, 8), 6u);
+    const char *order[] = { "down", "manual", "worse", "flaky", "fine-recent", "fine" };
+    for (int i = 0; i < 6; i++)
+        CHECK(k[i].key_len == strlen(order[i]) && memcmp(k[i].key, order[i], k[i].key_len) == 0);
+    CHECK_EQ(k[0].stats.state, CB_OPEN);
+    CHECK(k[0].retry_after_ms > 0 && k[0].retry_after_ms <= 1000);
+    CHECK_EQ(k[5].idle_ms, 5u);
+    CHECK_EQ(k[4].idle_ms, 0u);
+    /* fewer places than keys: the worst, in order, and the count of all */
+    CHECK_EQ(cb_group_worst(g, k, 2), 6u);
+    CHECK(k[0].key_len == 4 && memcmp(k[0].key, "down", 4) == 0);
+    CHECK(k[1].key_len == 6 && memcmp(k[1].key, "manual", 6) == 0);
+    CHECK_EQ(cb_group_worst(g, NULL, 0), 6u);
+
+    char buf[65536];
+    cb_export_limits top2 = { .max_keys = 2 }, bad = { .not_closed = true };
+    int n = cb_format_prometheus_ex(NULL, 0, &g, 1, &top2, buf, sizeof buf);
+    REQUIRE(n > 0 && (size_t)n < sizeof buf);
+    CHECK_CONTAINS(buf, "cb_failures_total{name=\"hosts\",key=\"down\"} 3\n");
+    CHECK_CONTAINS(buf, "key=\"manual\"");
+    CHECK(!strstr(buf, "key=\"worse\""));
+    CHECK_CONTAINS(buf, "cb_group_keys{name=\"hosts\"} 6\n");
+    CHECK_CONTAINS(buf, "overflow=\"true\"");
+    n = cb_format_prometheus_ex(NULL, 0, &g, 1, &bad, buf, sizeof buf);
+    REQUIRE(n > 0 && (size_t)n < sizeof buf);
+    CHECK_CONTAINS(buf, "key=\"down\"");
+    CHECK(!strstr(buf, "key=\"fine\"") && !strstr(buf, "key=\"flaky\""));
+    /* breakers and two groups in one exposition: each HELP once */
+    cb_group *h = cb_group_new(&(cb_group_config){.capacity = 4, .breaker = {.name = "shards"}}, NULL);
+    REQUIRE(h);
+    cb_ticket t;
+    CHECK(cb_group_allow(h, "s1", 2, &t) && cb_group_record(h, &t, S));
+    cb_breaker *b = cb_new(&(cb_config){.name = "db"}, NULL);
+    REQUIRE(b);
+    cb_group *both[] = { g, h };
+    n = cb_format_prometheus_ex(&b, 1, both, 2, NULL, buf, sizeof buf);
+    REQUIRE(n > 0 && (size_t)n < sizeof buf);
+    CHECK_CONTAINS(buf, "cb_successes_total{name=\"db\"} 0\n");
+    CHECK_CONTAINS(buf, "cb_successes_total{name=\"shards\",key=\"s1\"} 1\n");
+    CHECK_CONTAINS(buf, "cb_group_keys{name=\"shards\"} 1\n");
+    char *first = strstr(buf, "# HELP cb_group_keys "), *second = first ? strstr(first + 1, "# HELP cb_group_keys ") : NULL;
+    CHECK(first && !second);
+    first = strstr(buf, "# HELP cb_successes_total ");
+    CHECK(first && !strstr(first + 1, "# HELP cb_successes_total "));
+    char small[32];
+    CHECK_EQ(cb_format_prometheus_ex(&b, 1, both, 2, NULL, small, sizeof small), n);
+    cb_free(b);
+    cb_group_free(h);
+}
+
 TEST(sizes_and_configs)
 {
     cb_group_config c = {.capacity = 100000, .key_max = 64, .breaker = {.consecutive_failures = 5}};
