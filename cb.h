@@ -357,6 +357,17 @@ typedef struct cb_group_config {     /* all-zero fields take their defaults */
     uint32_t dominant_window_ms;     /* "recent" = the last this many ms (default 60000) */
 } cb_group_config;
 
+/* The group's own fields (not the template), one entry each: type, field, flag, what it
+   means; cbctl's and the chaos programs' group flags come from this list. */
+#define CB__GROUP_CONFIG_FIELDS(X)                                                           \
+    X(U32, capacity, "capacity", "keys held at once [1024] (<= 2^22)")                      \
+    X(U32, key_max, "key-max", "longest key in bytes [64] (<= 1024)")                         \
+    X(U32, idle_ms, "idle-ms", "a key unused this long may be evicted [600000]")            \
+    X(DBL, max_open_share, "max-open-share", "(0,1]: at most this share of the keys open")  \
+    X(DBL, dominant_share, "dominant-share", "(0,1]: open a key with this share of recent calls") \
+    X(U32, dominant_min_calls, "dominant-min-calls", "... once the group has N recent calls [100]") \
+    X(U32, dominant_window_ms, "dominant-window-ms", "\"recent\" = the last T ms [60000]")
+
 typedef struct cb_group_stats {
     uint64_t keys;                   /* keys held now */
     uint64_t open_keys;              /* of them, open now (OPEN, HALF_OPEN or FORCED_OPEN) */
@@ -724,6 +735,7 @@ CB__FAST bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
 #endif
 
 #define CB__MAGIC 0x3168726b61657262ull   /* "breakrh1" */
+#define CB__GROUP_MAGIC 0x3170726b61657262ull   /* "breakrp1": a group's file */
 #define CB__VERSION 6u
 #define CB__WINDOW_MAX (1u << 20)
 #define CB__BUCKETS_MAX 1024u
@@ -2947,6 +2959,16 @@ static int cb__shm_fd(const cb__why *y, bool create, unsigned flags, bool *creat
     return -1;
 }
 
+/* Why the file at fd is no breaker's: a group's (the other open function's), or not
+   cb.h's at all. */
+static cb_err cb__not_breaker(int fd, const cb__why *y, const char *untouched)
+{
+    uint64_t magic = 0;
+    if (pread(fd, &magic, sizeof magic, 0) == (ssize_t)sizeof magic && magic == CB__GROUP_MAGIC)
+        return cb__shm_fail(y, CB_EMISMATCH, "a group file, not a breaker file%s", untouched);
+    return cb__shm_fail(y, CB_ECORRUPT, "not a breaker file (no cb.h magic number)%s", untouched);
+}
+
 /* The static part of the header (everything before `ready`), read into private memory:
    every check and every value taken from it is made on this copy, never on the mapping. */
 static cb_err cb__shm_header(int fd, cb__shared *h, uint64_t *file_len, const cb__why *y)
@@ -2961,7 +2983,7 @@ static cb_err cb__shm_header(int fd, cb__shared *h, uint64_t *file_len, const cb
     if (got < 0)
         return cb__shm_fail(y, CB_EIO, "read: %s", strerror(errno));
     if ((size_t)got < sizeof h->magic || h->magic != CB__MAGIC)
-        return cb__shm_fail(y, CB_ECORRUPT, "not a breaker file (no cb.h magic number)");
+        return cb__not_breaker(fd, y, "");
     if (h->version != CB__VERSION || h->header_size != sizeof(cb__shared))
         return cb__shm_fail(y, CB_EMISMATCH, "file format %u (header %u bytes), this cb.h reads "
                             "format %u (%zu bytes)", h->version, h->header_size, CB__VERSION,
@@ -3025,7 +3047,7 @@ static cb_err cb__shm_finish(int fd, const cb_config *c, const cb__why *y)
         return cb__shm_fail(y, CB_EIO, "fstat: %s", strerror(errno));
     int state = cb__shm_published(fd, (uint64_t)st.st_size);
     if (state != 0)
-        return state > 0 ? CB_OK : cb__shm_fail(y, CB_ECORRUPT, "not a breaker file (no cb.h magic number): left untouched");
+        return state > 0 ? CB_OK : cb__not_breaker(fd, y, ": left untouched");
     if (!c && (size_t)st.st_size < sizeof(cb__shared))
         return cb__shm_fail(y, CB_ECORRUPT, "truncated: %lld bytes, shorter than a breaker header "
                             "(%zu)", (long long)st.st_size, sizeof(cb__shared));
@@ -3188,7 +3210,7 @@ CB_API cb_breaker *cb_shm_open_ex(const char *path, const cb_config *cfg, unsign
         struct stat st;
         int state = created || fstat(fd, &st) != 0 ? 0 : cb__shm_published(fd, (uint64_t)st.st_size);
         if (state < 0)
-            e = cb__shm_fail(&y, CB_ECORRUPT, "not a breaker file (no cb.h magic number): left untouched");
+            e = cb__not_breaker(fd, &y, ": left untouched");
         else if (state == 0)
             e = cb__shm_publish(fd, cfg ? &c : NULL, &y);
         if (e != CB_OK && created)
@@ -3260,7 +3282,6 @@ CB_API void cb_shm_close(cb_breaker *b) { (void)b; }
      group's `stale`.
    model/group.pml checks this lifecycle (create, look up, evict, reuse). */
 
-#define CB__GROUP_MAGIC 0x3170726b61657262ull   /* "breakrp1" */
 #define CB__GROUP_VERSION (1u << 8 | CB__VERSION)   /* the group's own, and its breakers' */
 #define CB__GROUP_HISTORY 256u
 #define CB__NO_SLOT UINT32_MAX

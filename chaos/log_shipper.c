@@ -39,7 +39,7 @@ static const wl_opt opts[] = {
     {"duration-ms", WL_U32, &opt.duration_ms, "how long to run (default 5000)"},
     {"log", WL_STR, &opt.log, "JSON-lines log file (default stdout)"},
     {"status-ms", WL_U32, &opt.status_ms, "live one-line status on stderr every N ms (default off)"},
-    WL_GROUP_OPTS,
+    WL_GROUP_OPTS
 };
 
 #define MAX_APPS 16

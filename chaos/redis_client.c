@@ -50,7 +50,7 @@ static const wl_opt opts[] = {
     {"workload-seed", WL_U32, &opt.seed, "seed of the op and key choices (default 1)"},
     {"shards", WL_U32, &opt.shards, "spread the data over N servers, a group key each (default 0: one)"},
     {"shard-ports", WL_STR, &opt.shard_ports, "with --shards: the servers' ports, P,P,..."},
-    WL_GROUP_OPTS,
+    WL_GROUP_OPTS
 };
 
 #define MAX_SHARDS 64

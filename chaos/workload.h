@@ -301,21 +301,11 @@ static inline void wl_summary(const char *program, wl_tally *t, const char *extr
 
 /* ---- keyed groups: the group's own options, and its summary ---- */
 
-static struct {
-    uint32_t capacity, idle_ms, dominant_min_calls, dominant_window_ms;
-    double max_open_share, dominant_share;
-} wl_gopt;
+static cb_group_config wl_gopt;   /* the group's own fields; the template comes from cfg */
 
-/* The group options, as entries of a program's option table. */
-#define WL_GROUP_OPTS                                                                               \
-    {"capacity", WL_U32, &wl_gopt.capacity, "group: keys held at once (default 1024)"},             \
-    {"idle-ms", WL_U32, &wl_gopt.idle_ms, "group: idle time before a key may go (default 600000)"}, \
-    {"max-open-share", WL_DBL, &wl_gopt.max_open_share, "group: cap of the open keys' share (off)"}, \
-    {"dominant-share", WL_DBL, &wl_gopt.dominant_share, "group: open a key with this share (off)"}, \
-    {"dominant-min-calls", WL_U32, &wl_gopt.dominant_min_calls,                                    \
-     "group: ... once the group has this many recent calls (default 100)"},                        \
-    {"dominant-window-ms", WL_U32, &wl_gopt.dominant_window_ms,                                    \
-     "group: \"recent\" for dominant-share (default 60000)"}
+/* The group options (cb.h's list of group fields), as entries of a program's option table. */
+#define WL__GOPT(type, field, flag, doc) {flag, WL_##type, &wl_gopt.field, "group: " doc},
+#define WL_GROUP_OPTS CB__GROUP_CONFIG_FIELDS(WL__GOPT)
 
 /* The group from the template cfg and the group options, with the logging hook (or
    on_event when not NULL); prints cb_group_config_check's message. */
@@ -323,11 +313,8 @@ static inline cb_group *wl_group(const char *prog, cb_config *cfg,
                                  void (*on_event)(const cb_event *, void *)) {
     char msg[256];
     cfg->on_event = on_event ? on_event : wl_on_event;
-    cb_group_config gc = {.breaker = *cfg, .capacity = wl_gopt.capacity, .idle_ms = wl_gopt.idle_ms,
-                          .max_open_share = wl_gopt.max_open_share,
-                          .dominant_share = wl_gopt.dominant_share,
-                          .dominant_min_calls = wl_gopt.dominant_min_calls,
-                          .dominant_window_ms = wl_gopt.dominant_window_ms};
+    cb_group_config gc = wl_gopt;
+    gc.breaker = *cfg;
     if (cb_group_config_check(&gc, msg, sizeof msg) != CB_OK) {
         fprintf(stderr, "%s: bad group config: %s\n", prog, msg);
         return NULL;

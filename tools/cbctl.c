@@ -1,18 +1,21 @@
-/* cbctl - inspect and control circuit breakers shared through files (cb_shm_open).
+/* cbctl - inspect and control circuit breakers and keyed groups shared through files
+   (cb_shm_open, cb_group_shm_open).
 
        cbctl ls DIR
-       cbctl show FILE...
-       cbctl watch [--interval-ms=N] [--count=N] FILE...
-       cbctl set FILE STATE
-       cbctl reset FILE
-       cbctl metrics --json|--prometheus FILE...
+       cbctl show [--keys=N] FILE...
+       cbctl watch [--interval-ms=N] [--count=N] [--keys=N] FILE...
+       cbctl set FILE STATE [--key=KEY]
+       cbctl reset FILE [--key=KEY]
+       cbctl metrics --json|--prometheus [--max-keys=N] [--not-closed] FILE...
        cbctl serve --listen HOST:PORT [--warn-failure-rate=R] [--critical=NAME]...
-                   [--max-connections=N] [--header-timeout-ms=N] FILE...
-       cbctl create FILE [breaker flags]
+                   [--max-connections=N] [--header-timeout-ms=N] [--max-keys=N]
+                   [--not-closed] FILE...
+       cbctl create FILE [--group] [group flags] [breaker flags]
 
-   Every command but create opens the files with cb_shm_attach, which takes the config
-   from the file, so cbctl needs no config and never creates a file. File and breaker
-   names are printed escaped (esc()). Exit status: 0 ok, 1 a file could not be used
+   Every command but create opens the files with the attach functions, which take the
+   config from the file, so cbctl needs no config and never creates a file; a file's magic
+   number says whether it holds a breaker or a group. File, breaker names and group keys
+   are printed escaped (esc(), key_text()). Exit status: 0 ok, 1 a file could not be used
    (missing, another config or layout, damaged) or another runtime error, 2 a bad command
    line. Details: docs/cbctl.md. */
 #define _POSIX_C_SOURCE 200809L
@@ -21,6 +24,7 @@
 #include "cbflags.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -148,27 +152,76 @@ static int operands(int argc, char **argv, opt_fn known, void *ctx, const char *
     return n;
 }
 
-/* ---- opening breaker files --------------------------------------------------------- */
+/* ---- opening breaker and group files ---------------------------------------------- */
 
-/* Opens the breaker file at path with the config stored in it (cb_shm_attach never
-   creates a file, and refuses at once what it may not trust: a link, a FIFO, a device,
-   another user's file); NULL and the reason in why on failure: cb.h's error, then its
-   message less the path, which the caller prints itself (a system error alone). */
+/* A file cbctl works on: a breaker's (b) or a keyed group's (g), told apart by the magic
+   number at its start. */
+typedef struct breaker {
+    const char *path;
+    cb_breaker *b;                /* a breaker file's breaker */
+    cb_group *g;                  /* a group file's group; both NULL while unusable */
+    struct stat st;               /* the file b or g maps */
+    char name[CB__NAME_MAX + 1];  /* the name it held at start (a group: its template's) */
+    char why[512];                /* why both are NULL */
+    bool critical;
+} breaker;
+
+static bool usable(const breaker *br) { return br->b || br->g; }
+
+static void detach(breaker *br)
+{
+    cb_shm_close(br->b);
+    cb_group_shm_close(br->g);
+    br->b = NULL, br->g = NULL;
+}
+
+/* The name a file holds: its breaker's, or its group's template's. */
+static void name_of(const breaker *br, char out[CB__NAME_MAX + 1])
+{
+    cb_group_config gc;
+    if (br->g)
+        cb_group_config_get(br->g, &gc);
+    snprintf(out, CB__NAME_MAX + 1, "%s", br->b ? cb_name(br->b) : br->g ? gc.breaker.name : "");
+}
+
+/* Does the regular file at path start with a group's magic number? It is opened without
+   following a link or blocking on a FIFO; anything else is left to cb_shm_open_ex, whose
+   checks say what is wrong with it. */
+static bool group_file(const char *path)
+{
+    uint64_t magic = 0;
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    bool group = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+                 pread(fd, &magic, sizeof magic, 0) == (ssize_t)sizeof magic && magic == CB__GROUP_MAGIC;
+    close(fd);
+    return group;
+}
+
+/* Opens the file at br->path with the config stored in it (the attach functions never
+   create a file, and refuse at once what they may not trust: a link, a FIFO, a device,
+   another user's file); false and the reason in br->why on failure: cb.h's error, then
+   its message less the path, which the caller prints itself (a system error alone). */
 static unsigned attach_flags;   /* CB_SHM_GROUP with --group-shared */
-static cb_breaker *attach(const char *path, char *why, size_t len)
+static bool attach(breaker *br)
 {
     cb_err e;
     char msg[512];
-    cb_breaker *b = cb_shm_open_ex(path, NULL, attach_flags, &e, msg, sizeof msg);
-    if (!b) {
-        size_t n = strlen(path);
-        const char *reason = strncmp(msg, path, n) == 0 && msg[n] == ':' ? msg + n + 2 : msg;
-        if (e == CB_EIO)   /* the system's own words say it: "No such file or directory" */
-            snprintf(why, len, "%s", esc(reason));
-        else
-            snprintf(why, len, "%s: %s", cb_strerror(e), esc(reason));
-    }
-    return b;
+    if (group_file(br->path))
+        br->g = cb_group_shm_open_ex(br->path, NULL, attach_flags, &e, msg, sizeof msg);
+    else
+        br->b = cb_shm_open_ex(br->path, NULL, attach_flags, &e, msg, sizeof msg);
+    if (usable(br))
+        return true;
+    size_t n = strlen(br->path);
+    const char *reason = strncmp(msg, br->path, n) == 0 && msg[n] == ':' ? msg + n + 2 : msg;
+    if (e == CB_EIO)   /* the system's own words say it: "No such file or directory" */
+        snprintf(br->why, sizeof br->why, "%s", esc(reason));
+    else
+        snprintf(br->why, sizeof br->why, "%s: %s", cb_strerror(e), esc(reason));
+    return false;
 }
 
 static bool same_file(const struct stat *a, const struct stat *b)
@@ -176,33 +229,23 @@ static bool same_file(const struct stat *a, const struct stat *b)
     return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
 }
 
-/* attach(), and in *st the file it mapped: the path is statted before and after, and a
-   file replaced in between (the two differ) is attached again, so that *st never names
+/* attach(), and in br->st the file it mapped: the path is statted before and after, and
+   a file replaced in between (the two differ) is attached again, so that st never names
    another file than the mapping. */
-static cb_breaker *attach_stat(const char *path, struct stat *st, char *why, size_t len)
+static bool attach_stat(breaker *br)
 {
     for (int tries = 0; tries < 4; tries++) {
         struct stat before;
-        bool had = stat(path, &before) == 0;
-        cb_breaker *b = attach(path, why, len);
-        if (!b)
-            return NULL;
-        if (had && stat(path, st) == 0 && same_file(&before, st))
-            return b;
-        cb_shm_close(b);
+        bool had = stat(br->path, &before) == 0;
+        if (!attach(br))
+            return false;
+        if (had && stat(br->path, &br->st) == 0 && same_file(&before, &br->st))
+            return true;
+        detach(br);
     }
-    snprintf(why, len, "replaced again and again while being opened");
-    return NULL;
+    snprintf(br->why, sizeof br->why, "replaced again and again while being opened");
+    return false;
 }
-
-typedef struct breaker {
-    const char *path;
-    cb_breaker *b;                /* NULL while the file at path cannot be used */
-    struct stat st;               /* the file b maps */
-    char name[CB__NAME_MAX + 1];  /* the name it held at start */
-    char why[512];                /* why b is NULL */
-    bool critical;
-} breaker;
 
 /* Opens every file or exits naming each one that cannot be used. */
 static breaker *attach_all(const char **paths, int n)
@@ -212,9 +255,8 @@ static breaker *attach_all(const char **paths, int n)
     for (int i = 0; i < n; i++) {
         breaker *br = &bs[i];
         *br = (breaker){ .path = paths[i] };
-        br->b = attach_stat(paths[i], &br->st, br->why, sizeof br->why);
-        if (br->b)
-            snprintf(br->name, sizeof br->name, "%s", cb_name(br->b));
+        if (attach_stat(br))
+            name_of(br, br->name);
         else {
             fprintf(stderr, "cbctl %s: %s: %s\n", cmd, esc(paths[i]), br->why);
             bad++;
@@ -227,47 +269,97 @@ static breaker *attach_all(const char **paths, int n)
 
 /* Follows a file replaced at its path (a new file renamed over it, or removed and made
    again): the mapping held would go on showing the old file, which the processes that
-   open the path no longer use. The replacement must hold the same breaker, so that the
-   metrics and --critical keep their meaning; until a usable one is there, b is NULL and
-   why says what is wrong. Tells stderr when the file changes, once per change. */
+   open the path no longer use. The replacement must hold the same breaker or group, so
+   that the metrics and --critical keep their meaning; until a usable one is there, both
+   handles are NULL and why says what is wrong. Tells stderr when the file changes, once
+   per change. */
 static void refresh(breaker *br)
 {
     struct stat now;
-    if (br->b && stat(br->path, &now) == 0 && same_file(&now, &br->st))
+    if (usable(br) && stat(br->path, &now) == 0 && same_file(&now, &br->st))
         return;
-    bool was = br->b != NULL;
-    char before[sizeof br->why];
+    bool was = usable(br), was_group = br->g != NULL;
+    char before[sizeof br->why], name[CB__NAME_MAX + 1];
     memcpy(before, br->why, sizeof before);
-    cb_shm_close(br->b);
-    br->b = attach_stat(br->path, &br->st, br->why, sizeof br->why);
-    if (br->b && strcmp(cb_name(br->b), br->name) != 0) {
-        snprintf(br->why, sizeof br->why, "holds breaker '%s', not '%s' (restart cbctl to "
-                 "follow it)", esc(cb_name(br->b)), esc(br->name));
-        cb_shm_close(br->b);
-        br->b = NULL;
+    detach(br);
+    if (attach_stat(br)) {
+        name_of(br, name);
+        if (strcmp(name, br->name) != 0 || (was && was_group != (br->g != NULL))) {
+            snprintf(br->why, sizeof br->why, "holds %s '%s', not '%s' (restart cbctl to "
+                     "follow it)", br->g ? "group" : "breaker", esc(name), esc(br->name));
+            detach(br);
+        }
     }
-    if (br->b)
+    if (usable(br))
         fprintf(stderr, "cbctl %s: %s: %s\n", cmd, esc(br->path),
                 was ? "replaced: following the new file" : "usable again");
     else if (was || strcmp(before, br->why) != 0)
         fprintf(stderr, "cbctl %s: %s: %s\n", cmd, esc(br->path), br->why);
 }
 
-/* Metrics are keyed by breaker name: two files holding one name would collide. */
+/* Metrics are keyed by name: two files holding one name would collide. */
 static void check_names_unique(const breaker *bs, int n)
 {
     for (int i = 0; i < n; i++)
         for (int j = 0; j < i; j++)
             if (strcmp(bs[i].name, bs[j].name) == 0)
-                die(EXIT_FILE, "%s and %s both hold a breaker named '%s': their metrics would "
+                die(EXIT_FILE, "%s and %s both hold the name '%s': their metrics would "
                     "collide", esc(bs[j].path), esc(bs[i].path), esc(bs[i].name));
 }
 
 static void detach_all(breaker *bs, int n)
 {
     for (int i = 0; i < n; i++)
-        cb_shm_close(bs[i].b);
+        detach(&bs[i]);
     free(bs);
+}
+
+/* ---- group keys on the command line --------------------------------------------- */
+
+/* A key as cbctl prints it (cb.h's key text, as in the exports): printable ASCII as it
+   is, '"' and '\' after a '\', every other byte and '%' as %HH. */
+static const char *key_text(const char *key, size_t len, char out[3 * CB_GROUP_KEY_MAX + 1])
+{
+    return cb__key_text(key, len, out, 3 * CB_GROUP_KEY_MAX + 1);
+}
+
+/* A key as a JSON string holds it in cb.h's exports: key_text less the backslashes,
+   which JSON's own escaping puts back (cJSON here). */
+static const char *json_key(const char *key, size_t len, char out[3 * CB_GROUP_KEY_MAX + 1])
+{
+    key_text(key, len, out);
+    char *o = out;
+    for (const char *p = out; *p; p++)
+        *o++ = *p == '\\' && p[1] ? *++p : *p;
+    *o = 0;
+    return out;
+}
+
+/* --key=TEXT back to the key's bytes: %HH is a byte, \" and \\ a quote and a backslash,
+   any other character itself. The length, or the usage error. */
+static size_t key_bytes(const char *text, char out[CB_GROUP_KEY_MAX])
+{
+    size_t n = 0;
+    for (const char *p = text; *p; p++) {
+        unsigned v;
+        if (n == CB_GROUP_KEY_MAX)
+            die(EXIT_USAGE, "--key: longer than %u bytes", CB_GROUP_KEY_MAX);
+        if (*p == '%') {
+            if (!isxdigit((unsigned char)p[1]) || !isxdigit((unsigned char)p[2]) ||
+                sscanf(p + 1, "%2x", &v) != 1)
+                die(EXIT_USAGE, "--key '%s': '%%' must start %%HH, a byte in hex (%%25 is '%%')",
+                    esc(text));
+            out[n++] = (char)v, p += 2;
+        } else if (*p == '\\') {
+            if (p[1] != '"' && p[1] != '\\')
+                die(EXIT_USAGE, "--key '%s': '\\' must start \\\" or \\\\", esc(text));
+            out[n++] = *++p;
+        } else
+            out[n++] = *p;
+    }
+    if (n == 0)
+        die(EXIT_USAGE, "--key: empty (a key is 1 byte or more)");
+    return n;
 }
 
 /* ---- show, ls, watch -------------------------------------------------------------- */
@@ -306,18 +398,27 @@ static const char *ratio(char buf[48], uint32_t part, uint32_t whole)
 
 typedef unsigned long long ull;
 
-static void show(FILE *out, const breaker *br)
+/* One transition of the history, as show prints it; key: a group key's text, or NULL. */
+static void show_event(FILE *out, const cb_event *ev, uint64_t now, const char *key)
+{
+    char d[32];
+    fprintf(out, "    gen %-6llu %9s ago  ", (ull)ev->generation,
+            ev->at_ns <= now ? dur(d, now - ev->at_ns) : "-");
+    if (key)
+        fprintf(out, "%s  ", key);
+    fprintf(out, "%s -> %s (%s)", cb_state_name(ev->from), cb_state_name(ev->to),
+            cb_reason_name(ev->reason));
+    if (ev->to == CB_OPEN)
+        fprintf(out, ", open %llu ms", (ull)ev->open_ms);
+    fputc('\n', out);
+}
+
+static void show_breaker(FILE *out, const breaker *br, uint64_t now)
 {
     cb_stats s;
     cb_config c;
     char flags[1024], d[32], r1[48], r2[48];
     cb_event ev[HISTORY_SHOWN];
-    uint64_t now = mono_ns();
-    fprintf(out, "%s  %s\n", esc(br->name), esc(br->path));
-    if (!br->b) {
-        fprintf(out, "  error     %s\n", br->why);
-        return;
-    }
     cb_stats_get(br->b, &s);
     cb_config_get(br->b, &c);
     cbflags_format(&c, flags, sizeof flags);
@@ -342,33 +443,103 @@ static void show(FILE *out, const breaker *br)
     fprintf(out, "  config    %s\n", esc(flags));
     size_t n = cb_history(br->b, ev, HISTORY_SHOWN);
     fprintf(out, "  history   %s\n", n ? "(oldest first)" : "none");
-    for (size_t i = 0; i < n; i++) {
-        fprintf(out, "    gen %-6llu %9s ago  %s -> %s (%s)", (ull)ev[i].generation,
-                ev[i].at_ns <= now ? dur(d, now - ev[i].at_ns) : "-", cb_state_name(ev[i].from),
-                cb_state_name(ev[i].to), cb_reason_name(ev[i].reason));
-        if (ev[i].to == CB_OPEN)
-            fprintf(out, ", open %llu ms", (ull)ev[i].open_ms);
-        fputc('\n', out);
-    }
+    for (size_t i = 0; i < n; i++)
+        show_event(out, &ev[i], now, NULL);
 }
 
+/* A group: its own counters and config, its keys worst first (at most max_keys of them,
+   0: all), and its recent transitions with their keys. */
+static void show_group(FILE *out, const breaker *br, uint64_t now, uint32_t max_keys)
+{
+    cb_group_config gc;
+    cb_group_stats gs;
+    cb_stats os;
+    char flags[1536], d[32], r[48], text[3 * CB_GROUP_KEY_MAX + 1];
+    cb_group_config_get(br->g, &gc);
+    cb_group_stats_get(br->g, &gs);
+    cb_stats_get(cb_group_overflow(br->g), &os);
+    cbflags_group_format(&gc, flags, sizeof flags);
+    fprintf(out, "  group     %llu keys held of %u, %llu open; %llu created, %llu evicted, "
+            "%llu trips held, %llu stale\n", (ull)gs.keys, gc.capacity, (ull)gs.open_keys,
+            (ull)gs.created, (ull)gs.evicted, (ull)gs.trips_held, (ull)gs.stale);
+    fprintf(out, "  overflow  %s, %llu calls of keys that found no place (%llu rejected)\n",
+            cb_state_name(os.state), (ull)gs.overflow, (ull)os.rejected);
+    fprintf(out, "  config    %s\n", esc(flags));
+    size_t want = max_keys && max_keys < gs.keys ? max_keys : (size_t)gs.keys;
+    cb_group_key *keys = xmalloc(sizeof *keys * (want ? want : 1));
+    size_t held = cb_group_worst(br->g, keys, want), shown = held < want ? held : want;
+    fprintf(out, "  keys      %s\n", held ? "worst first" : "none held");
+    if (shown)
+        fprintf(out, "    %-24s %-12s %-20s %7s  %s\n", "KEY", "STATE", "FAILURE RATE", "RUN",
+                "LAST USE");
+    for (size_t i = 0; i < shown; i++) {
+        const cb_stats *s = &keys[i].stats;
+        fprintf(out, "    %-24s %-12s %-20s %7u  %s ago", key_text(keys[i].key, keys[i].key_len, text),
+                cb_state_name(s->state), ratio(r, s->window_failures, s->window_calls),
+                s->consecutive_failures, dur(d, keys[i].idle_ms * 1000000u));
+        if (s->state == CB_OPEN)
+            fprintf(out, ", retry after %llu ms", (ull)keys[i].retry_after_ms);
+        fputc('\n', out);
+    }
+    if (held > shown)
+        fprintf(out, "    ... and %zu more (--keys=0 shows every key)\n", held - shown);
+    free(keys);
+    cb_event ev[HISTORY_SHOWN];
+    char *kb = xmalloc((size_t)gc.key_max * HISTORY_SHOWN);
+    size_t n = cb_group_history(br->g, ev, HISTORY_SHOWN, kb, (size_t)gc.key_max * HISTORY_SHOWN);
+    fprintf(out, "  history   %s\n", n ? "(oldest first)" : "none");
+    for (size_t i = 0; i < n; i++)
+        show_event(out, &ev[i], now, ev[i].key ? key_text(ev[i].key, ev[i].key_len, text) : "(overflow)");
+    free(kb);
+}
+
+static void show(FILE *out, const breaker *br, uint32_t max_keys)
+{
+    uint64_t now = mono_ns();
+    fprintf(out, "%s  %s%s\n", esc(br->name), esc(br->path), br->g ? "  (group)" : "");
+    if (br->b)
+        show_breaker(out, br, now);
+    else if (br->g)
+        show_group(out, br, now, max_keys);
+    else
+        fprintf(out, "  error     %s\n", br->why);
+}
+
+#define KEYS_SHOWN 20
+
 static const char USAGE_SHOW[] =
-    "usage: cbctl show FILE...\n"
+    "usage: cbctl show [--keys=N] FILE...\n"
     "\n"
     "Prints each breaker's state, generation, counters, window and failure rate,\n"
-    "retry-after, config and its last transitions (oldest first).\n";
+    "retry-after, config and its last transitions (oldest first). For a group file:\n"
+    "the group's counters and config, then its keys worst first (open, half-open,\n"
+    "manual, closed; then by failure rate) with state, failure rate, failure run and\n"
+    "last use, and the group's last transitions with their keys.\n"
+    "--keys=N   the N worst keys of each group (default 20; 0 = every key)\n"
+    "Keys are printed as the exports write them: printable ASCII as it is, '\"' and '\\'\n"
+    "after a '\\', every other byte and '%' as %HH.\n";
+
+static bool keys_opt(int argc, char **argv, int *i, void *ctx)
+{
+    const char *v;
+    if (!opt(argc, argv, i, "--keys", &v))
+        return false;
+    *(uint32_t *)ctx = opt_uint("--keys", v, 0, CB_GROUP_CAPACITY_MAX);
+    return true;
+}
 
 static int cmd_show(int argc, char **argv)
 {
+    uint32_t max_keys = KEYS_SHOWN;
     const char **files = xmalloc(sizeof *files * (size_t)argc);
-    int n = operands(argc, argv, NULL, NULL, files);
+    int n = operands(argc, argv, keys_opt, &max_keys, files);
     if (n == 0)
         die(EXIT_USAGE, "name at least one FILE");
     breaker *bs = attach_all(files, n);
     for (int i = 0; i < n; i++) {
         if (i)
             fputc('\n', stdout);
-        show(stdout, &bs[i]);
+        show(stdout, &bs[i], max_keys);
     }
     detach_all(bs, n);
     free(files);
@@ -378,11 +549,12 @@ static int cmd_show(int argc, char **argv)
 static const char USAGE_LS[] =
     "usage: cbctl ls DIR\n"
     "\n"
-    "Lists the breaker files in DIR (regular files that start with the cb.h magic\n"
-    "number; links, FIFOs, devices, folders and other files are skipped, and only\n"
-    "regular files are opened) with name, state, generation and window failure rate.\n"
-    "A breaker file that cannot be opened is listed with the reason, and the exit\n"
-    "status is then 1. Names are printed escaped (\\xNN, \\\\).\n";
+    "Lists the breaker and group files in DIR (regular files that start with a cb.h\n"
+    "magic number; links, FIFOs, devices, folders and other files are skipped, and\n"
+    "only regular files are opened): a breaker with name, state, generation and\n"
+    "window failure rate; a group with its name, GROUP, and its keys held and open.\n"
+    "A file that cannot be opened is listed with the reason, and the exit status is\n"
+    "then 1. Names are printed escaped (\\xNN, \\\\).\n";
 
 static int by_name(const void *a, const void *b)
 {
@@ -412,22 +584,31 @@ static void ls_entry(int dfd, const char *dir, const char *name, int *shown, int
     int fd = open_regular(dfd, name);
     if (fd < 0)
         return;
-    if (pread(fd, &magic, sizeof magic, 0) == (ssize_t)sizeof magic && magic == CB__MAGIC) {
-        char why[512], r[48];
+    if (pread(fd, &magic, sizeof magic, 0) == (ssize_t)sizeof magic &&
+        (magic == CB__MAGIC || magic == CB__GROUP_MAGIC)) {
+        char r[48];
         size_t len = strlen(dir) + strlen(name) + 2;
         char *path = xmalloc(len);
         snprintf(path, len, "%s/%s", dir, name);
-        cb_breaker *b = attach(path, why, sizeof why);
+        breaker br = { .path = path };
         ++*shown;
-        if (b) {
-            cb_stats s;
-            cb_stats_get(b, &s);
-            printf("%-24s %-20s %-12s %8llu  %s\n", esc(name), esc(cb_name(b)),
-                   cb_state_name(s.state), (ull)s.generation,
-                   ratio(r, s.window_failures, s.window_calls));
-            cb_shm_close(b);
+        if (attach(&br)) {
+            name_of(&br, br.name);
+            if (br.b) {
+                cb_stats s;
+                cb_stats_get(br.b, &s);
+                printf("%-24s %-20s %-12s %8llu  %s\n", esc(name), esc(br.name),
+                       cb_state_name(s.state), (ull)s.generation,
+                       ratio(r, s.window_failures, s.window_calls));
+            } else {
+                cb_group_stats gs;
+                cb_group_stats_get(br.g, &gs);
+                printf("%-24s %-20s %-12s %8s  %llu keys, %llu open\n", esc(name), esc(br.name),
+                       "GROUP", "-", (ull)gs.keys, (ull)gs.open_keys);
+            }
+            detach(&br);
         } else {
-            printf("%-24s %-20s error: %s\n", esc(name), "?", why);
+            printf("%-24s %-20s error: %s\n", esc(name), "?", br.why);
             *status = EXIT_FILE;
         }
         free(path);
@@ -466,20 +647,21 @@ static int cmd_ls(int argc, char **argv)
     free(names);
     closedir(d);
     if (!shown)
-        printf("(no breaker files in %s)\n", esc(dir[0]));
+        printf("(no breaker or group files in %s)\n", esc(dir[0]));
     free(dir);
     return status;
 }
 
 static const char USAGE_WATCH[] =
-    "usage: cbctl watch [--interval-ms=N] [--count=N] FILE...\n"
+    "usage: cbctl watch [--interval-ms=N] [--count=N] [--keys=N] FILE...\n"
     "\n"
-    "Shows the breakers like cbctl show, refreshed in place every --interval-ms\n"
+    "Shows the breakers and groups like cbctl show (--keys as there), refreshed in\n"
+    "place every --interval-ms\n"
     "(default 1000, 10..3600000) until interrupted (Ctrl-C), or --count times.\n"
     "When stdout is not a terminal, frames follow each other instead. A file replaced\n"
     "at its path is followed: the new file is shown, or why it cannot be used.\n";
 
-typedef struct watch_opts { uint32_t interval_ms, count; } watch_opts;
+typedef struct watch_opts { uint32_t interval_ms, count, keys; } watch_opts;
 
 static bool watch_opt(int argc, char **argv, int *i, void *ctx)
 {
@@ -490,7 +672,7 @@ static bool watch_opt(int argc, char **argv, int *i, void *ctx)
     else if (opt(argc, argv, i, "--count", &v))
         w->count = opt_uint("--count", v, 1, UINT32_MAX);
     else
-        return false;
+        return keys_opt(argc, argv, i, &w->keys);
     return true;
 }
 
@@ -499,7 +681,7 @@ static void on_interrupt(int sig) { (void)sig, interrupted = 1; }
 
 static int cmd_watch(int argc, char **argv)
 {
-    watch_opts w = { 1000, 0 };
+    watch_opts w = { 1000, 0, KEYS_SHOWN };
     const char **files = xmalloc(sizeof *files * (size_t)argc);
     int n = operands(argc, argv, watch_opt, &w, files);
     if (n == 0)
@@ -517,7 +699,7 @@ static int cmd_watch(int argc, char **argv)
                w.interval_ms, at);
         for (int i = 0; i < n; i++) {
             refresh(&bs[i]);
-            show(stdout, &bs[i]);
+            show(stdout, &bs[i], w.keys);
             fputc('\n', stdout);
         }
         fflush(stdout);
@@ -534,144 +716,290 @@ static int cmd_watch(int argc, char **argv)
 /* ---- set, reset, create ------------------------------------------------------------ */
 
 static const char USAGE_SET[] =
-    "usage: cbctl set FILE STATE\n"
+    "usage: cbctl set FILE STATE [--key=KEY]\n"
     "\n"
     "Moves the breaker to STATE, one of closed, open, half-open, forced-open, disabled,\n"
     "metrics-only ('_' works for '-'), as cb_set_state() does: a manual transition\n"
-    "(reason manual) that every process sharing the file sees at its next call.\n";
+    "(reason manual) that every process sharing the file sees at its next call.\n"
+    "A group file takes --key=KEY, the key to move (cb_group_set_state(): a key not\n"
+    "held is made), written as cbctl show prints it: %HH for a byte, \\\" and \\\\ for a\n"
+    "quote and a backslash.\n";
 
-static void set_state(const char *path, cb_state to)
+/* The key of --key for the file, or none (0) for a breaker file; a usage error when
+   one is given to a file of the other kind. */
+static size_t key_for(const breaker *br, const char *arg, char key[CB_GROUP_KEY_MAX])
 {
+    if (br->b && arg)
+        die(EXIT_USAGE, "%s holds a breaker, not a group: --key is for group files", esc(br->path));
+    if (br->g && !arg)
+        die(EXIT_USAGE, "%s holds a group: name the key with --key=KEY", esc(br->path));
+    return arg ? key_bytes(arg, key) : 0;
+}
+
+static void set_state(const char *path, const char *key_arg, cb_state to)
+{
+    char key[CB_GROUP_KEY_MAX], text[3 * CB_GROUP_KEY_MAX + 1];
     breaker *b = attach_all(&path, 1);
-    cb_state from = cb_get_state(b->b);
-    cb_set_state(b->b, to);
+    size_t len = key_for(b, key_arg, key);
     cb_stats s;
-    cb_stats_get(b->b, &s);
-    printf("%s: %s -> %s (generation %llu)\n", esc(b->name), cb_state_name(from),
-           cb_state_name(to), (ull)s.generation);
+    cb_state from;
+    if (b->b) {
+        from = cb_get_state(b->b);
+        cb_set_state(b->b, to);
+        cb_stats_get(b->b, &s);
+        printf("%s: %s -> %s (generation %llu)\n", esc(b->name), cb_state_name(from),
+               cb_state_name(to), (ull)s.generation);
+    } else {
+        cb_group_config gc;
+        cb_group_config_get(b->g, &gc);
+        if (len > gc.key_max)
+            die(EXIT_USAGE, "--key: %zu bytes, longer than the group's key_max (%u)", len, gc.key_max);
+        from = cb_group_get_state(b->g, key, len);
+        cb_err e = cb_group_set_state(b->g, key, len, to);
+        if (e == CB_ENOMEM)
+            die(EXIT_FILE, "%s: no place for key '%s': each of the %u places holds a key that "
+                "may not be evicted now", esc(b->name), key_text(key, len, text), gc.capacity);
+        if (e != CB_OK)
+            die(EXIT_FILE, "%s: key '%s': %s", esc(b->name), key_text(key, len, text), cb_strerror(e));
+        s.generation = 0;
+        cb_group_key_stats(b->g, key, len, &s);
+        printf("%s[%s]: %s -> %s (generation %llu)\n", esc(b->name), key_text(key, len, text),
+               cb_state_name(from), cb_state_name(to), (ull)s.generation);
+    }
     detach_all(b, 1);
+}
+
+static bool key_opt(int argc, char **argv, int *i, void *ctx)
+{
+    return opt(argc, argv, i, "--key", (const char **)ctx);
 }
 
 static int cmd_set(int argc, char **argv)
 {
-    const char **ops = xmalloc(sizeof *ops * (size_t)argc);
+    const char **ops = xmalloc(sizeof *ops * (size_t)argc), *key = NULL;
     cb_state to;
-    if (operands(argc, argv, NULL, NULL, ops) != 2)
+    if (operands(argc, argv, key_opt, &key, ops) != 2)
         die(EXIT_USAGE, "takes FILE and STATE");
     if (!cb_state_parse(ops[1], &to))
         die(EXIT_USAGE, "unknown state '%s' (want closed, open, half-open, forced-open, "
             "disabled or metrics-only)", esc(ops[1]));
-    set_state(ops[0], to);
+    set_state(ops[0], key, to);
     free(ops);
     return 0;
 }
 
 static const char USAGE_RESET[] =
-    "usage: cbctl reset FILE\n"
+    "usage: cbctl reset FILE [--key=KEY]\n"
     "\n"
     "Resets the breaker as cb_reset() does: closed, window and backoff cleared.\n"
-    "Cumulative counters are kept.\n";
+    "Cumulative counters are kept. A group file takes --key=KEY (as cbctl set).\n";
 
 static int cmd_reset(int argc, char **argv)
 {
-    const char *ops[2];
-    if (argc != 1 || operands(argc, argv, NULL, NULL, ops) != 1)
+    const char **ops = xmalloc(sizeof *ops * (size_t)(argc + 1)), *key = NULL;
+    if (operands(argc, argv, key_opt, &key, ops) != 1)
         die(EXIT_USAGE, "takes exactly one FILE");
-    set_state(ops[0], CB_CLOSED);
+    set_state(ops[0], key, CB_CLOSED);
+    free(ops);
     return 0;
 }
 
 static const char USAGE_CREATE[] =
-    "usage: cbctl create FILE [breaker flags]\n"
+    "usage: cbctl create FILE [--group] [group flags] [breaker flags]\n"
     "\n"
     "Creates the breaker file with this config, or checks that an existing one holds\n"
     "it (cb_shm_open). Services that open FILE with the same config share the breaker.\n"
-    "\n" CBFLAGS_USAGE;
+    "With --group or any group flag, the file holds a keyed group instead\n"
+    "(cb_group_shm_open), and the breaker flags are its template.\n"
+    "\n" CBFLAGS_USAGE CBFLAGS_GROUP_USAGE;
+
+typedef struct create_opts { cb_group_config gc; bool group; } create_opts;
 
 static bool create_opt(int argc, char **argv, int *i, void *ctx)
 {
+    create_opts *c = ctx;
     char err[256];
-    (void)argc;
-    int got = cbflags_parse(argv[*i], ctx, err, sizeof err);
+    if (opt(argc, argv, i, "--group", NULL))
+        return c->group = true;
+    int got = cbflags__parse_in(cbflags__group_table, CB__COUNT_OF(cbflags__group_table),
+                                argv[*i], &c->gc, err, sizeof err);
+    if (got == 1)
+        c->group = true;
+    else if (got == 0)
+        got = cbflags_parse(argv[*i], &c->gc.breaker, err, sizeof err);
     if (got < 0)
         die(EXIT_USAGE, "%s", esc(err));
     return got == 1;
 }
 
+/* The config a group file made from gc would hold: every default filled in. */
+static void group_resolved(const cb_group_config *gc, cb_group_config *out)
+{
+    cb__gcfg r;
+    *out = *gc;
+    if (cb__group_resolve(gc, &out->breaker, &r, NULL, 0) != CB_OK)
+        return;
+    out->capacity = r.capacity, out->key_max = r.key_max, out->idle_ms = r.idle_ms;
+    out->max_open_share = r.max_open_share, out->dominant_share = r.dominant_share;
+    out->dominant_min_calls = r.dominant_min_calls, out->dominant_window_ms = r.dominant_window_ms;
+}
+
 static int cmd_create(int argc, char **argv)
 {
-    cb_config cfg = { 0 };
+    create_opts c = { 0 };
     const char **ops = xmalloc(sizeof *ops * (size_t)(argc + 1));
-    char msg[256], want[1024], have[1024];
+    char msg[256], want[1536], have[1536];
     cb_err e;
-    if (operands(argc, argv, create_opt, &cfg, ops) != 1)
+    if (operands(argc, argv, create_opt, &c, ops) != 1)
         die(EXIT_USAGE, "takes exactly one FILE");
-    if (cb_config_check(&cfg, msg, sizeof msg) != CB_OK)
+    if ((c.group ? cb_group_config_check(&c.gc, msg, sizeof msg)
+                 : cb_config_check(&c.gc.breaker, msg, sizeof msg)) != CB_OK)
         die(EXIT_USAGE, "%s", esc(msg));
-    cb_breaker *b = cb_shm_open_ex(ops[0], &cfg, attach_flags, &e, msg, sizeof msg);
-    if (!b && e == CB_EMISMATCH) {
-        cb_config_resolve(&cfg, &cfg, NULL, 0);
-        cbflags_format(&cfg, want, sizeof want);
+    breaker made = { .path = ops[0] };
+    if (c.group)
+        made.g = cb_group_shm_open_ex(ops[0], &c.gc, attach_flags, &e, msg, sizeof msg);
+    else
+        made.b = cb_shm_open_ex(ops[0], &c.gc.breaker, attach_flags, &e, msg, sizeof msg);
+    if (!usable(&made) && e == CB_EMISMATCH && group_file(ops[0]) == c.group) {
+        cb_group_config r;
         breaker *old = attach_all(ops, 1);
-        cb_config_get(old->b, &cfg);
-        cbflags_format(&cfg, have, sizeof have);
+        if (c.group) {
+            group_resolved(&c.gc, &r);
+            cbflags_group_format(&r, want, sizeof want);
+            cb_group_config_get(old->g, &r);
+            cbflags_group_format(&r, have, sizeof have);
+        } else {
+            cb_config_resolve(&c.gc.breaker, &r.breaker, NULL, 0);
+            cbflags_format(&r.breaker, want, sizeof want);
+            cb_config_get(old->b, &r.breaker);
+            cbflags_format(&r.breaker, have, sizeof have);
+        }
         die(EXIT_FILE, "%s: %s\n  the file holds: %s\n  asked for:      %s", esc(ops[0]),
             cb_strerror(e), esc(have), esc(want));
     }
-    if (!b) {
+    if (!usable(&made)) {
         size_t n = strlen(ops[0]);
         die(EXIT_FILE, "%s: %s: %s", esc(ops[0]), cb_strerror(e),
             esc(strncmp(msg, ops[0], n) == 0 && msg[n] == ':' ? msg + n + 2 : msg));
     }
-    cb_config_get(b, &cfg);
-    cbflags_format(&cfg, have, sizeof have);
-    printf("%s: %s\n", esc(ops[0]), esc(have));
-    cb_shm_close(b);
+    if (made.g) {
+        cb_group_config_get(made.g, &c.gc);
+        cbflags_group_format(&c.gc, have, sizeof have);
+    } else {
+        cb_config_get(made.b, &c.gc.breaker);
+        cbflags_format(&c.gc.breaker, have, sizeof have);
+    }
+    printf("%s: %s%s\n", esc(ops[0]), made.g ? "group " : "", esc(have));
+    detach(&made);
     free(ops);
     return 0;
 }
 
 /* ---- metrics ----------------------------------------------------------------------- */
 
-/* One breaker as cb_format_json() writes it, with "file" added. Spliced as text, not
-   parsed: cJSON keeps numbers as doubles, exact only up to 2^53 (ns past 104 days). */
+/* The whole text of a formatter with snprintf semantics (cb_format_json and the like):
+   written again into a larger buffer while it does not fit, as a group can gain keys
+   between the sizing and the writing. */
+typedef int (*format_fn)(const void *ctx, char *buf, size_t cap);
+static char *whole(format_fn fn, const void *ctx)
+{
+    for (size_t cap = 4096;;) {
+        char *buf = xmalloc(cap);
+        int len = fn(ctx, buf, cap);
+        if (len < 0)
+            die(EXIT_FILE, "out of memory");
+        if ((size_t)len < cap)
+            return buf;
+        free(buf);
+        cap = (size_t)len + 1 + (size_t)len / 8;   /* and room for what arrives meanwhile */
+    }
+}
+
+static int json_of(const void *ctx, char *buf, size_t cap)
+{
+    const breaker *br = ctx;
+    return br->b ? cb_format_json(br->b, buf, cap) : cb_group_format_json(br->g, buf, cap);
+}
+
+/* One breaker or group as cb_format_json() or cb_group_format_json() writes it, with
+   "file" added. Spliced as text, not parsed: cJSON keeps numbers as doubles, exact only
+   up to 2^53 (ns past 104 days). */
 static char *breaker_json(const breaker *br)
 {
     cJSON *file = cJSON_CreateString(br->path);
     char *quoted = file ? cJSON_PrintUnformatted(file) : NULL;
     if (!quoted)
         die(EXIT_FILE, "out of memory");
-    size_t len = (size_t)cb_format_json(br->b, NULL, 0), cap = len + strlen(quoted) + 16;
+    char *obj = whole(json_of, br);
+    size_t len = strlen(obj), cap = len + strlen(quoted) + 16;
     char *buf = xmalloc(cap);
-    cb_format_json(br->b, buf, len + 1);
+    memcpy(buf, obj, len - 1);
     snprintf(buf + len - 1, cap - len + 1, ",\"file\":%s}", quoted);   /* over the final '}' */
+    free(obj);
     cJSON_free(quoted);
     cJSON_Delete(file);
     return buf;
 }
 
-static char *prometheus_text(const breaker *bs, int n)
+/* The files to export, split into breakers and groups as cb_format_prometheus_ex takes
+   them; a file that cannot be used has no series rather than stale ones. */
+typedef struct exposition {
+    cb_breaker **bs;
+    cb_group **gs;
+    size_t nb, ng;
+    const cb_export_limits *lim;
+} exposition;
+
+static int prometheus_of(const void *ctx, char *buf, size_t cap)
 {
-    cb_breaker **list = xmalloc(sizeof *list * (size_t)n);
-    size_t k = 0;
-    for (int i = 0; i < n; i++)
-        if (bs[i].b)   /* a file that cannot be used has no series rather than stale ones */
-            list[k++] = bs[i].b;
-    int len = cb_format_prometheus(list, k, NULL, 0);
-    char *buf = xmalloc((size_t)len + 1);
-    cb_format_prometheus(list, k, buf, (size_t)len + 1);
-    free(list);
-    return buf;
+    const exposition *x = ctx;
+    return cb_format_prometheus_ex(x->bs, x->nb, x->gs, x->ng, x->lim, buf, cap);
 }
 
-static const char USAGE_METRICS[] =
-    "usage: cbctl metrics --json|--prometheus FILE...\n"
-    "\n"
-    "--json        a JSON array, one object per breaker: cb_format_json() plus \"file\"\n"
-    "--prometheus  Prometheus text format 0.0.4 (cb_format_prometheus())\n"
-    "Breaker names must be unique across the files.\n";
+static char *prometheus_text(const breaker *bs, int n, const cb_export_limits *lim)
+{
+    exposition x = { xmalloc(sizeof *x.bs * (size_t)n), xmalloc(sizeof *x.gs * (size_t)n), 0, 0, lim };
+    for (int i = 0; i < n; i++)
+        if (bs[i].b)
+            x.bs[x.nb++] = bs[i].b;
+        else if (bs[i].g)
+            x.gs[x.ng++] = bs[i].g;
+    char *text = whole(prometheus_of, &x);
+    free(x.bs);
+    free(x.gs);
+    return text;
+}
 
-typedef struct metrics_opts { bool json, prometheus; } metrics_opts;
+/* --max-keys and --not-closed, of metrics and serve: the bound on a group's key labels. */
+static bool limits_opt(int argc, char **argv, int *i, cb_export_limits *lim)
+{
+    const char *v;
+    if (opt(argc, argv, i, "--max-keys", &v))
+        lim->max_keys = opt_uint("--max-keys", v, 0, CB_GROUP_CAPACITY_MAX);
+    else if (opt(argc, argv, i, "--not-closed", NULL))
+        lim->not_closed = true;
+    else
+        return false;
+    return true;
+}
+
+#define LIMITS_USAGE                                                                      \
+    "--max-keys=N  each group's N worst keys only (as cbctl show orders them; default 0,\n" \
+    "              every key): at most N + 1 label sets per group and family\n"          \
+    "--not-closed  only the keys that are not CLOSED\n"                                   \
+    "A group's own series (cb_group_keys, ...) and its overflow breaker are always there.\n"
+
+static const char USAGE_METRICS[] =
+    "usage: cbctl metrics --json|--prometheus [--max-keys=N] [--not-closed] FILE...\n"
+    "\n"
+    "--json        a JSON array, one object per file: cb_format_json() or, for a group,\n"
+    "              cb_group_format_json() (every key), plus \"file\"\n"
+    "--prometheus  Prometheus text format 0.0.4 (cb_format_prometheus_ex()): a group's\n"
+    "              keys carry a key label, its overflow breaker overflow=\"true\"\n"
+    LIMITS_USAGE
+    "Names must be unique across the files.\n";
+
+typedef struct metrics_opts { bool json, prometheus; cb_export_limits lim; } metrics_opts;
 
 static bool metrics_opt(int argc, char **argv, int *i, void *ctx)
 {
@@ -681,13 +1009,13 @@ static bool metrics_opt(int argc, char **argv, int *i, void *ctx)
     else if (opt(argc, argv, i, "--prometheus", NULL))
         m->prometheus = true;
     else
-        return false;
+        return limits_opt(argc, argv, i, &m->lim);
     return true;
 }
 
 static int cmd_metrics(int argc, char **argv)
 {
-    metrics_opts m = { false, false };
+    metrics_opts m = { false, false, { 0, false } };
     const char **files = xmalloc(sizeof *files * (size_t)argc);
     int n = operands(argc, argv, metrics_opt, &m, files);
     if (m.json == m.prometheus)
@@ -705,7 +1033,7 @@ static int cmd_metrics(int argc, char **argv)
         }
         printf("]\n");
     } else {
-        text = prometheus_text(bs, n);
+        text = prometheus_text(bs, n, &m.lim);
         fputs(text, stdout);
         free(text);
     }
@@ -734,6 +1062,7 @@ typedef struct server {
     breaker *bs;
     int n;
     double warn;          /* failure rate at or above which a closed breaker is DEGRADED */
+    cb_export_limits lim; /* the bound on group key labels in /metrics */
     uint64_t header_ns;   /* a request's headers must be in within this */
     client *head, *tail;  /* the connections waiting for a request, earliest deadline first */
     unsigned closed;      /* connections closed in the last MHD_run */
@@ -831,11 +1160,9 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 /* The window's failure rate, or -1 while the window holds fewer than minimum_calls. */
-static double failure_rate(const cb_breaker *b, const cb_stats *s)
+static double failure_rate(const cb_config *c, const cb_stats *s)
 {
-    cb_config c;
-    cb_config_get(b, &c);
-    if (!(c.window_calls || c.window_ms) || !s->window_calls || s->window_calls < c.minimum_calls)
+    if (!(c->window_calls || c->window_ms) || !s->window_calls || s->window_calls < c->minimum_calls)
         return -1;
     return (double)s->window_failures / s->window_calls;
 }
@@ -843,14 +1170,95 @@ static double failure_rate(const cb_breaker *b, const cb_stats *s)
 /* CRITICAL only while the breaker will refuse the next call for time still to run. Once
    an open period is over the next call probes; a 503 then would keep a load balancer
    from ever sending that call, and the instance would stay out for good. */
-static enum health health_of(const breaker *br, const cb_stats *s, uint64_t retry_ms,
-                             double rate, double warn)
+static enum health health_of(bool critical, const cb_stats *s, uint64_t retry_ms, double rate,
+                             double warn)
 {
     if (s->state == CB_FORCED_OPEN || (s->state == CB_OPEN && retry_ms > 0))
-        return br->critical ? CRITICAL : UNHEALTHY;
+        return critical ? CRITICAL : UNHEALTHY;
     if (s->state == CB_OPEN || s->state == CB_HALF_OPEN || (s->state != CB_DISABLED && rate >= warn))
         return DEGRADED;
     return HEALTHY;
+}
+
+/* A breaker's (or a key's) fields of /health. */
+static enum health health_fields(cJSON *o, bool critical, const cb_config *c, const cb_stats *s,
+                                 uint64_t retry_ms, double warn)
+{
+    double rate = failure_rate(c, s);
+    enum health h = health_of(critical, s, retry_ms, rate, warn);
+    cJSON_AddStringToObject(o, "state", cb_state_name(s->state));
+    cJSON_AddStringToObject(o, "health", health_names[h]);
+    if (rate >= 0)
+        cJSON_AddNumberToObject(o, "failure_rate", rate);
+    else
+        cJSON_AddNullToObject(o, "failure_rate");
+    cJSON_AddNumberToObject(o, "window_calls", s->window_calls);
+    cJSON_AddNumberToObject(o, "retry_after_ms", (double)retry_ms);
+    return h;
+}
+
+/* Every key's health, counted (cb_group_each gives no time left: open_until_ns has it). */
+typedef struct key_tally {
+    const cb_config *c;
+    double warn;
+    uint64_t now_ns, refusing, unwell;
+} key_tally;
+
+static bool tally_key(const char *key, size_t len, const cb_stats *s, void *user)
+{
+    key_tally *t = user;
+    (void)key, (void)len;
+    uint64_t retry_ms = s->state == CB_OPEN && s->open_until_ns > t->now_ns
+                            ? (s->open_until_ns - t->now_ns + 999999) / 1000000 : 0;
+    enum health h = health_of(false, s, retry_ms, failure_rate(t->c, s), t->warn);
+    t->refusing += h == UNHEALTHY;
+    t->unwell += h == DEGRADED;
+    return true;
+}
+
+#define WORST_IN_HEALTH 5
+
+/* A group is DEGRADED while any key is not healthy: one bad shard among many is the group
+   doing its job, not a reason to pull the instance. It is UNHEALTHY when calls of new keys
+   are refused (the overflow breaker refuses) or every key held refuses; CRITICAL when
+   it is --critical and UNHEALTHY. */
+static enum health group_health(cJSON *o, const breaker *br, double warn)
+{
+    cb_group_config gc;
+    cb_group_stats gs;
+    cb_stats os;
+    char text[3 * CB_GROUP_KEY_MAX + 1];
+    cb_group_config_get(br->g, &gc);
+    key_tally t = { &gc.breaker, warn, mono_ns(), 0, 0 };
+    uint64_t held = cb_group_each(br->g, tally_key, &t);
+    cb_group_stats_get(br->g, &gs);
+    cJSON *over = cJSON_CreateObject();
+    cb_breaker *ob = cb_group_overflow(br->g);
+    cb_stats_get(ob, &os);
+    enum health oh = health_fields(over, false, &gc.breaker, &os, cb_retry_after_ms(ob), warn);
+    enum health h = oh == UNHEALTHY || (held && t.refusing == held) ? UNHEALTHY
+                    : oh != HEALTHY || t.refusing || t.unwell       ? DEGRADED : HEALTHY;
+    if (h == UNHEALTHY && br->critical)
+        h = CRITICAL;
+    cJSON_AddTrueToObject(o, "group");
+    cJSON_AddStringToObject(o, "health", health_names[h]);
+    cJSON_AddBoolToObject(o, "critical", br->critical);
+    cJSON_AddNumberToObject(o, "keys", (double)held);
+    cJSON_AddNumberToObject(o, "open_keys", (double)gs.open_keys);
+    cJSON_AddNumberToObject(o, "refusing_keys", (double)t.refusing);
+    cJSON_AddNumberToObject(o, "degraded_keys", (double)t.unwell);
+    cJSON_AddItemToObject(o, "overflow", over);
+    cb_group_key worst[WORST_IN_HEALTH];
+    size_t n = cb_group_worst(br->g, worst, WORST_IN_HEALTH);
+    cJSON *list = cJSON_CreateArray();
+    for (size_t i = 0; i < n && i < WORST_IN_HEALTH; i++) {
+        cJSON *k = cJSON_CreateObject();
+        cJSON_AddStringToObject(k, "key", json_key(worst[i].key, worst[i].key_len, text));
+        health_fields(k, false, &gc.breaker, &worst[i].stats, worst[i].retry_after_ms, warn);
+        cJSON_AddItemToArray(list, k);
+    }
+    cJSON_AddItemToObject(o, "worst_keys", list);
+    return h;
 }
 
 static char *health_json(const server *sv, enum health *worst)
@@ -863,7 +1271,16 @@ static char *health_json(const server *sv, enum health *worst)
         cJSON_AddStringToObject(o, "name", br->name);
         cJSON_AddStringToObject(o, "file", br->path);
         enum health h = UNHEALTHY;   /* a file that cannot be used: unknown, not critical */
-        if (!br->b) {
+        if (br->g)
+            h = group_health(o, br, sv->warn);
+        else if (br->b) {
+            cb_stats s;
+            cb_config c;
+            cb_stats_get(br->b, &s);
+            cb_config_get(br->b, &c);
+            h = health_fields(o, br->critical, &c, &s, cb_retry_after_ms(br->b), sv->warn);
+            cJSON_AddBoolToObject(o, "critical", br->critical);
+        } else {
             cJSON_AddStringToObject(o, "state", "unknown");
             cJSON_AddStringToObject(o, "health", health_names[h]);
             cJSON_AddBoolToObject(o, "critical", br->critical);
@@ -871,21 +1288,6 @@ static char *health_json(const server *sv, enum health *worst)
             cJSON_AddNullToObject(o, "window_calls");
             cJSON_AddNullToObject(o, "retry_after_ms");
             cJSON_AddStringToObject(o, "error", br->why);
-        } else {
-            cb_stats s;
-            cb_stats_get(br->b, &s);
-            uint64_t retry_ms = cb_retry_after_ms(br->b);
-            double rate = failure_rate(br->b, &s);
-            h = health_of(br, &s, retry_ms, rate, sv->warn);
-            cJSON_AddStringToObject(o, "state", cb_state_name(s.state));
-            cJSON_AddStringToObject(o, "health", health_names[h]);
-            cJSON_AddBoolToObject(o, "critical", br->critical);
-            if (rate >= 0)
-                cJSON_AddNumberToObject(o, "failure_rate", rate);
-            else
-                cJSON_AddNullToObject(o, "failure_rate");
-            cJSON_AddNumberToObject(o, "window_calls", s.window_calls);
-            cJSON_AddNumberToObject(o, "retry_after_ms", (double)retry_ms);
         }
         cJSON_AddItemToArray(list, o);
         if (h > *worst)
@@ -939,7 +1341,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     for (int i = 0; i < sv->n; i++)
         refresh(&sv->bs[i]);
     if (metrics) {
-        char *text = prometheus_text(sv->bs, sv->n);
+        char *text = prometheus_text(sv->bs, sv->n, &sv->lim);
         enum MHD_Result ok = reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text);
         free(text);
         return ok;
@@ -957,25 +1359,30 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 
 static const char USAGE_SERVE[] =
     "usage: cbctl serve --listen HOST:PORT [--warn-failure-rate=R] [--critical=NAME]...\n"
-    "                   [--max-connections=N] [--header-timeout-ms=N] FILE...\n"
+    "                   [--max-connections=N] [--header-timeout-ms=N] [--max-keys=N]\n"
+    "                   [--not-closed] FILE...\n"
     "\n"
-    "Serves the breakers over HTTP until SIGINT or SIGTERM:\n"
-    "  /metrics  Prometheus text format 0.0.4\n"
+    "Serves the breakers and groups over HTTP until SIGINT or SIGTERM:\n"
+    "  /metrics  Prometheus text format 0.0.4, as cbctl metrics --prometheus\n"
     "  /health   JSON {\"status\": ..., \"breakers\": [...]}; status is the worst of:\n"
     "            HEALTHY; DEGRADED (half-open, open with its period over so that the\n"
     "            next call probes, or a window failure rate >= R); UNHEALTHY (forced-open,\n"
     "            or open with time left in its period; or its file cannot be used);\n"
-    "            CRITICAL (a --critical breaker is so: HTTP 503; otherwise 200)\n"
-    "A file replaced at its path is followed (it must hold the same breaker).\n"
+    "            CRITICAL (a --critical breaker is so: HTTP 503; otherwise 200).\n"
+    "            A group is DEGRADED while any key is not healthy, UNHEALTHY when its\n"
+    "            overflow breaker refuses or every key held refuses; its worst keys\n"
+    "            are listed.\n"
+    "A file replaced at its path is followed (it must hold the same breaker or group).\n"
     "--listen HOST:PORT       a numeric address, e.g. 127.0.0.1:9464 or [::1]:9464; port 0\n"
     "                         picks a free one; the address is printed once listening\n"
     "--warn-failure-rate=R    in (0, 1], default 0.2\n"
-    "--critical=NAME          the breaker named NAME is critical (repeat for more)\n"
+    "--critical=NAME          the breaker or group named NAME is critical (repeat for more)\n"
     "--max-connections=N      connections held at once, default 4096 (1..1000000), within\n"
     "                         the open files limit; more wait to be accepted\n"
     "--header-timeout-ms=N    a request's headers must be in within N ms of the accept\n"
     "                         (or of the previous response), and a connection idle that\n"
-    "                         long is closed: default 5000 (10..600000)\n";
+    "                         long is closed: default 5000 (10..600000)\n"
+    LIMITS_USAGE;
 
 typedef struct serve_opts {
     const char *listen;
@@ -984,6 +1391,7 @@ typedef struct serve_opts {
     int ncritical;
     uint32_t max_connections, header_timeout_ms;
     bool max_given;
+    cb_export_limits lim;
 } serve_opts;
 
 static bool serve_opt(int argc, char **argv, int *i, void *ctx)
@@ -1003,7 +1411,7 @@ static bool serve_opt(int argc, char **argv, int *i, void *ctx)
     } else if (opt(argc, argv, i, "--header-timeout-ms", &v))
         o->header_timeout_ms = opt_uint("--header-timeout-ms", v, 10, 600000);
     else
-        return false;
+        return limits_opt(argc, argv, i, &o->lim);
     return true;
 }
 
@@ -1058,7 +1466,7 @@ static unsigned connection_limit(unsigned want, bool given)
 static int cmd_serve(int argc, char **argv)
 {
     serve_opts o = { NULL, 0.2, xmalloc(sizeof(char *) * (size_t)argc), 0, MAX_CONNECTIONS,
-                     HEADER_TIMEOUT_MS, false };
+                     HEADER_TIMEOUT_MS, false, { 0, false } };
     const char **files = xmalloc(sizeof *files * (size_t)argc);
     int n = operands(argc, argv, serve_opt, &o, files);
     if (!o.listen)
@@ -1066,7 +1474,7 @@ static int cmd_serve(int argc, char **argv)
     if (n == 0)
         die(EXIT_USAGE, "name at least one FILE");
     struct addrinfo *ai = listen_addr(o.listen);
-    server sv = { attach_all(files, n), n, o.warn, (uint64_t)o.header_timeout_ms * 1000000u,
+    server sv = { attach_all(files, n), n, o.warn, o.lim, (uint64_t)o.header_timeout_ms * 1000000u,
                   NULL, NULL, 0 };
     check_names_unique(sv.bs, n);
     for (int c = 0; c < o.ncritical; c++) {
@@ -1074,7 +1482,7 @@ static int cmd_serve(int argc, char **argv)
         while (i < n && strcmp(sv.bs[i].name, o.critical[c]) != 0)
             i++;
         if (i == n)
-            die(EXIT_USAGE, "--critical=%s: no breaker of that name among the files",
+            die(EXIT_USAGE, "--critical=%s: no breaker or group of that name among the files",
                 esc(o.critical[c]));
         sv.bs[i].critical = true;
     }
@@ -1109,7 +1517,7 @@ static int cmd_serve(int argc, char **argv)
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     char host[64];
     getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof host, NULL, 0, NI_NUMERICHOST);
-    printf("cbctl serve: %d breaker%s on http://%s%s%s:%u (/metrics, /health)\n", n,
+    printf("cbctl serve: %d file%s on http://%s%s%s:%u (/metrics, /health)\n", n,
            n == 1 ? "" : "s", ai->ai_family == AF_INET6 ? "[" : "", host,
            ai->ai_family == AF_INET6 ? "]" : "", info ? info->port : 0);
     fflush(stdout);
@@ -1164,16 +1572,17 @@ static const struct command {
 static const char USAGE[] =
     "usage: cbctl COMMAND [ARGS]\n"
     "\n"
-    "Inspects and controls circuit breakers shared through files (cb_shm_open).\n"
+    "Inspects and controls circuit breakers and keyed groups shared through files\n"
+    "(cb_shm_open, cb_group_shm_open). Every FILE may hold a breaker or a group.\n"
     "\n"
-    "  ls DIR                                    breaker files in DIR, with state\n"
-    "  show FILE...                              state, counters, window, history\n"
+    "  ls DIR                                    breaker and group files in DIR\n"
+    "  show [--keys=N] FILE...                   state, counters, window, history; keys\n"
     "  watch [--interval-ms=N] FILE...           show, refreshed until interrupted\n"
-    "  set FILE STATE                            manual transition\n"
-    "  reset FILE                                closed, window and backoff cleared\n"
+    "  set FILE STATE [--key=KEY]                manual transition (of a group's key)\n"
+    "  reset FILE [--key=KEY]                    closed, window and backoff cleared\n"
     "  metrics --json|--prometheus FILE...       export\n"
     "  serve --listen HOST:PORT FILE...          HTTP /metrics and /health\n"
-    "  create FILE [breaker flags]               create (or check) a breaker file\n"
+    "  create FILE [flags]                       create (or check) a breaker or group file\n"
     "\n"
     "cbctl COMMAND --help describes a command. Exit status: 0 ok, 1 a file could not be\n"
     "used or another runtime error, 2 a bad command line.\n"

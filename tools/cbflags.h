@@ -40,6 +40,11 @@ static const cbflags__flag cbflags__table[] = {
 };
 #undef CBFLAGS__F
 
+/* A keyed group's own flags, offsets in cb_group_config. */
+#define CBFLAGS__G(type, field, flag, doc) {flag, offsetof(cb_group_config, field), CBFLAGS__##type},
+static const cbflags__flag cbflags__group_table[] = { CB__GROUP_CONFIG_FIELDS(CBFLAGS__G) };
+#undef CBFLAGS__G
+
 /* For usage messages: the flags, one per line, with what each means. */
 #define CBFLAGS__VALUE_U32 "N"
 #define CBFLAGS__VALUE_U64 "N"
@@ -48,6 +53,10 @@ static const cbflags__flag cbflags__table[] = {
 #define CBFLAGS_USAGE                                                                   \
     "breaker flags (cb_config fields; 0 or absent = the default in brackets, or off):\n" \
     "  --name=S  the breaker's name (breaker)\n" CB__CONFIG_FIELDS(CBFLAGS__USAGE_LINE)
+
+#define CBFLAGS_GROUP_USAGE                                                   \
+    "group flags (cb_group_config fields; 0 or absent = the default in brackets, or off):\n" \
+    CB__GROUP_CONFIG_FIELDS(CBFLAGS__USAGE_LINE)
 
 /* Strict unsigned decimal: digits only, no sign, no overflow past max. */
 static inline int cbflags__unsigned(const char *s, uint64_t max, uint64_t *out) {
@@ -77,13 +86,14 @@ static inline int cbflags__double(const char *s, double *out) {
 
 /* 1: arg was a breaker flag and is stored in cfg; 0: not a breaker flag (cfg untouched);
    -1: a breaker flag with a bad value, err says which flag and value. */
-static inline int cbflags_parse(const char *arg, cb_config *cfg, char *err, size_t errlen) {
+static inline int cbflags__parse_in(const cbflags__flag *table, size_t count, const char *arg,
+                                    void *cfg, char *err, size_t errlen) {
     if (strncmp(arg, "--", 2) != 0)
         return 0;
     const char *key = arg + 2, *eq = strchr(key, '=');
     size_t klen = eq ? (size_t)(eq - key) : strlen(key);
-    for (size_t i = 0; i < sizeof cbflags__table / sizeof cbflags__table[0]; i++) {
-        const cbflags__flag *f = &cbflags__table[i];
+    for (size_t i = 0; i < count; i++) {
+        const cbflags__flag *f = &table[i];
         if (strlen(f->flag) != klen || strncmp(f->flag, key, klen) != 0)
             continue;
         if (!eq) {
@@ -127,6 +137,19 @@ static inline int cbflags_parse(const char *arg, cb_config *cfg, char *err, size
     return 0;
 }
 
+static inline int cbflags_parse(const char *arg, cb_config *cfg, char *err, size_t errlen) {
+    return cbflags__parse_in(cbflags__table, sizeof cbflags__table / sizeof cbflags__table[0], arg,
+                             cfg, err, errlen);
+}
+
+/* As cbflags_parse, for a keyed group: its own flags, then the template's. */
+static inline int cbflags_group_parse(const char *arg, cb_group_config *gc, char *err, size_t errlen) {
+    int got = cbflags__parse_in(cbflags__group_table,
+                                sizeof cbflags__group_table / sizeof cbflags__group_table[0], arg,
+                                gc, err, errlen);
+    return got ? got : cbflags_parse(arg, &gc->breaker, err, errlen);
+}
+
 /* Shortest text that reads back as v: 0.1, not 0.10000000000000001. */
 static inline void cbflags__fmt_double(char *buf, size_t cap, double v) {
     for (int prec = 6; prec <= 17; prec++) {
@@ -137,7 +160,7 @@ static inline void cbflags__fmt_double(char *buf, size_t cap, double v) {
 }
 
 /* The value of flag f in cfg as text; "" when it is zero (or NULL). */
-static inline void cbflags__text(const cb_config *cfg, const cbflags__flag *f, char *val, size_t cap) {
+static inline void cbflags__text(const void *cfg, const cbflags__flag *f, char *val, size_t cap) {
     const void *field = (const char *)cfg + f->offset;
     val[0] = '\0';
     switch (f->type) {
@@ -171,18 +194,34 @@ static inline void cbflags__put(char *buf, size_t cap, size_t *n, const char *s)
 
 /* The breaker flags of cfg that are not zero, space separated, as cbflags_parse reads
    them (for logs and reports). snprintf semantics: returns the full length. */
+static inline void cbflags__format_in(const cbflags__flag *table, size_t count, const void *cfg,
+                                      char *buf, size_t cap, size_t *n) {
+    for (size_t i = 0; i < count; i++) {
+        char val[96], one[160];
+        cbflags__text(cfg, &table[i], val, sizeof val);
+        if (!*val)
+            continue;
+        snprintf(one, sizeof one, "%s--%s=%s", *n ? " " : "", table[i].flag, val);
+        cbflags__put(buf, cap, n, one);
+    }
+}
+
 static inline int cbflags_format(const cb_config *cfg, char *buf, size_t cap) {
     size_t n = 0;
     if (cap)
         buf[0] = '\0';
-    for (size_t i = 0; i < CBFLAGS__COUNT; i++) {
-        char val[96], one[160];
-        cbflags__text(cfg, &cbflags__table[i], val, sizeof val);
-        if (!*val)
-            continue;
-        snprintf(one, sizeof one, "%s--%s=%s", n ? " " : "", cbflags__table[i].flag, val);
-        cbflags__put(buf, cap, &n, one);
-    }
+    cbflags__format_in(cbflags__table, CBFLAGS__COUNT, cfg, buf, cap, &n);
+    return (int)n;
+}
+
+/* A group's flags, then its template's. */
+static inline int cbflags_group_format(const cb_group_config *gc, char *buf, size_t cap) {
+    size_t n = 0;
+    if (cap)
+        buf[0] = '\0';
+    cbflags__format_in(cbflags__group_table,
+                       sizeof cbflags__group_table / sizeof cbflags__group_table[0], gc, buf, cap, &n);
+    cbflags__format_in(cbflags__table, CBFLAGS__COUNT, &gc->breaker, buf, cap, &n);
     return (int)n;
 }
 
