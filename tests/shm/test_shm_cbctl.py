@@ -248,7 +248,7 @@ def test_metrics_refuses_two_files_with_one_breaker_name(tmp_path, files):
     redis, _ = files
     twin = create(tmp_path / "twin.cb", REDIS)
     p = cbctl("metrics", "--prometheus", redis, twin, check=1)
-    assert "both hold a breaker named 'redis'" in p.stderr
+    assert "both hold the name 'redis'" in p.stderr
 
 
 # ---- commands -----------------------------------------------------------------------
@@ -314,7 +314,7 @@ def test_ls_lists_breaker_files_skips_others_and_reports_damaged_ones(tmp_path, 
 
 
 def test_ls_of_an_empty_or_missing_folder(tmp_path):
-    assert "(no breaker files in" in cbctl("ls", tmp_path, check=0).stdout
+    assert "(no breaker or group files in" in cbctl("ls", tmp_path, check=0).stdout
     p = cbctl("ls", tmp_path / "nope", check=1)
     assert "No such file or directory" in p.stderr
 
@@ -515,7 +515,7 @@ def test_scrapes_stay_valid_and_monotonic_while_workers_hammer_and_die(server, f
 
 
 @pytest.mark.parametrize("args, status, message", [
-    (["--critical=nosuch"], 2, "--critical=nosuch: no breaker of that name"),
+    (["--critical=nosuch"], 2, "--critical=nosuch: no breaker or group of that name"),
     (["--listen=127.0.0.1:{busy}"], 1, "cannot listen on 127.0.0.1:"),
 ])
 def test_serve_startup_errors(server, files, args, status, message):
