@@ -188,6 +188,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cb_breaker *b = cb_new(&cfg, &err);
     if (!b)
         FAIL("cb_new: %s\n", cb_strerror(err));
+    cb_config drawn;   /* seed 0: the one the breaker drew, which the model follows */
+    cb_config_get(b, &drawn);
+    EQ("seed kept or drawn", cfg.seed ? drawn.seed == cfg.seed : drawn.seed != 0, 1);
+    m.cfg.seed = drawn.seed;
     say("config: cf %u rate %g count %u slow %u/%g min %u max_conc %u win %u calls/%u ms/%u"
         " open %u backoff %g max %u jitter %g probes %u timeout %u seed %" PRIu64 "\n",
         m.cfg.consecutive_failures, m.cfg.failure_rate, m.cfg.failures_in_window,

@@ -26,14 +26,6 @@ static uint64_t splitmix64(uint64_t x)
     return z ^ (z >> 31);
 }
 
-static uint64_t fnv1a64(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001b3u;
-    return h;
-}
-
 static bool is_fraction(double v) { return v >= 0 && v <= 1; }   /* false for NaN */
 
 cb_err model_resolve(const cb_config *in, cb_config *out)
@@ -93,9 +85,7 @@ cb_err model_resolve(const cb_config *in, cb_config *out)
     if (c.half_open_calls > PROBES_MAX)
         return CB_EINVAL;
     c.probe_timeout_ms = def_u32(c.probe_timeout_ms, 60000);
-    if (!c.seed)
-        c.seed = fnv1a64(c.name);
-    *out = c;
+    *out = c;   /* seed 0 stays 0: the breaker draws one, which the caller copies in */
     return CB_OK;
 }
 
