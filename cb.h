@@ -1086,12 +1086,6 @@ static cb_err cb__check_ranges(const cb_config *c, char *msg, size_t len)
     if (!cb__rate_ok(c->warn_failure_rate) || c->warn_failure_rate == 1)
         return cb__bad(msg, len, "cb_config.warn_failure_rate = %g: must be in (0, 1) (0 = off)",
                        c->warn_failure_rate);
-    if (c->warn_failure_rate > 0 && !c->window_calls && !c->window_ms)
-        return cb__bad(msg, len, "cb_config.warn_failure_rate = %g: needs a window (window_calls or "
-                       "window_ms)", c->warn_failure_rate);
-    if (c->warn_failure_rate > 0 && c->failure_rate > 0 && c->warn_failure_rate >= c->failure_rate)
-        return cb__bad(msg, len, "cb_config.warn_failure_rate = %g: must be below failure_rate = %g",
-                       c->warn_failure_rate, c->failure_rate);
     return CB_OK;
 }
 
@@ -1126,6 +1120,13 @@ static cb_err cb__fill_defaults(cb_config *c, char *msg, size_t len)
         return cb__bad(msg, len, "cb_config.max_open_ms = %u: must be >= open_ms = %u", c->max_open_ms, c->open_ms);
     c->half_open_calls = cb__def(c->half_open_calls, 1);
     c->probe_timeout_ms = cb__def(c->probe_timeout_ms, 60000);
+    /* after the defaults: a rate rule's default window serves the warning too */
+    if (c->warn_failure_rate > 0 && !c->window_calls && !c->window_ms)
+        return cb__bad(msg, len, "cb_config.warn_failure_rate = %g: needs a window (window_calls or "
+                       "window_ms)", c->warn_failure_rate);
+    if (c->warn_failure_rate > 0 && c->failure_rate > 0 && c->warn_failure_rate >= c->failure_rate)
+        return cb__bad(msg, len, "cb_config.warn_failure_rate = %g: must be below failure_rate = %g",
+                       c->warn_failure_rate, c->failure_rate);
     return CB_OK;
 }
 
