@@ -162,7 +162,9 @@ extern "C" {
     X(CB_REASON_PROBE_TIMEOUT, "probe_timeout")                          \
     X(CB_REASON_PROBES_SUCCEEDED, "probes_succeeded")                    \
     X(CB_REASON_MANUAL, "manual")                                        \
-    X(CB_REASON_DOMINANT_SHARE, "dominant_share")
+    X(CB_REASON_DOMINANT_SHARE, "dominant_share")                        \
+    X(CB_REASON_DEGRADED, "degraded")   /* no transition: the failure rate reached the warning */ \
+    X(CB_REASON_RECOVERED, "recovered") /* no transition: it is below the warning again */
 #define CB__ERRORS(X)                                              \
     X(CB_OK, "ok")                                                 \
     X(CB_EINVAL, "invalid argument or configuration")              \
@@ -171,7 +173,15 @@ extern "C" {
     X(CB_ECORRUPT, "shared breaker file is truncated or damaged")  \
     X(CB_EIO, "input/output error")                                \
     X(CB_EPERM, "shared file refused for safety: a symlink, not a regular file, another owner, or writable by others")
+/* Why cb_allow said no (cb_ticket_rejected); NONE: the call was admitted. */
+#define CB__REJECTS(X)                                                               \
+    X(CB_REJECT_NONE, "none")                                                        \
+    X(CB_REJECT_OPEN, "open")                     /* period not over: cb_retry_after_ms */ \
+    X(CB_REJECT_FORCED_OPEN, "forced_open")       /* an operator's choice: no timed exit */ \
+    X(CB_REJECT_HALF_OPEN_FULL, "half_open_full") /* every probe permit of the round taken */ \
+    X(CB_REJECT_BULKHEAD, "bulkhead")             /* max_concurrent calls in flight */
 #define CB__ENUM_ITEM(id, text) id,
+typedef enum cb_reject { CB__REJECTS(CB__ENUM_ITEM) CB__REJECT_COUNT } cb_reject;
 typedef enum cb_state { CB__STATES(CB__ENUM_ITEM) } cb_state;
 typedef enum cb_outcome { CB__OUTCOMES(CB__ENUM_ITEM) } cb_outcome;
 typedef enum cb_reason { CB__REASONS(CB__ENUM_ITEM) } cb_reason;
@@ -211,7 +221,8 @@ typedef struct cb_event {          /* one state transition */
     X(DBL, jitter, "jitter", "[0,1): period scaled by a factor in [1-jitter, 1]")           \
     X(U32, half_open_calls, "half-open-calls", "probe permits, all must succeed (1, <= 255)") \
     X(U32, probe_timeout_ms, "probe-timeout-ms", "a round unresolved this long re-opens (60000)") \
-    X(U64, seed, "seed", "jitter seed (a hash of the name)")
+    X(U64, seed, "seed", "jitter seed (drawn from the kernel at creation)")               \
+    X(DBL, warn_failure_rate, "warn-failure-rate", "(0,1), below failure-rate: stats.degraded at this rate")
 #define CB__TYPE_U32 uint32_t
 #define CB__TYPE_U64 uint64_t
 #define CB__TYPE_DBL double
@@ -239,13 +250,14 @@ typedef struct cb_ticket {
 } cb_ticket;
 
 /* The stats after the state, one line each: type, field, how Prometheus sees it
-   (COUNTER: cb_FIELD_total, GAUGE: cb_FIELD, NONE: JSON only) and its help text. The
+   (COUNTER: cb_FIELD_total, GAUGE: cb_FIELD, BY_REASON: cb_FIELD_total with a reason
+   label, from rejected_by; NONE: JSON only) and its help text. The
    struct, the JSON object and the Prometheus families all come from this list.
    Counters are cumulative and never decrease; window figures are what it holds now. */
 #define CB__STATS_FIELDS(X)                                                                  \
     X(U64, generation, GAUGE, "Transitions since the breaker was created (mod 2^32)")        \
     X(U64, admitted, COUNTER, "Calls admitted")                                               \
-    X(U64, rejected, COUNTER, "Calls rejected")                                               \
+    X(U64, rejected, BY_REASON, "Calls rejected, by why (cb_reject)")                        \
     X(U64, successes, COUNTER, "Calls recorded as successes")                                 \
     X(U64, failures, COUNTER, "Calls recorded as failures")                                   \
     X(U64, ignored, COUNTER, "Calls recorded as ignored")                                     \
@@ -257,6 +269,9 @@ typedef struct cb_ticket {
     X(U32, window_failures, GAUGE, "Failures the window holds")                               \
     X(U32, window_slow, GAUGE, "Slow calls the window holds")                                 \
     X(U32, in_flight, GAUGE, "Calls admitted and not yet recorded")                           \
+    X(U32, degraded, GAUGE, "1 while the window's failure rate is at or above warn_failure_rate") \
+    X(U32, prev_window_calls, GAUGE, "Calls the window held one window ago (the trend)")      \
+    X(U32, prev_window_failures, GAUGE, "Failures the window held one window ago")            \
     X(U64, state_since_ns, NONE, "When the current state began (breaker clock)")              \
     X(U64, last_failure_ns, NONE, "When the last failure was recorded (breaker clock)")       \
     X(U64, open_until_ns, NONE, "OPEN: when the period ends (breaker clock)")
@@ -265,12 +280,20 @@ typedef struct cb_ticket {
 typedef struct cb_stats {
     cb_state state;
     CB__STATS_FIELDS(CB__STATS_MEMBER)
+    uint64_t rejected_by[CB__REJECT_COUNT];   /* rejected, by cb_reject; [CB_REJECT_NONE] is 0 */
 } cb_stats;
 
 CB_API const char *cb_strerror(cb_err e);
 CB_API const char *cb_state_name(cb_state s);     /* "closed", "open", "half_open", ... */
 CB_API const char *cb_reason_name(cb_reason r);   /* "consecutive_failures", ...        */
 CB_API const char *cb_outcome_name(cb_outcome o); /* "success", "failure", "ignored"    */
+CB_API const char *cb_reject_name(cb_reject r);   /* "none", "open", "forced_open", ...  */
+/* What this thread's last failed cb_new, cb_init, cb_shm_open (and _ex, cb_shm_attach),
+   cb_group_new, cb_group_init or cb_group_shm_open said: the field and value, or the path
+   and the system's words; "" after a success of one of them. */
+CB_API const char *cb_last_error(void);
+/* Why the cb_allow that filled t refused the call; CB_REJECT_NONE if it was admitted. */
+CB_API cb_reject cb_ticket_rejected(const cb_ticket *t);
 /* Parse the lower-case names above (also with '-' for '_'); false if unknown. */
 CB_API bool cb_state_parse(const char *s, cb_state *out);
 
@@ -478,7 +501,9 @@ static inline uint64_t cb__w_make(cb_state s, uint32_t k, uint32_t taken, uint32
 }
 
 /* Cumulative counters, one set per stripe. */
-enum { CB__N_ADMITTED, CB__N_REJECTED, CB__N_SUCCESSES, CB__N_FAILURES, CB__N_IGNORED,
+enum { CB__N_ADMITTED,
+       CB__N_REJECTED,   /* CB_REJECT_OPEN's; the other reasons' follow, in cb_reject's order */
+       CB__N_REJECTED_LAST = CB__N_REJECTED + CB__REJECT_COUNT - 2, CB__N_SUCCESSES, CB__N_FAILURES, CB__N_IGNORED,
        CB__N_SLOW, CB__N_STALE,
        CB__N_UNCOUNTED,   /* records of DISABLED calls: only to tell calls in flight */
        CB__N_PLACES_TAKEN, CB__N_PLACES_GIVEN,  /* bulkhead places, to settle a dead process's */
@@ -736,7 +761,7 @@ CB__FAST bool cb_record(cb_breaker *b, const cb_ticket *t, cb_outcome o)
 
 #define CB__MAGIC 0x3168726b61657262ull   /* "breakrh1" */
 #define CB__GROUP_MAGIC 0x3170726b61657262ull   /* "breakrp1": a group's file */
-#define CB__VERSION 6u
+#define CB__VERSION 7u
 #define CB__WINDOW_MAX (1u << 20)
 #define CB__BUCKETS_MAX 1024u
 #define CB__MS 1000000ull
@@ -782,6 +807,11 @@ struct cb__live {
                                             epoch seen, see cb__epoch() */
     _Atomic(uint64_t) win_closed[3];     /* time window: epoch:32 | calls, failures, slow:32
                                             of the buckets before that epoch's own */
+    _Atomic(uint64_t) trend_at;          /* gen:32 | round:32 of the figures in trend */
+    _Atomic(uint64_t) trend;             /* failures:32 | calls:32 of the window when that
+                                            round (window_ms of the clock, or window_calls
+                                            ring positions) began */
+    _Atomic(uint64_t) warn;              /* gen:32 | degraded:1, as last told to on_event */
     /* bulkhead */
     _Alignas(CB_CACHELINE) _Atomic(uint64_t) in_flight;
     _Atomic(uint64_t) sweep_ms;         /* last look for a dead process's bulkhead places */
@@ -822,6 +852,7 @@ CB_API const char *cb_strerror(cb_err e)
 #define CB__TEXT_ITEM(id, text) text,
 static const char *const cb__state_names[] = { CB__STATES(CB__TEXT_ITEM) };
 static const char *const cb__reason_names[] = { CB__REASONS(CB__TEXT_ITEM) };
+static const char *const cb__reject_names[] = { CB__REJECTS(CB__TEXT_ITEM) };
 static const char *const cb__outcome_names[] = { CB__OUTCOMES(CB__TEXT_ITEM) };
 #undef CB__TEXT_ITEM
 #define CB__COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -834,6 +865,19 @@ CB_API const char *cb_state_name(cb_state s)
 CB_API const char *cb_reason_name(cb_reason r)
 {
     return (unsigned)r < CB__COUNT_OF(cb__reason_names) ? cb__reason_names[r] : "unknown";
+}
+
+CB_API const char *cb_reject_name(cb_reject r)
+{
+    return (unsigned)r < CB__COUNT_OF(cb__reject_names) ? cb__reject_names[r] : "unknown";
+}
+
+CB_API cb_reject cb_ticket_rejected(const cb_ticket *t)
+{
+    if (!t || (t->cb__flags & CB__T_ADMITTED))
+        return CB_REJECT_NONE;
+    uint32_t why = t->cb__flags >> 16 & 0xffu;
+    return why < CB__REJECT_COUNT ? (cb_reject)why : CB_REJECT_NONE;
 }
 
 CB_API const char *cb_outcome_name(cb_outcome o)
@@ -983,14 +1027,19 @@ static cb_err cb__bad(char *msg, size_t len, const char *fmt, ...)
 #endif
     ;
 
+/* What this thread's last failed cb_new, cb_init, cb_shm_open... said (cb_last_error). */
+static CB__THREAD_LOCAL char cb__last[512];
+
+CB_API const char *cb_last_error(void) { return cb__last; }
+
 static cb_err cb__bad(char *msg, size_t len, const char *fmt, ...)
 {
-    if (msg && len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, len, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cb__last, sizeof cb__last, fmt, ap);
+    va_end(ap);
+    if (msg && len)
+        snprintf(msg, len, "%s", cb__last);
     return CB_EINVAL;
 }
 
@@ -1034,6 +1083,9 @@ static cb_err cb__check_ranges(const cb_config *c, char *msg, size_t len)
         return cb__bad(msg, len, "cb_config.window_buckets = %u: must be <= %u", c->window_buckets, CB__BUCKETS_MAX);
     if (c->half_open_calls > CB__PROBES_MAX)
         return cb__bad(msg, len, "cb_config.half_open_calls = %u: must be <= %u", c->half_open_calls, CB__PROBES_MAX);
+    if (!cb__rate_ok(c->warn_failure_rate) || c->warn_failure_rate == 1)
+        return cb__bad(msg, len, "cb_config.warn_failure_rate = %g: must be in (0, 1) (0 = off)",
+                       c->warn_failure_rate);
     return CB_OK;
 }
 
@@ -1068,6 +1120,13 @@ static cb_err cb__fill_defaults(cb_config *c, char *msg, size_t len)
         return cb__bad(msg, len, "cb_config.max_open_ms = %u: must be >= open_ms = %u", c->max_open_ms, c->open_ms);
     c->half_open_calls = cb__def(c->half_open_calls, 1);
     c->probe_timeout_ms = cb__def(c->probe_timeout_ms, 60000);
+    /* after the defaults: a rate rule's default window serves the warning too */
+    if (c->warn_failure_rate > 0 && !c->window_calls && !c->window_ms)
+        return cb__bad(msg, len, "cb_config.warn_failure_rate = %g: needs a window (window_calls or "
+                       "window_ms)", c->warn_failure_rate);
+    if (c->warn_failure_rate > 0 && c->failure_rate > 0 && c->warn_failure_rate >= c->failure_rate)
+        return cb__bad(msg, len, "cb_config.warn_failure_rate = %g: must be below failure_rate = %g",
+                       c->warn_failure_rate, c->failure_rate);
     return CB_OK;
 }
 
@@ -1084,9 +1143,7 @@ static cb_err cb__resolve(const cb_config *in, cb_config *out, char *msg, size_t
     if ((e = cb__check_name(c.name, &nl, msg, len)) != CB_OK ||
         (e = cb__check_ranges(&c, msg, len)) != CB_OK || (e = cb__fill_defaults(&c, msg, len)) != CB_OK)
         return e;
-    if (!c.seed)
-        c.seed = cb__fnv(0xcbf29ce484222325ull, c.name, nl);
-    *out = c;
+    *out = c;   /* seed 0 stays 0 here: each breaker draws its own when it is made */
     return CB_OK;
 }
 
@@ -1187,6 +1244,19 @@ static uint64_t cb__static_hash(const cb__shared *sh)
     return cb__fnv(h, &sh->cfg, sizeof sh->cfg);
 }
 
+static uint64_t cb__instance(const void *where, uint64_t now);
+
+/* 64 random bits from the kernel, never 0 (the instance hash when it has none to give). */
+static uint64_t cb__random64(void)
+{
+    uint64_t s = 0;
+#if defined(__linux__)
+    if (getrandom(&s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s)
+        s = 0;
+#endif
+    return s ? s : cb__instance(&s, cb__mono_ns());
+}
+
 /* A breaker's identity, never 0: distinct for blocks made at distinct times, places or
    processes, so a ticket of one breaker is refused by every other. */
 static uint64_t cb__instance(const void *where, uint64_t now)
@@ -1201,6 +1271,12 @@ static uint64_t cb__instance(const void *where, uint64_t now)
 /* Lay out and initialise a block for the resolved config c (memory already zeroed). */
 static void cb__block_init(cb__shared *sh, const cb_config *c, uint64_t now)
 {
+    cb_config own;
+    if (!c->seed) {   /* replicas of one name must not probe in step: a seed of its own */
+        own = *c;
+        own.seed = cb__random64();
+        c = &own;
+    }
     sh->magic = CB__MAGIC;
     sh->version = CB__VERSION;
     sh->header_size = (uint32_t)sizeof(cb__shared);
@@ -1226,6 +1302,8 @@ static void cb__handle_init(cb_breaker *b, cb__shared *sh, const cb_config *c, u
     memset(b, 0, sizeof *b);
     cb__cfg *own = (cb__cfg *)((char *)b + cb__round_up(sizeof *b, CB_CACHELINE));
     cb__cfg_store(own, c);
+    if (!own->seed && sh)   /* the seed the block drew when it was made, copied once */
+        memcpy(&own->seed, &sh->cfg.seed, sizeof own->seed);
     b->cb__config = own;
     const cb__cfg *k = own;
     b->cb__sh = sh;
@@ -1257,11 +1335,13 @@ static void cb__handle_init(cb_breaker *b, cb__shared *sh, const cb_config *c, u
 CB_API cb_err cb_init(void *mem, size_t len, const cb_config *cfg, cb_breaker **out)
 {
     cb_config c;
+    cb__last[0] = 0;
     cb_err e = cb__resolve(cfg, &c, NULL, 0);
     if (e != CB_OK)
         return e;
     if (!mem || !out || len < cb_size(&c))
-        return CB_EINVAL;
+        return cb__bad(NULL, 0, "cb_init: %s", !mem ? "mem is NULL" : !out ? "out is NULL"
+                                                 : "len is below cb_size() for this config");
     char *base = (char *)mem + ((CB_CACHELINE - (uintptr_t)mem % CB_CACHELINE) % CB_CACHELINE);
     cb_breaker *b = (cb_breaker *)base;
     cb__shared *sh = (cb__shared *)(base + cb__handle_size());
@@ -1280,8 +1360,10 @@ static void *cb__new(size_t n, cb_err (*init)(void *mem, size_t len, const void 
 {
     void *obj = NULL;
     cb_err e = n ? CB_OK : CB_EINVAL;
-    if (e == CB_OK && !(*mem = CB_MALLOC(n)))
+    if (e == CB_OK && !(*mem = CB_MALLOC(n))) {
         e = CB_ENOMEM;
+        snprintf(cb__last, sizeof cb__last, "out of memory: %zu bytes", n);
+    }
     else if (e == CB_OK && (e = init(*mem, n, cfg, &obj)) != CB_OK)
         CB_FREE(*mem);
     if (err)
@@ -1300,6 +1382,7 @@ static cb_err cb__init_breaker(void *mem, size_t len, const void *cfg, void **ou
 CB_API cb_breaker *cb_new(const cb_config *cfg, cb_err *err)
 {
     void *mem = NULL;
+    cb__last[0] = 0;
     cb_err e = cb_config_check(cfg, NULL, 0);
     cb_breaker *b = e != CB_OK ? NULL : (cb_breaker *)cb__new(cb_size(cfg), cb__init_breaker, cfg, &e, &mem);
     if (b) {
@@ -1727,6 +1810,23 @@ static void cb__ring_figures(const cb__live *lv, uint32_t gen, cb__figures *f)
     f->slow = cb__tagged_get(&lv->win_count[2], gen);
 }
 
+/* The trend: at the first outcome of each round of the window (window_calls ring
+   positions, or window_ms of the clock), the figures as they stood before it are kept,
+   so that a reader can tell what the window held one window ago. A round only moves
+   forward within a period; a new period starts with none. Once a round: no contention. */
+static void cb__trend_mark(cb__live *lv, uint32_t gen, uint64_t round, const cb__figures *before)
+{
+    uint64_t want = (uint64_t)gen << 32 | (uint32_t)round;
+    /* relaxed: a statistic; the CAS elects the one writer of the round's figures */
+    uint64_t seen = atomic_load_explicit(&lv->trend_at, memory_order_relaxed);
+    if (seen == want || ((uint32_t)(seen >> 32) == gen && (int32_t)((uint32_t)round - (uint32_t)seen) < 0))
+        return;
+    if (atomic_compare_exchange_strong_explicit(&lv->trend_at, &seen, want, memory_order_relaxed,
+                                                memory_order_relaxed))
+        atomic_store_explicit(&lv->trend, (uint64_t)before->failures << 32 | before->calls,
+                              memory_order_relaxed);
+}
+
 /* Put one outcome in the count window; true if the figures changed, and then *f holds
    them (a success replacing a success, the steady state, changes nothing). */
 static bool cb__ring_add(const cb_breaker *b, uint32_t gen, bool fail, bool slow, cb__figures *f)
@@ -1739,6 +1839,11 @@ static bool cb__ring_add(const cb_breaker *b, uint32_t gen, bool fail, bool slow
     /* relaxed: the position only spreads writers over the ring; entries carry their tag */
     uint64_t pos = atomic_fetch_add_explicit(&lv->win_head, 1, memory_order_relaxed);
     _Atomic(uint32_t) *slot = &ring[pos % b->cb__window_calls];
+    if (pos % b->cb__window_calls == 0) {   /* a round begins: the trend's figures */
+        cb__figures before;
+        cb__ring_figures(lv, gen, &before);
+        cb__trend_mark(lv, gen, pos / b->cb__window_calls, &before);
+    }
     bool changed = false;
     /* relaxed: replacing an entry by an equal one is no change, so skipping the write
        is the same as making it (linearised at this load) */
@@ -1965,16 +2070,21 @@ static int cb__trip_reason(const cb__cfg *c, uint32_t run, const cb__figures *f)
     return f ? cb__window_rule(c, f) : -1;
 }
 
-/* Put a SUCCESS or FAILURE in the time window; *f: its figures after. */
-static void cb__time_add(const cb_breaker *b, bool fail, bool slow, uint64_t *now, bool *have_now,
-                         cb__figures *f)
+/* Put a SUCCESS or FAILURE of period gen in the time window; *f: its figures after. */
+static void cb__time_add(const cb_breaker *b, uint32_t gen, bool fail, bool slow, uint64_t *now,
+                         bool *have_now, cb__figures *f)
 {
     cb__epoch_at at = cb__epoch(b, cb__now_for(b, CB__C_WINDOW, now, have_now), true);
     cb__bucket *bk = &cb__buckets(b)[at.bucket];
     cb__closed_sums(b, at, f);
-    f->calls += cb__bucket_add(b, &bk->calls, at.e);
+    uint32_t calls = cb__bucket_add(b, &bk->calls, at.e);
+    f->calls += calls;
     f->failures += fail ? cb__bucket_add(b, &bk->failures, at.e) : cb__bucket_get(&bk->failures, at.e);
     f->slow += slow ? cb__bucket_add(b, &bk->slow, at.e) : cb__bucket_get(&bk->slow, at.e);
+    if (calls == 1 && f->calls) {   /* a bucket's first call: perhaps a round's */
+        cb__figures before = { f->calls - 1, f->failures - (fail ? 1 : 0), f->slow - (slow ? 1 : 0) };
+        cb__trend_mark(b->cb__lv, gen, at.e / b->cb__config->window_buckets, &before);
+    }
 }
 
 /* Put a SUCCESS or FAILURE of period gen in the window; true if the figures changed, and
@@ -1987,7 +2097,7 @@ static bool cb__window_add(const cb_breaker *b, uint32_t gen, bool fail, bool sl
         return cb__ring_add(b, gen, fail, slow, f);
     if (!c->window_ms)
         return false;
-    cb__time_add(b, fail, slow, now, have_now, f);
+    cb__time_add(b, gen, fail, slow, now, have_now, f);
     return true;
 }
 
@@ -2055,11 +2165,11 @@ static void cb__bulkhead_sweep(cb_breaker *b)
     }
 }
 
-static bool cb__reject(cb_breaker *b, cb_ticket *t)
+static bool cb__reject(cb_breaker *b, cb_ticket *t, cb_reject why)
 {
-    cb__count(b, CB__N_REJECTED);
+    cb__count(b, CB__N_REJECTED + (unsigned)why - 1);
     t->cb__gen = 0;
-    t->cb__flags = 0;
+    t->cb__flags = (uint32_t)why << 16;   /* for cb_ticket_rejected */
     t->cb__owner = 0;
     t->cb__start_ns = 0;
     return false;
@@ -2199,6 +2309,17 @@ static int cb__group_open_take(cb_breaker *b, uint64_t from, uint64_t to, cb_rea
 static size_t cb__slot_key_copy(struct cb_group *g, uint32_t s, char *out);
 static void cb__group_open_settle(cb_breaker *b, int taken, uint64_t from, uint64_t to, bool moved);
 
+/* A group key's event names its key: a record's handle has none, so it is copied from
+   the slot, if the slot still holds the key (key: CB_GROUP_KEY_MAX bytes). */
+static void cb__event_key(const cb_breaker *b, cb_event *ev, char *key)
+{
+    if (!b->cb__group || ev->key)
+        return;
+    ev->key_len = cb__slot_key_copy(b->cb__group, b->cb__slot, key);
+    ev->key = atomic_load_explicit(b->cb__seq, memory_order_acquire) == b->cb__seq_seen ? key : NULL;
+    ev->key_len = ev->key ? ev->key_len : 0;
+}
+
 /* Make the transition from *w to `to` (false, with *w the fresh word, if another thread
    moved first), and publish it. */
 static bool cb__transition(cb_breaker *b, uint64_t *w, uint64_t to, cb_reason why, uint64_t now)
@@ -2217,11 +2338,7 @@ static bool cb__transition(cb_breaker *b, uint64_t *w, uint64_t to, cb_reason wh
     cb_event ev = { b->cb__config->name, cb__w_state(from), cb__w_state(to), why,
                     cb__w_gen(to), now, 0, b->cb__key, b->cb__key_len };
     char key[CB_GROUP_KEY_MAX];
-    if (b->cb__group && !ev.key) {   /* a record's handle: the key from its slot, if still it */
-        ev.key_len = cb__slot_key_copy(b->cb__group, b->cb__slot, key);
-        ev.key = atomic_load_explicit(b->cb__seq, memory_order_acquire) == b->cb__seq_seen ? key : NULL;
-        ev.key_len = ev.key ? ev.key_len : 0;
-    }
+    cb__event_key(b, &ev, key);
     /* a group key's publishing is tagged (the deadline by generation, opens by occupant)
        or checked, so that it never lands on the slot's next key */
     cb__publish_time(lv, cb__w_gen(to), cb__time_for(b->cb__config, to, now, &ev.open_ms));
@@ -2239,18 +2356,52 @@ static bool cb__transition(cb_breaker *b, uint64_t *w, uint64_t to, cb_reason wh
     return true;
 }
 
-/* What an allow decides in a state: admit (the ticket filled), reject, or look again at a
-   newer word (another thread moved first). */
-typedef enum cb__verdict { CB__REJECT, CB__ADMIT, CB__AGAIN } cb__verdict;
+/* What an allow decides in a state: admit (the ticket filled), reject (a cb_reject: why),
+   or look again at a newer word (another thread moved first). */
+typedef int cb__verdict;
+enum { CB__ADMIT = CB_REJECT_NONE, CB__AGAIN = CB__REJECT_COUNT };
 
 /* -- CLOSED (and METRICS_ONLY, which records alike and never trips) -- */
 
 static cb__verdict cb__allow_closed(cb_breaker *b, cb_ticket *t, uint64_t w)
 {
     if (!cb__bulkhead_take(b))
-        return CB__REJECT;
+        return CB_REJECT_BULKHEAD;
     cb__admit(b, t, cb__w_gen(w), 0);
     return CB__ADMIT;
+}
+
+/* Does the window f hold the warning's failure rate (with the rate rules' minimum_calls)? */
+static bool cb__warns(const cb__cfg *c, const cb__figures *f)
+{
+    return c->warn_failure_rate > 0 && f->calls > 0 && f->calls >= c->minimum_calls &&
+           (double)f->failures / f->calls >= c->warn_failure_rate;
+}
+
+/* After an outcome changed the window of a CLOSED (or METRICS_ONLY) period to f and
+   tripped nothing: the early warning. Its changes are told to on_event once each, as an
+   event with from == to and reason DEGRADED or RECOVERED (no transition, no history). */
+static void cb__warn_check(cb_breaker *b, uint64_t w, const cb__figures *f, uint64_t now, bool have_now)
+{
+    if (!(b->cb__config->warn_failure_rate > 0))
+        return;
+    uint32_t gen = cb__w_gen(w);
+    bool on = cb__warns(b->cb__config, f);
+    _Atomic(uint64_t) *word = &b->cb__lv->warn;
+    /* relaxed: only the change is told; the CAS elects the one thread that tells it */
+    uint64_t was = atomic_load_explicit(word, memory_order_relaxed);
+    bool told = (uint32_t)(was >> 32) == gen && (was & 1u);
+    if (on == told || !atomic_compare_exchange_strong_explicit(word, &was, (uint64_t)gen << 32 | on,
+                                                                memory_order_relaxed, memory_order_relaxed))
+        return;
+    if (!b->cb__on_event)
+        return;
+    cb_event ev = { b->cb__config->name, cb__w_state(w), cb__w_state(w),
+                    on ? CB_REASON_DEGRADED : CB_REASON_RECOVERED, gen, have_now ? now : cb__now(b),
+                    0, b->cb__key, b->cb__key_len };
+    char key[CB_GROUP_KEY_MAX];
+    cb__event_key(b, &ev, key);
+    b->cb__on_event(&ev, b->cb__user);
 }
 
 /* After a counted SUCCESS or FAILURE: the run and the window move, then the first rule
@@ -2266,6 +2417,8 @@ static void cb__closed_outcome(cb_breaker *b, uint64_t w, bool fail, bool slow, 
     if (why >= 0 && cb__w_state(w) == CB_CLOSED)
         cb__transition(b, &w, cb__w_next(w, CB_OPEN, cb__w_k(w)), (cb_reason)why,
                        have_now ? now : cb__now(b));
+    else if (changed)
+        cb__warn_check(b, w, &f, now, have_now);
 }
 
 /* A CLOSED success that cb_record has counted, for a breaker whose only work beyond the
@@ -2281,11 +2434,13 @@ CB_API void cb__window_success(cb_breaker *b, uint64_t w)
     uint64_t now = 0;
     bool have_now = false;
     cb__figures f;
-    cb__time_add(b, false, false, &now, &have_now, &f);
+    cb__time_add(b, cb__w_gen(w), false, false, &now, &have_now, &f);
     int why = cb__window_rule(b->cb__config, &f);
     if (CB__UNLIKELY(why >= 0) && cb__w_state(w) == CB_CLOSED)
         cb__transition(b, &w, cb__w_next(w, CB_OPEN, cb__w_k(w)), (cb_reason)why,
                        have_now ? now : cb__now(b));
+    else
+        cb__warn_check(b, w, &f, now, have_now);
 }
 
 /* -- OPEN: reject until the period ends; the first allow at or after it probes -- */
@@ -2296,16 +2451,18 @@ static cb__verdict cb__allow_open(cb_breaker *b, cb_ticket *t, uint64_t *w)
     uint32_t gen = cb__w_gen(*w), k = cb__w_k(*w);
     uint64_t ms;
     if (cb__time_of(lv, gen, &ms) && cb__surely_before(b, ms))
-        return CB__REJECT;
+        return CB_REJECT_OPEN;
     uint64_t now = cb__now(b);
     if (!cb__time_of(lv, gen, &ms)) {
         /* the winner of this generation has not published its deadline yet (or died
            first): publish one from now, which is no earlier than it would */
         cb__publish_time(lv, gen, cb__ceil_ms(cb__add_sat(now, cb__period_ms(b->cb__config, k, gen) * CB__MS)));
-        return CB__REJECT;
+        return CB_REJECT_OPEN;
     }
-    if (now / CB__MS < ms || !cb__bulkhead_take(b))
-        return CB__REJECT;
+    if (now / CB__MS < ms)
+        return CB_REJECT_OPEN;
+    if (!cb__bulkhead_take(b))
+        return CB_REJECT_BULKHEAD;
     if (cb__transition(b, w, cb__w_take_permit(cb__w_next(*w, CB_HALF_OPEN, k)),
                        CB_REASON_OPEN_ELAPSED, now)) {
         cb__admit(b, t, gen + 1, 0);
@@ -2325,7 +2482,7 @@ static cb__verdict cb__allow_half_open(cb_breaker *b, cb_ticket *t, uint64_t *w)
     uint64_t ms;
     if (cb__w_taken(*w) >= c->half_open_calls && cb__time_of(lv, gen, &ms) &&
         cb__surely_before(b, ms))
-        return CB__REJECT;   /* no permit left and the round has time left */
+        return CB_REJECT_HALF_OPEN_FULL;   /* no permit left and the round has time left */
     uint64_t now = cb__now(b);
     if (!cb__time_of(lv, gen, &ms)) {   /* as in cb__allow_open */
         cb__publish_time(lv, gen, cb__ceil_ms(cb__add_sat(now, (uint64_t)c->probe_timeout_ms * CB__MS)));
@@ -2334,8 +2491,10 @@ static cb__verdict cb__allow_half_open(cb_breaker *b, cb_ticket *t, uint64_t *w)
                        CB_REASON_PROBE_TIMEOUT, now);
         return CB__AGAIN;   /* won or lost, the word is newer */
     }
-    if (cb__w_taken(*w) >= c->half_open_calls || !cb__bulkhead_take(b))
-        return CB__REJECT;
+    if (cb__w_taken(*w) >= c->half_open_calls)
+        return CB_REJECT_HALF_OPEN_FULL;
+    if (!cb__bulkhead_take(b))
+        return CB_REJECT_BULKHEAD;
     /* a permit is part of the state word; same pairing as transitions */
     if (cb__word_cas(b, w, cb__w_take_permit(*w), true)) {
         cb__admit(b, t, gen, 0);
@@ -2416,12 +2575,13 @@ CB_API bool cb__allow_slow(cb_breaker *b, cb_ticket *t, uint64_t w)
         case CB_OPEN:         v = cb__allow_open(b, t, &w); break;
         case CB_HALF_OPEN:    v = cb__allow_half_open(b, t, &w); break;
         case CB_DISABLED:     v = cb__allow_disabled(b, t, w); break;
-        default:              v = CB__REJECT;   /* FORCED_OPEN, or a damaged word in a file */
+        default:              v = CB_REJECT_FORCED_OPEN;   /* or a damaged word in a file */
         }
         if (v != CB__AGAIN)
-            return v == CB__ADMIT || cb__reject(b, t);
+            return v == CB__ADMIT || cb__reject(b, t, (cb_reject)v);
     }
-    return cb__reject(b, t);   /* the word never held still: a damaged shared file */
+    /* the word never held still: a damaged shared file, which nothing will mend in time */
+    return cb__reject(b, t, CB_REJECT_FORCED_OPEN);
 }
 
 CB_API bool cb__record_slow(cb_breaker *b, const cb_ticket *t, cb_outcome o)
@@ -2512,6 +2672,31 @@ CB_API uint64_t cb_retry_after_ms(const cb_breaker *b)
     return left < period ? left : period;
 }
 
+/* What the window held one window ago (see cb__trend_mark), for the stats: the figures
+   kept when the current round began; the current ones when no outcome has come since
+   the round began (a time window) or the ring holds only plain successes (a count window,
+   whose plain successes skip the ring); none before a period's first round. */
+static void cb__trend_figures(const cb_breaker *b, uint64_t w, const cb__figures *now, cb_stats *s)
+{
+    const cb__cfg *c = b->cb__config;
+    const cb__live *lv = b->cb__lv;
+    uint32_t gen = cb__w_gen(w);
+    if (!c->window_calls && !c->window_ms)
+        return;
+    /* relaxed: statistics */
+    uint64_t at = atomic_load_explicit(&lv->trend_at, memory_order_relaxed);
+    uint64_t v = atomic_load_explicit(&lv->trend, memory_order_relaxed);
+    bool current;
+    if (c->window_calls)
+        current = now->calls == c->window_calls && now->failures == 0 && now->slow == 0;
+    else
+        current = (uint32_t)at != (uint32_t)(cb__epoch(b, cb__now(b), false).e / c->window_buckets);
+    if ((uint32_t)(at >> 32) != gen && !current)
+        return;
+    s->prev_window_calls = current ? now->calls : (uint32_t)v;
+    s->prev_window_failures = current ? now->failures : (uint32_t)(v >> 32);
+}
+
 CB_API void cb_stats_get(const cb_breaker *b, cb_stats *s)
 {
     const cb__shared *sh = b->cb__sh;
@@ -2524,7 +2709,8 @@ CB_API void cb_stats_get(const cb_breaker *b, cb_stats *s)
     s->generation = gen;
     cb__sum(b, n);
     s->admitted = n[CB__N_ADMITTED];
-    s->rejected = n[CB__N_REJECTED];
+    for (unsigned r = CB_REJECT_OPEN; r < CB__REJECT_COUNT; r++)
+        s->rejected += s->rejected_by[r] = n[CB__N_REJECTED + r - 1];
     s->successes = n[CB__N_SUCCESSES];
     s->failures = n[CB__N_FAILURES];
     s->ignored = n[CB__N_IGNORED];
@@ -2537,6 +2723,8 @@ CB_API void cb_stats_get(const cb_breaker *b, cb_stats *s)
     s->window_calls = f.calls;
     s->window_failures = f.failures;
     s->window_slow = f.slow;
+    s->degraded = (s->state == CB_CLOSED || s->state == CB_METRICS_ONLY) && cb__warns(b->cb__config, &f);
+    cb__trend_figures(b, w, &f, s);
     uint64_t done = s->successes + s->failures + s->ignored + s->stale + n[CB__N_UNCOUNTED];
     uint64_t flight = b->cb__config->max_concurrent ? atomic_load_explicit(&lv->in_flight, memory_order_relaxed) &
                                                           (b->cb__key_n ? CB__COUNT_MASK : UINT64_MAX)
@@ -2627,7 +2815,10 @@ static void cb__json_breaker(cb__out *o, const cb_breaker *b, const char *key)
 #define CB__JSON_FIELD(type, field, kind, help) cb__put(o, ",\"" #field "\":%llu", (cb__ull)s.field);
     CB__STATS_FIELDS(CB__JSON_FIELD)
 #undef CB__JSON_FIELD
-    cb__put(o, ",\"retry_after_ms\":%llu}", (cb__ull)cb_retry_after_ms(b));
+    for (unsigned r = CB_REJECT_OPEN; r < CB__REJECT_COUNT; r++)
+        cb__put(o, "%s\"%s\":%llu", r == CB_REJECT_OPEN ? ",\"rejected_by\":{" : ",",
+                cb__reject_names[r], (cb__ull)s.rejected_by[r]);
+    cb__put(o, "},\"retry_after_ms\":%llu}", (cb__ull)cb_retry_after_ms(b));
 }
 
 CB_API int cb_format_json(const cb_breaker *b, char *buf, size_t cap)
@@ -2638,9 +2829,10 @@ CB_API int cb_format_json(const cb_breaker *b, char *buf, size_t cap)
 }
 
 /* One Prometheus family: its name, type and help, and where its value is in cb_stats. */
-typedef struct cb__family { const char *name, *type, *help; size_t offset; bool wide; } cb__family;
-#define CB__FAMILY_COUNTER(field, help) { "cb_" #field "_total", "counter", help, offsetof(cb_stats, field), sizeof(((cb_stats *)0)->field) == 8 },
-#define CB__FAMILY_GAUGE(field, help) { "cb_" #field, "gauge", help, offsetof(cb_stats, field), sizeof(((cb_stats *)0)->field) == 8 },
+typedef struct cb__family { const char *name, *type, *help; size_t offset; bool wide, by_reason; } cb__family;
+#define CB__FAMILY_COUNTER(field, help) { "cb_" #field "_total", "counter", help, offsetof(cb_stats, field), sizeof(((cb_stats *)0)->field) == 8, false },
+#define CB__FAMILY_BY_REASON(field, help) { "cb_" #field "_total", "counter", help, offsetof(cb_stats, field), true, true },
+#define CB__FAMILY_GAUGE(field, help) { "cb_" #field, "gauge", help, offsetof(cb_stats, field), sizeof(((cb_stats *)0)->field) == 8, false },
 #define CB__FAMILY_NONE(field, help)
 #define CB__FAMILY(type, field, kind, help) CB__FAMILY_##kind(field, help)
 static const cb__family cb__families[] = { CB__STATS_FIELDS(CB__FAMILY) };
@@ -2688,6 +2880,10 @@ static int cb__prometheus(cb__at_fn at, void *ctx, size_t n, char *buf, size_t c
                 for (unsigned k = 0; k < CB__COUNT_OF(cb__state_names); k++)
                     cb__put(&o, "cb_state{%s,state=\"%s\"} %d\n", nm,
                             cb__state_names[k], s.state == (cb_state)k);
+            else if (fam && fam->by_reason)
+                for (unsigned r = CB_REJECT_OPEN; r < CB__REJECT_COUNT; r++)
+                    cb__put(&o, "%s{%s,reason=\"%s\"} %llu\n", fam->name, nm, cb__reject_names[r],
+                            (cb__ull)s.rejected_by[r]);
             else if (fam)
                 cb__put(&o, "%s{%s} %llu\n", fam->name, nm, (cb__ull)cb__family_value(&s, fam));
             else
@@ -2730,22 +2926,21 @@ CB_API void cb_registry_init(cb_registry *r, _Atomic(cb_breaker *) *slots, size_
     atomic_store_explicit(&r->used, 0, memory_order_release);
 }
 
-CB_API cb_err cb_registry_add(cb_registry *r, cb_breaker *b)
+/* The slot b was put in (a removed one first), or r->cap when none is free. */
+static size_t cb__registry_put(cb_registry *r, cb_breaker *b)
 {
-    if (!b)
-        return CB_EINVAL;
     size_t used = atomic_load_explicit(&r->used, memory_order_acquire);
     for (size_t i = 0; i < used; i++) {   /* reuse a removed slot first */
         cb_breaker *none = NULL;
         /* release: pairs with the acquire loads of readers; they see the breaker */
         if (atomic_compare_exchange_strong_explicit(&r->slots[i], &none, b, memory_order_release,
                                                     memory_order_relaxed))
-            return CB_OK;
+            return i;
     }
     for (;;) {
         used = atomic_load_explicit(&r->used, memory_order_relaxed);
         if (used >= r->cap)
-            return CB_ENOMEM;
+            return r->cap;
         CB_YIELD_POINT();
         /* relaxed: reserving an index; the slot's release CAS publishes the breaker */
         if (atomic_compare_exchange_weak_explicit(&r->used, &used, used + 1, memory_order_relaxed,
@@ -2753,9 +2948,33 @@ CB_API cb_err cb_registry_add(cb_registry *r, cb_breaker *b)
             cb_breaker *none = NULL;   /* a reuser may have filled it since: then look again */
             if (atomic_compare_exchange_strong_explicit(&r->slots[used], &none, b,
                                                         memory_order_release, memory_order_relaxed))
-                return CB_OK;
+                return used;
         }
     }
+}
+
+/* Names are the exposition's keys: a second breaker of a name already held is refused.
+   Put first, then looked for among the others, so that of two adds of one name racing
+   at least one sees the other and takes itself out (both may: never both stay). */
+CB_API cb_err cb_registry_add(cb_registry *r, cb_breaker *b)
+{
+    if (!b)
+        return CB_EINVAL;
+    size_t at = cb__registry_put(r, b);
+    if (at == r->cap)
+        return CB_ENOMEM;
+    size_t used = atomic_load_explicit(&r->used, memory_order_acquire);
+    for (size_t i = 0; i < used && i < r->cap; i++) {
+        cb_breaker *o = atomic_load_explicit(&r->slots[i], memory_order_acquire);
+        if (i != at && o && strcmp(cb_name(o), cb_name(b)) == 0) {
+            cb_breaker *mine = b;
+            atomic_compare_exchange_strong_explicit(&r->slots[at], &mine, NULL, memory_order_relaxed,
+                                                    memory_order_relaxed);
+            return cb__bad(NULL, 0, "cb_registry_add: a breaker named '%s' is registered already",
+                           cb_name(b));
+        }
+    }
+    return CB_OK;
 }
 
 CB_API bool cb_registry_remove(cb_registry *r, cb_breaker *b)
@@ -2870,14 +3089,14 @@ __attribute__((format(printf, 3, 4)))
 #endif
 static cb_err cb__shm_fail(const cb__why *y, cb_err e, const char *fmt, ...)
 {
-    if (y->msg && y->len) {
-        int n = snprintf(y->msg, y->len, "%s: ", y->path);
-        size_t at = n > 0 && (size_t)n < y->len ? (size_t)n : y->len - 1;
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(y->msg + at, y->len - at, fmt, ap);
-        va_end(ap);
-    }
+    int n = snprintf(cb__last, sizeof cb__last, "%s: ", y->path);
+    size_t at = n > 0 && (size_t)n < sizeof cb__last ? (size_t)n : sizeof cb__last - 1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cb__last + at, sizeof cb__last - at, fmt, ap);
+    va_end(ap);
+    if (y->msg && y->len)
+        snprintf(y->msg, y->len, "%s", cb__last);
     return e;
 }
 
@@ -3000,8 +3219,11 @@ static cb_err cb__shm_header(int fd, cb__shared *h, uint64_t *file_len, const cb
 static cb_err cb__shm_validate(const cb__shared *h, const cb_config *c, const cb__why *y)
 {
     cb__shared want;
+    cb_config asked = *c;
+    if (!asked.seed)   /* 0 asks for none in particular: the one the file drew */
+        memcpy(&asked.seed, &h->cfg.seed, sizeof asked.seed);
     memset(&want, 0, sizeof want);
-    cb__block_init(&want, c, 0);
+    cb__block_init(&want, &asked, 0);
     const cb__cfg *f = &h->cfg, *k = &want.cfg;
     if (memcmp(f->name, k->name, sizeof f->name) != 0)
         return cb__shm_fail(y, CB_EMISMATCH, "config differs: the file's breaker has another name");
@@ -3198,10 +3420,11 @@ CB_API cb_breaker *cb_shm_open_ex(const char *path, const cb_config *cfg, unsign
     bool created = false;
     int fd = -1;
     cb_err e = CB_OK;
+    cb__last[0] = 0;
     if (msg && msg_len)
         msg[0] = 0;
     if (!path)
-        e = CB_EINVAL;
+        e = cb__bad(msg, msg_len, "cb_shm_open: path is NULL");
     else if (flags & ~(unsigned)CB_SHM_GROUP)
         e = cb__shm_fail(&y, CB_EINVAL, "unknown flags 0x%x", flags & ~(unsigned)CB_SHM_GROUP);
     else if (cfg && cb__resolve(cfg, &c, bad, sizeof bad) != CB_OK)
@@ -3247,8 +3470,9 @@ CB_API cb_breaker *cb_shm_open_ex(const char *path, const cb_config *cfg, unsign
                                   cb_err *err, char *msg, size_t msg_len)
 {
     (void)path, (void)cfg, (void)flags;
+    snprintf(cb__last, sizeof cb__last, "built with CB_NO_SHM: no shared breakers");
     if (msg && msg_len)
-        snprintf(msg, msg_len, "built with CB_NO_SHM: no shared breakers");
+        snprintf(msg, msg_len, "%s", cb__last);
     if (err)
         *err = CB_EIO;
     return NULL;
@@ -3445,23 +3669,17 @@ static uint64_t cb__group_checksum(const cb__gshared *h)
                                                             offsetof(cb__gshared, instance));
 }
 
-static uint64_t cb__group_seed(void)
-{
-    uint64_t s = 0;
-#if defined(__linux__)
-    if (getrandom(&s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s)
-        s = 0;
-#endif
-    return s ? s : cb__instance(&s, cb__mono_ns());
-}
-
 /* Initialise a zeroed block; every slot free. */
 static void cb__group_block_init(cb__gshared *sh, const cb_config *t, const cb__gcfg *g)
 {
+    cb_config drawn = *t;   /* one seed for the group's keys and its overflow breaker */
+    if (!drawn.seed)
+        drawn.seed = cb__random64();
+    t = &drawn;
     cb__group_layout(sh, t, g);
     uint64_t now = t->clock_ns ? t->clock_ns(t->clock_user) : cb__mono_ns();
     sh->instance = cb__instance(sh, now);
-    sh->hash_seed = cb__group_seed();
+    sh->hash_seed = cb__random64();
     sh->checksum = cb__group_checksum(sh);
     cb__block_init((cb__shared *)((char *)sh + sh->overflow_off), t, now);
     _Atomic(uint32_t) *fs = (_Atomic(uint32_t) *)((char *)sh + sh->free_off);
@@ -3506,8 +3724,11 @@ static void cb__group_handle_init(cb_group *g, cb__gshared *sh, const cb__gshare
     cb__shared *ov = (cb__shared *)((char *)sh + h->overflow_off);
     /* the overflow breaker's tickets: slot part 0, so never a key's */
     uint64_t ovt = cb__splitmix(tag ^ ov->instance) << 23;
-    cb__handle_init(g->overflow, ov, t, ovt ? ovt : 1ull << 23, kind);
-    cb__handle_init(g->proto, NULL, t, 0, kind);
+    cb_config drawn = *t;   /* seed 0 asked: the template's, drawn when the group was made */
+    if (!drawn.seed)
+        memcpy(&drawn.seed, &h->tmpl.seed, sizeof drawn.seed);
+    cb__handle_init(g->overflow, ov, &drawn, ovt ? ovt : 1ull << 23, kind);
+    cb__handle_init(g->proto, NULL, &drawn, 0, kind);
     g->proto->cb__group = g;
     g->proto->cb__fast |= CB__F_KEY;
 }
@@ -3516,11 +3737,13 @@ CB_API cb_err cb_group_init(void *mem, size_t len, const cb_group_config *cfg, c
 {
     cb_config t;
     cb__gcfg gc;
+    cb__last[0] = 0;
     cb_err e = cb__group_resolve(cfg, &t, &gc, NULL, 0);
     if (e != CB_OK)
         return e;
     if (!mem || !out || len < cb_group_size(cfg))
-        return CB_EINVAL;
+        return cb__bad(NULL, 0, "cb_group_init: %s", !mem ? "mem is NULL" : !out ? "out is NULL"
+                                                     : "len is below cb_group_size() for this config");
     char *base = (char *)mem + ((CB_CACHELINE - (uintptr_t)mem % CB_CACHELINE) % CB_CACHELINE);
     cb_group *g = (cb_group *)base;
     cb__gshared *sh = (cb__gshared *)(base + cb__group_handle_size());
@@ -3545,6 +3768,7 @@ static cb_err cb__init_group(void *mem, size_t len, const void *cfg, void **out)
 CB_API cb_group *cb_group_new(const cb_group_config *cfg, cb_err *err)
 {
     void *mem = NULL;
+    cb__last[0] = 0;
     cb_err e = cb_group_config_check(cfg, NULL, 0);
     cb_group *g = e != CB_OK ? NULL : (cb_group *)cb__new(cb_group_size(cfg), cb__init_group, cfg, &e, &mem);
     if (g) {
@@ -4680,7 +4904,10 @@ static cb_err cb__group_check(const cb__gshared *h, uint64_t file_len, const cb_
                             (cb__ull)file_len, (cb__ull)h->total_size);
     if (!want)
         return CB_OK;
-    const cb__cfg *f = &h->tmpl, *k = &want->tmpl;
+    cb__cfg asked = want->tmpl;
+    const cb__cfg *f = &h->tmpl, *k = &asked;
+    if (!asked.seed)   /* 0 asks for none in particular: the one the file drew */
+        asked.seed = f->seed;
     if (memcmp(f->name, k->name, sizeof f->name) != 0)
         return cb__shm_fail(y, CB_EMISMATCH, "config differs: the file's group has another name");
 #define CB__SAME(type, field, flag, doc)                                                       \
@@ -4689,12 +4916,11 @@ static cb_err cb__group_check(const cb__gshared *h, uint64_t file_len, const cb_
                             (double)f->field, (double)k->field);
     CB__CONFIG_FIELDS(CB__SAME)
 #undef CB__SAME
-#define CB__GSAME(field)                                                                      \
+#define CB__GSAME(type, field, flag, doc)                                                    \
     if (memcmp(&h->gcfg.field, &want->gcfg.field, sizeof h->gcfg.field) != 0)                 \
         return cb__shm_fail(y, CB_EMISMATCH, "config differs: " #field " is %g in the file, %g here", \
                             (double)h->gcfg.field, (double)want->gcfg.field);
-    CB__GSAME(capacity) CB__GSAME(key_max) CB__GSAME(idle_ms) CB__GSAME(max_open_share)
-    CB__GSAME(dominant_share) CB__GSAME(dominant_min_calls) CB__GSAME(dominant_window_ms)
+    CB__GROUP_CONFIG_FIELDS(CB__GSAME)
 #undef CB__GSAME
     return CB_OK;
 }
@@ -4756,10 +4982,11 @@ CB_API cb_group *cb_group_shm_open_ex(const char *path, const cb_group_config *c
     int fd = -1;
     cb_err e = CB_OK;
     uint64_t flen = 0;
+    cb__last[0] = 0;
     if (msg && msg_len)
         msg[0] = 0;
     if (!path)
-        e = CB_EINVAL;
+        e = cb__bad(msg, msg_len, "cb_group_shm_open: path is NULL");
     else if (flags & ~(unsigned)CB_SHM_GROUP)
         e = cb__shm_fail(&y, CB_EINVAL, "unknown flags 0x%x", flags & ~(unsigned)CB_SHM_GROUP);
     else if (cfg && cb__group_resolve(cfg, &t, &gc, bad, sizeof bad) != CB_OK)
@@ -4832,8 +5059,9 @@ CB_API cb_group *cb_group_shm_open_ex(const char *path, const cb_group_config *c
                                       cb_err *err, char *msg, size_t msg_len)
 {
     (void)path, (void)cfg, (void)flags;
+    snprintf(cb__last, sizeof cb__last, "built with CB_NO_SHM: no shared groups");
     if (msg && msg_len)
-        snprintf(msg, msg_len, "built with CB_NO_SHM: no shared groups");
+        snprintf(msg, msg_len, "%s", cb__last);
     if (err)
         *err = CB_EIO;
     return NULL;

@@ -118,7 +118,9 @@ def test_model_oom_by_hand():
     assert [e["open_ms"] for e in evs if e["to"] == "open"] == [2000, 4000]
     assert [e["generation"] for e in evs] == [1, 2, 3, 4, 5]
     assert [e["line"] for e in evs] == [6, 9, 9, 14, 14]
-    assert s == {"calls": 20, "admitted": 14, "rejected": 6, "successes": 10, "failures": 4,
+    assert s == {"calls": 20, "admitted": 14, "rejected": 6,
+                 "rejected_by": {"open": 6, "forced_open": 0, "half_open_full": 0, "bulkhead": 0},
+                 "successes": 10, "failures": 4,
                  "ignored": 0, "slow": 0, "stale": 0, "opens": 2, "state": "closed",
                  "generation": 5, "end_ns": 19300 * MS}
 

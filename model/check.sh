@@ -1,7 +1,8 @@
 #!/bin/sh
 # Usage: model/check.sh OUTDIR [full]
 # Checks model/breaker.pml (the state word), model/ring.pml (the count window) and
-# model/group.pml (the slot lifecycle of a keyed group) with spin, exhaustively: every
+# model/group.pml (the slot lifecycle of a keyed group) and model/registry.pml (a
+# registry's refusal of a name held) with spin, exhaustively: every
 # configuration must verify with no error, and every planted bug must be caught. "full"
 # adds the largest configuration (2 callers and an operator, ~33 million states, ~1.5 GB,
 # about a minute).
@@ -10,7 +11,7 @@ out=$1
 full=${2:-}
 cc=${CC:-cc}
 mkdir -p "$out"
-cp model/breaker.pml model/ring.pml model/group.pml "$out/"
+cp model/breaker.pml model/ring.pml model/group.pml model/registry.pml "$out/"
 cd "$out" || exit 1
 fail=0
 
@@ -68,6 +69,11 @@ run caught "group-bug5-generation-reset" "-DBUG=5 -DNPROC=2" group.pml
 run caught "group-bug6-evict-by-store" "-DBUG=6 -DNPROC=2" group.pml
 run caught "group-bug7-key-after-seq" "-DBUG=7 -DNPROC=2" group.pml
 run caught "group-fix0-record-during-eviction" "-DFIX=0 -DNPROC=3" group.pml
+
+run ok "registry-3-adders" "-DNPROC=3" registry.pml
+run ok "registry-3-adders-remover" "-DNPROC=3 -DREMOVE" registry.pml
+run caught "registry-bug1-no-look" "-DBUG=1 -DNPROC=3" registry.pml
+run caught "registry-bug2-look-below-only" "-DBUG=2 -DNPROC=3" registry.pml
 
 rm -f pan pan.* _spin_nvr.tmp
 exit $fail

@@ -1,5 +1,5 @@
-# model/: the state-word protocol (breaker.pml), the count window (ring.pml) and a group's
-# slot lifecycle (group.pml) checked
+# model/: the state-word protocol (breaker.pml), the count window (ring.pml), a group's
+# slot lifecycle (group.pml) and the registry's one-breaker-per-name (registry.pml) checked
 # exhaustively by spin, planted protocol bugs included. See docs/verification.md.
 #   model        every configuration (about 1.5 GB, 2 minutes)
 #   test-model   (make test) the same without the largest configuration (about a minute)

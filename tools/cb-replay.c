@@ -319,12 +319,16 @@ static void print_events(const trace *tr, const run *r)
         printf(",\"line\":%zu}\n", r->tr[i].line);
     }
     const cb_stats *s = &r->stats;
-    printf("{\"summary\":{\"calls\":%zu,\"admitted\":%" PRIu64 ",\"rejected\":%" PRIu64
-           ",\"successes\":%" PRIu64 ",\"failures\":%" PRIu64 ",\"ignored\":%" PRIu64
+    printf("{\"summary\":{\"calls\":%zu,\"admitted\":%" PRIu64 ",\"rejected\":%" PRIu64,
+           tr->n, s->admitted, s->rejected);
+    for (unsigned why = CB_REJECT_OPEN; why < CB__REJECT_COUNT; why++)   /* why they were */
+        printf("%s\"%s\":%" PRIu64, why == CB_REJECT_OPEN ? ",\"rejected_by\":{" : ",",
+               cb_reject_name((cb_reject)why), s->rejected_by[why]);
+    printf("},\"successes\":%" PRIu64 ",\"failures\":%" PRIu64 ",\"ignored\":%" PRIu64
            ",\"slow\":%" PRIu64 ",\"stale\":%" PRIu64 ",\"opens\":%" PRIu64
            ",\"state\":\"%s\",\"generation\":%" PRIu64 ",\"end_ns\":%" PRIu64 "}}\n",
-           tr->n, s->admitted, s->rejected, s->successes, s->failures, s->ignored, s->slow,
-           s->stale, s->opens, cb_state_name(s->state), s->generation, r->last_ns);
+           s->successes, s->failures, s->ignored, s->slow, s->stale, s->opens,
+           cb_state_name(s->state), s->generation, r->last_ns);
 }
 
 /* ---- --compare ---------------------------------------------------------------- */

@@ -65,7 +65,8 @@ fuzz-merge: $(FUZZ_BINS)
 
 test-fuzz: $(FUZZ_BINS) $(FUZZ_BUG_BINS)
 	@set -e; $(foreach t,$(FUZZ_TARGETS), \
-	    $(BUILD)/fuzz/$(t) -runs=0 $(call fuzz_corpus,$(t)) > $(BUILD)/fuzz/$(t).replay.log 2>&1 || \
+	    $(BUILD)/fuzz/$(t) -runs=0 -artifact_prefix=$(BUILD)/fuzz/$(t)- $(call fuzz_corpus,$(t)) \
+	        > $(BUILD)/fuzz/$(t).replay.log 2>&1 || \
 	        { tail -40 $(BUILD)/fuzz/$(t).replay.log; exit 1; }; \
 	    echo "$(t): corpus of $$(ls $(call fuzz_corpus,$(t)) | wc -l) replayed, no mismatch";)
 	@set -e; $(foreach b,$(FUZZ_BUGS), \

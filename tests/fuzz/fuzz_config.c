@@ -65,7 +65,8 @@ static bool same_config(const cb_config *a, const cb_config *b)
            a->max_concurrent == b->max_concurrent && a->open_ms == b->open_ms &&
            a->backoff == b->backoff && a->max_open_ms == b->max_open_ms &&
            a->jitter == b->jitter && a->half_open_calls == b->half_open_calls &&
-           a->probe_timeout_ms == b->probe_timeout_ms && a->seed == b->seed;
+           a->probe_timeout_ms == b->probe_timeout_ms && a->seed == b->seed &&
+           a->warn_failure_rate == b->warn_failure_rate;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -99,6 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     take(&in, &c.seed, byte(&in) & 1 ? sizeof c.seed : 0);
     size_t msg_len = byte(&in) % 96;
     size_t align = byte(&in) % 64;
+    c.warn_failure_rate = f64(&in);   /* last: the bytes before keep their meaning */
 
     cb_config want, got;
     cb_err merr = model_resolve(&c, &want);
@@ -139,6 +141,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (cb_init(mem + align, need, &c, &b) != CB_OK)
         FAIL("cb_init failed in cb_size bytes\n");
     cb_config_get(b, &got);
+    if (want.seed == 0 && got.seed == 0)
+        FAIL("seed 0: the breaker drew none\n");
+    if (want.seed == 0)
+        got.seed = 0;   /* drawn when it was made: the rest must be the resolved config */
     if (!same_config(&got, &want))
         FAIL("cb_config_get differs from the resolved config\n");
     cb_ticket t;

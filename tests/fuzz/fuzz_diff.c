@@ -35,9 +35,17 @@ static uint64_t fake_clock(void *user)
     return clock_now;
 }
 
+static size_t nwarn_got;           /* warning changes delivered during the operation */
+static cb_reason warn_got;
+
 static void on_event(const cb_event *ev, void *user)
 {
     (void)user;
+    if (ev->from == ev->to && (ev->reason == CB_REASON_DEGRADED || ev->reason == CB_REASON_RECOVERED)) {
+        nwarn_got++;   /* no transition: a warning change */
+        warn_got = ev->reason;
+        return;
+    }
     if (!ngot++)
         got = *ev;
 }
@@ -95,6 +103,9 @@ static cb_config decode_config(input *in)
     c.probe_timeout_ms = rec & 16 ? 1 + byte(in) : 0;
     if (rec & 32)
         c.seed = bytes(in, 8);
+    if (rec & 64)   /* from a byte read already, so older inputs keep their meaning; at or
+                       above failure_rate, or without a window, it is an invalid config */
+        c.warn_failure_rate = (1 + c.open_ms % 15) / 16.0;
     c.on_event = on_event;
     c.clock_ns = fake_clock;
     return c;
@@ -123,6 +134,9 @@ static void compare(const cb_breaker *b, const model *m)
     EQ("window_failures", s.window_failures, e.window_failures);
     EQ("window_slow", s.window_slow, e.window_slow);
     EQ("in_flight", s.in_flight, e.in_flight);
+    EQ("degraded", s.degraded, e.degraded);
+    for (int why = CB_REJECT_OPEN; why <= CB_REJECT_BULKHEAD; why++)
+        EQ("rejected_by", s.rejected_by[why], e.rejected_by[why]);
     EQ("state_since_ns", s.state_since_ns, e.state_since_ns);
     EQ("last_failure_ns", s.last_failure_ns, e.last_failure_ns);
     EQ("open_until_ns", s.open_until_ns, e.open_until_ns);
@@ -188,6 +202,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cb_breaker *b = cb_new(&cfg, &err);
     if (!b)
         FAIL("cb_new: %s\n", cb_strerror(err));
+    cb_config drawn;   /* seed 0: the one the breaker drew, which the model follows */
+    cb_config_get(b, &drawn);
+    EQ("seed kept or drawn", cfg.seed ? drawn.seed == cfg.seed : drawn.seed != 0, 1);
+    m.cfg.seed = drawn.seed;
     say("config: cf %u rate %g count %u slow %u/%g min %u max_conc %u win %u calls/%u ms/%u"
         " open %u backoff %g max %u jitter %g probes %u timeout %u seed %" PRIu64 "\n",
         m.cfg.consecutive_failures, m.cfg.failure_rate, m.cfg.failures_in_window,
@@ -211,7 +229,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int op = 0; op < MAX_OPS && in.n; op++) {
         uint8_t code = byte(&in), arg = byte(&in);
         cb_state before_state = m.state;
-        uint64_t before_events = m.nevents;
+        uint64_t before_events = m.nevents, before_warn = m.nwarn;
         unsigned reads = clock_reads;
         bool quiet_path = !m.cfg.slow_call_ms && !m.cfg.window_ms;
         m.now_ns = clock_now;
@@ -223,6 +241,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             bool a = cb_allow(b, &t->c), e = model_allow(&m, &t->m);
             say("allow -> %d\n", e);
             EQ("cb_allow", a, e);
+            EQ("cb_ticket_rejected", cb_ticket_rejected(&t->c), e ? CB_REJECT_NONE : t->m.why);
             if (before_state == CB_CLOSED && m.state == CB_CLOSED && !m.cfg.slow_call_ms)
                 EQ("clock reads by cb_allow in CLOSED", clock_reads - reads, 0);
             break;
@@ -243,7 +262,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             say("record #%zu%s %s (%d) -> %d\n", i, keep ? " (kept)" : "", cb_outcome_name(o), (int)o, e);
             EQ("cb_record", a, e);
             if (before_state == CB_CLOSED && m.state == CB_CLOSED && quiet_path &&
-                o == CB_SUCCESS)
+                o == CB_SUCCESS && !nwarn_got)   /* a warning told reads the time for it */
                 EQ("clock reads by cb_record(SUCCESS) in CLOSED", clock_reads - reads, 0);
             break;
         }
@@ -286,6 +305,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         m.now_ns = clock_now;
         compare(b, &m);
         compare_events(b, &m, before_events);
+        EQ("warning changes told", nwarn_got, m.nwarn - before_warn);
+        if (nwarn_got)
+            EQ("warning told", warn_got, m.last_warn);
+        nwarn_got = 0;
     }
     cb_free(b);
     model_free(&m);

@@ -361,6 +361,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     EQ("config dominant_share", rc.dominant_share == m.dominant_share, 1);
     EQ("config dominant_min_calls", rc.dominant_min_calls, m.dominant_min_calls);
     EQ("config dominant_window_ms", rc.dominant_window_ms, m.dominant_window_ms);
+    /* seed 0: the group drew one for its keys and its overflow breaker; the model follows */
+    EQ("template seed kept or drawn", m.tmpl.seed ? rc.breaker.seed == m.tmpl.seed : rc.breaker.seed != 0, 1);
+    m.tmpl.seed = m.overflow.cfg.seed = rc.breaker.seed;
     const cb_config *t = &m.tmpl;
     say("group: capacity %u key_max %u idle %u ms, max_open_share %g, dominant %g of %u calls"
         " in %u ms\n", m.capacity, m.key_max, m.idle_ms, m.max_open_share, m.dominant_share,

@@ -26,14 +26,6 @@ static uint64_t splitmix64(uint64_t x)
     return z ^ (z >> 31);
 }
 
-static uint64_t fnv1a64(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001b3u;
-    return h;
-}
-
 static bool is_fraction(double v) { return v >= 0 && v <= 1; }   /* false for NaN */
 
 cb_err model_resolve(const cb_config *in, cb_config *out)
@@ -93,9 +85,12 @@ cb_err model_resolve(const cb_config *in, cb_config *out)
     if (c.half_open_calls > PROBES_MAX)
         return CB_EINVAL;
     c.probe_timeout_ms = def_u32(c.probe_timeout_ms, 60000);
-    if (!c.seed)
-        c.seed = fnv1a64(c.name);
-    *out = c;
+    if (!(c.warn_failure_rate >= 0 && c.warn_failure_rate < 1))
+        return CB_EINVAL;
+    if (c.warn_failure_rate > 0 && (!(c.window_calls || c.window_ms) ||
+                                    (c.failure_rate > 0 && c.warn_failure_rate >= c.failure_rate)))
+        return CB_EINVAL;
+    *out = c;   /* seed 0 stays 0: the breaker draws one, which the caller copies in */
     return CB_OK;
 }
 
@@ -269,9 +264,11 @@ void model_free(model *m)
     m->win = NULL;
 }
 
-static bool reject(model *m)
+static bool reject(model *m, model_ticket *t, cb_reject why)
 {
     m->rejected++;
+    m->rejected_by[why]++;
+    t->why = why;
     return false;
 }
 
@@ -297,28 +294,52 @@ bool model_allow(model *m, model_ticket *t)
     switch (m->state) {
     case CB_CLOSED:
     case CB_METRICS_ONLY:
-        return bulkhead_full(m) ? reject(m) : admit(m, t);
+        return bulkhead_full(m) ? reject(m, t, CB_REJECT_BULKHEAD) : admit(m, t);
     case CB_DISABLED:
         return admit(m, t);
     case CB_FORCED_OPEN:
-        return reject(m);
+        return reject(m, t, CB_REJECT_FORCED_OPEN);
     case CB_OPEN:
-        if (!due(m, m->open_until_ms) || bulkhead_full(m))
-            return reject(m);
+        if (!due(m, m->open_until_ms))
+            return reject(m, t, CB_REJECT_OPEN);
+        if (bulkhead_full(m))
+            return reject(m, t, CB_REJECT_BULKHEAD);
         transition(m, CB_HALF_OPEN, CB_REASON_OPEN_ELAPSED, m->k);
         m->taken = 1;
         return admit(m, t);
     case CB_HALF_OPEN:
         if (due(m, m->round_until_ms)) {
             transition(m, CB_OPEN, CB_REASON_PROBE_TIMEOUT, next_k(m));
-            return reject(m);
+            return reject(m, t, CB_REJECT_OPEN);   /* the new OPEN period refuses it */
         }
-        if (m->taken >= m->cfg.half_open_calls || bulkhead_full(m))
-            return reject(m);
+        if (m->taken >= m->cfg.half_open_calls)
+            return reject(m, t, CB_REJECT_HALF_OPEN_FULL);
+        if (bulkhead_full(m))
+            return reject(m, t, CB_REJECT_BULKHEAD);
         m->taken++;
         return admit(m, t);
     }
-    return reject(m);
+    return reject(m, t, CB_REJECT_FORCED_OPEN);
+}
+
+/* The early warning (docs/semantics.md, Events): told once per change, a CLOSED period
+   starting untold. */
+static bool warns(const model *m, figures f)
+{
+    return m->cfg.warn_failure_rate > 0 && f.calls > 0 && f.calls >= m->cfg.minimum_calls &&
+           (double)f.failures / f.calls >= m->cfg.warn_failure_rate;
+}
+
+static void warn_check(model *m)
+{
+    bool told = m->warned && m->warned_gen == m->gen;
+    bool on = warns(m, window_figures(m));
+    if (on == told)
+        return;
+    m->warned = on;
+    m->warned_gen = m->gen;
+    m->nwarn++;
+    m->last_warn = on ? CB_REASON_DEGRADED : CB_REASON_RECOVERED;
 }
 
 bool model_record(model *m, model_ticket *t, cb_outcome o)
@@ -360,6 +381,8 @@ bool model_record(model *m, model_ticket *t, cb_outcome o)
         window_push(m, o == CB_FAILURE, slow);
         if (m->state == CB_CLOSED && rule_holds(m, &why))
             transition(m, CB_OPEN, why, m->k);
+        else if (m->cfg.window_calls || m->cfg.window_ms)
+            warn_check(m);
         break;
     case CB_HALF_OPEN:
         if (o == CB_IGNORED)
@@ -403,10 +426,12 @@ void model_stats(const model *m, cb_stats *s)
         .opens = m->opens,
         .consecutive_failures = m->state == CB_CLOSED || m->state == CB_METRICS_ONLY ? m->run : 0,
         .window_calls = f.calls, .window_failures = f.failures, .window_slow = f.slow,
+        .degraded = (m->state == CB_CLOSED || m->state == CB_METRICS_ONLY) && warns(m, f),
         .in_flight = m->in_flight,
         .state_since_ns = m->state_since_ns, .last_failure_ns = m->last_failure_ns,
         .open_until_ns = m->state == CB_OPEN ? m->open_until_ms * NS_PER_MS : 0,
     };
+    memcpy(s->rejected_by, m->rejected_by, sizeof m->rejected_by);
 }
 
 const cb_event *model_last_event(const model *m)

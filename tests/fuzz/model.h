@@ -15,6 +15,7 @@
 
 typedef struct model_ticket {
     bool admitted, disabled;        /* disabled: admitted in DISABLED, records nothing */
+    cb_reject why;                  /* a refused call: why */
     uint32_t gen;
     uint64_t start_ns;
 } model_ticket;
@@ -35,6 +36,11 @@ typedef struct model {
     uint64_t state_since_ns, last_failure_ns;
 
     uint64_t admitted, rejected, successes, failures, ignored, slow, stale, opens;
+    uint64_t rejected_by[CB_REJECT_BULKHEAD + 1];
+    bool warned;                    /* the warning as last told (per CLOSED period) */
+    uint32_t warned_gen;
+    uint64_t nwarn;                 /* warning changes told */
+    cb_reason last_warn;
     uint32_t run;                   /* consecutive failures */
     uint32_t in_flight;             /* admitted, not yet recorded (DISABLED calls too) */
 

@@ -26,7 +26,7 @@ TEST(an_all_zero_config_resolves_to_the_documented_defaults)
     CHECK_EQ(r.half_open_calls, 1);
     CHECK_EQ(r.probe_timeout_ms, 60000);
     CHECK_EQ(r.max_concurrent, 0);
-    CHECK(r.seed != 0);
+    CHECK_EQ(r.seed, 0);   /* drawn by each breaker when it is made */
 }
 
 TEST(defaults_follow_the_fields_they_depend_on)
@@ -234,4 +234,40 @@ TEST(names_of_enums_are_lower_case_and_parse_back)
     CHECK(cb_state_name((cb_state)99) != NULL);
     CHECK(cb_reason_name((cb_reason)99) != NULL);
     CHECK(cb_outcome_name((cb_outcome)99) != NULL);
+}
+
+/* A failed cb_new, cb_init, cb_group_new or cb_shm_open says what was wrong without a
+   second call; a success of one clears it; each thread has its own. */
+static void *t_other_thread_error(void *arg)
+{
+    (void)arg;
+    return (void *)(uintptr_t)(cb_last_error()[0] == 0);
+}
+
+TEST(a_failed_constructor_leaves_its_message_for_cb_last_error)
+{
+    cb_err e;
+    CHECK(!cb_new(&(cb_config){.failure_rate = 1.5}, &e));
+    CHECK_EQ(e, CB_EINVAL);
+    CHECK_CONTAINS(cb_last_error(), "failure_rate");
+    CHECK_CONTAINS(cb_last_error(), "1.5");
+    pthread_t th;
+    void *clean = NULL;
+    REQUIRE(pthread_create(&th, NULL, t_other_thread_error, NULL) == 0);
+    pthread_join(th, &clean);
+    CHECK(clean != NULL);   /* the message is this thread's */
+    cb_breaker *b = cb_new(NULL, &e);
+    REQUIRE(b);
+    CHECK_EQ(strcmp(cb_last_error(), ""), 0);
+    cb_free(b);
+    static char mem[64];
+    cb_breaker *out;
+    CHECK_EQ(cb_init(mem, sizeof mem, NULL, &out), CB_EINVAL);
+    CHECK_CONTAINS(cb_last_error(), "cb_init: len is below cb_size()");
+    CHECK(!cb_group_new(&(cb_group_config){.capacity = CB_GROUP_CAPACITY_MAX + 1}, &e));
+    CHECK_CONTAINS(cb_last_error(), "capacity");
+    CHECK(!cb_shm_open("/nonexistent-folder-of-cb-tests/x.cb", NULL, &e));
+    CHECK_EQ(e, CB_EIO);
+    CHECK_CONTAINS(cb_last_error(), "/nonexistent-folder-of-cb-tests/x.cb: ");
+    CHECK_CONTAINS(cb_last_error(), "No such file or directory");
 }

@@ -225,7 +225,16 @@ TEST(prometheus_samples_carry_the_name_label_and_counters_end_in_total)
     CHECK(samples >= 2 * 17);
     cb_stats s = t_stats(f->b);
     CHECK(t_sample(text, "cb_admitted_total", "name=\"api\"") == (double)s.admitted);
-    CHECK(t_sample(text, "cb_rejected_total", "name=\"api\"") == (double)s.rejected);
+    double by_reason = 0;   /* one sample per reason, which sum to the total */
+    for (unsigned r = CB_REJECT_OPEN; r <= CB_REJECT_BULKHEAD; r++) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "name=\"api\",reason=\"%s\"", cb_reject_name((cb_reject)r));
+        double v = t_sample(text, "cb_rejected_total", labels);
+        CHECK(v == (double)s.rejected_by[r]);
+        by_reason += v;
+    }
+    CHECK(by_reason == (double)s.rejected && s.rejected > 0);
+    CHECK(t_sample(text, "cb_rejected_total", "name=\"api\"") == -1);
     CHECK(t_sample(text, "cb_stale_total", "name=\"api\"") == (double)s.stale);
     CHECK(t_sample(text, "cb_opens_total", "name=\"api\"") == 1);
     CHECK(t_sample(text, "cb_state", "name=\"api\",state=\"open\"") == 1);
@@ -274,6 +283,17 @@ TEST(a_registry_adds_finds_lists_and_removes_breakers_in_caller_memory)
     CHECK_EQ(cb_registry_add(&r, d), CB_OK);              /* takes the freed slot */
     CHECK_EQ(cb_registry_list(&r, list, 4), 3);
     CHECK(list[0] == a && list[1] == d && list[2] == c);
+    /* a name already held is refused, and nothing of it stays */
+    cb_breaker *twin = cb_new(&(cb_config){.name = "a"}, &err);
+    REQUIRE(twin);
+    CHECK(cb_registry_remove(&r, c));
+    CHECK_EQ(cb_registry_add(&r, twin), CB_EINVAL);
+    CHECK_CONTAINS(cb_last_error(), "a breaker named 'a' is registered already");
+    CHECK_EQ(cb_registry_add(&r, a), CB_EINVAL);           /* the same breaker twice, too */
+    CHECK_EQ(cb_registry_list(&r, list, 4), 2);
+    CHECK(cb_registry_find(&r, "a") == a);
+    CHECK_EQ(cb_registry_add(&r, c), CB_OK);
+    cb_free(twin);
     cb_free(a);
     cb_free(b);
     cb_free(c);

@@ -192,3 +192,45 @@ TEST(a_disabled_call_recorded_twice_gives_its_place_back_once)
     CHECK(!cb_record(f->b, &b, S));
     CHECK_EQ(t_stats(f->b).in_flight, 0);
 }
+
+/* Every refusal says why on its ticket, and is counted by its reason. */
+TEST(a_rejected_ticket_says_why_and_each_reason_is_counted)
+{
+    t_fix *f = t_new((cb_config){.consecutive_failures = 1, .open_ms = 1000, .half_open_calls = 1,
+                                 .max_concurrent = 1});
+    cb_ticket a, b;
+    CHECK(cb_allow(f->b, &a));
+    CHECK_EQ(cb_ticket_rejected(&a), CB_REJECT_NONE);
+    CHECK(!cb_allow(f->b, &b));                          /* the one place is held */
+    CHECK_EQ(cb_ticket_rejected(&b), CB_REJECT_BULKHEAD);
+    CHECK(cb_record(f->b, &a, F));                       /* opens */
+    CHECK(!cb_allow(f->b, &b));
+    CHECK_EQ(cb_ticket_rejected(&b), CB_REJECT_OPEN);
+    CHECK(cb_retry_after_ms(f->b) > 0);
+    t_at_ms(f, 1000);
+    CHECK(cb_allow(f->b, &a));                           /* the probe */
+    CHECK(!cb_allow(f->b, &b));
+    CHECK_EQ(cb_ticket_rejected(&b), CB_REJECT_HALF_OPEN_FULL);   /* both hold: the round first */
+    CHECK(cb_record(f->b, &a, S));                       /* closes */
+    CHECK_EQ(cb_set_state(f->b, CB_FORCED_OPEN), CB_OK);
+    CHECK(!cb_allow(f->b, &b));
+    CHECK_EQ(cb_ticket_rejected(&b), CB_REJECT_FORCED_OPEN);
+    CHECK(!cb_record(f->b, &b, S));                      /* a rejected ticket records nothing */
+    CHECK_EQ(cb_ticket_rejected(&b), CB_REJECT_FORCED_OPEN);
+    cb_stats s = t_stats(f->b);
+    CHECK_EQ(s.rejected, 4);
+    CHECK_EQ(s.rejected_by[CB_REJECT_NONE], 0);
+    CHECK_EQ(s.rejected_by[CB_REJECT_BULKHEAD], 1);
+    CHECK_EQ(s.rejected_by[CB_REJECT_OPEN], 1);
+    CHECK_EQ(s.rejected_by[CB_REJECT_HALF_OPEN_FULL], 1);
+    CHECK_EQ(s.rejected_by[CB_REJECT_FORCED_OPEN], 1);
+    char json[2048];
+    CHECK(cb_format_json(f->b, json, sizeof json) > 0);
+    CHECK_CONTAINS(json, "\"rejected\":4,");
+    CHECK_CONTAINS(json, "\"rejected_by\":{\"open\":1,\"forced_open\":1,\"half_open_full\":1,\"bulkhead\":1}");
+    CHECK(strcmp(cb_reject_name(CB_REJECT_HALF_OPEN_FULL), "half_open_full") == 0);
+    CHECK(strcmp(cb_reject_name((cb_reject)99), "unknown") == 0);
+    CHECK_EQ(cb_ticket_rejected(NULL), CB_REJECT_NONE);
+    cb_ticket zero = {0};
+    CHECK_EQ(cb_ticket_rejected(&zero), CB_REJECT_NONE);
+}

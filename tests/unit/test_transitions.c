@@ -311,17 +311,26 @@ TEST(jitter_is_deterministic_for_a_seed_and_draws_from_1_minus_jitter_to_1)
     CHECK(highest > 990);
 }
 
-TEST(the_default_seed_comes_from_the_name)
+/* Replicas of one service (one name) must not probe in lockstep: with seed 0 each
+   breaker draws its own, and its periods differ; an explicit seed repeats exactly. */
+TEST(replicas_of_one_name_draw_their_own_seeds_and_an_explicit_one_repeats)
 {
-    cb_config cfg = {.consecutive_failures = 1, .open_ms = 100000, .jitter = 0.5};
-    uint64_t a[4], b[4], c[4];
-    cfg.name = "redis";
+    cb_config cfg = {.name = "redis", .consecutive_failures = 1, .open_ms = 100000, .jitter = 0.5};
+    uint64_t a[4], b[4], c[4], d[4];
     t_open_periods(cfg, a, 3);
     t_open_periods(cfg, b, 3);
-    cfg.name = "postgres";
+    CHECK(memcmp(a, b, sizeof a) != 0);   /* equal by chance: 1 in ~50000^3 */
+    cb_config resolved = {.seed = 1};
+    CHECK_EQ(cb_config_resolve(&cfg, &resolved, NULL, 0), CB_OK);
+    CHECK_EQ(resolved.seed, 0);           /* drawn when a breaker is made, not here */
+    cb_config got_f, got_g;
+    cb_config_get(t_new(cfg)->b, &got_f);
+    cb_config_get(t_new(cfg)->b, &got_g);
+    CHECK(got_f.seed != 0 && got_g.seed != 0 && got_f.seed != got_g.seed);
+    cfg.seed = got_f.seed;                /* the drawn seed, given back, repeats its periods */
     t_open_periods(cfg, c, 3);
-    CHECK(memcmp(a, b, sizeof a) == 0);
-    CHECK(memcmp(a, c, sizeof a) != 0);
+    t_open_periods(cfg, d, 3);
+    CHECK(memcmp(c, d, sizeof c) == 0);
 }
 
 TEST(a_clock_that_goes_backwards_does_not_shorten_or_lengthen_the_period)

@@ -379,3 +379,86 @@ TEST(the_closed_success_path_reads_no_clock_without_slow_calls_or_a_time_window)
     /* the clock is needed, and read, when calls are timed */
     CHECK(t_reads_for_successes((cb_config){.slow_call_ms = 100}, 10) >= 10);
 }
+
+/* Early warning: degraded while the window's failure rate is at or above
+   warn_failure_rate (with minimum_calls), told once each way as an event with from == to
+   and no generation; and the trend: the window's figures one window ago. */
+TEST(the_warning_comes_before_the_trip_and_is_told_once_each_way)
+{
+    t_fix *f = t_new((cb_config){.window_calls = 10, .minimum_calls = 10, .failure_rate = 0.5,
+                                 .warn_failure_rate = 0.3});
+    t_calls(f->b, S, 10);                         /* ring positions 0..9 */
+    CHECK_EQ(t_stats(f->b).degraded, 0);
+    CHECK_EQ(t_stats(f->b).prev_window_calls, 10); /* all plain: plain then too, as far as told */
+    t_calls(f->b, F, 2);                          /* 20%: positions 10, 11 */
+    CHECK_NO_EVENT(f);
+    t_calls(f->b, F, 1);                          /* 30%: the warning */
+    CHECK_EVENT(f, CB_CLOSED, CB_CLOSED, CB_REASON_DEGRADED, 0, 0);
+    cb_stats s = t_stats(f->b);
+    CHECK_EQ(s.degraded, 1);
+    CHECK_EQ(s.state, CB_CLOSED);
+    CHECK_EQ(s.generation, 0);
+    CHECK_EQ(s.prev_window_calls, 10);            /* round 1 began at position 10: 0/10 */
+    CHECK_EQ(s.prev_window_failures, 0);
+    t_calls(f->b, F, 1);                          /* 40%: still warned, not told again */
+    CHECK_NO_EVENT(f);
+    t_calls(f->b, S, 6);                          /* positions 14..19 replace successes */
+    CHECK_EQ(t_stats(f->b).degraded, 1);
+    t_calls(f->b, S, 2);                          /* 20..21 take out two failures: 20% */
+    CHECK_EVENT(f, CB_CLOSED, CB_CLOSED, CB_REASON_RECOVERED, 0, 0);
+    s = t_stats(f->b);
+    CHECK_EQ(s.degraded, 0);
+    CHECK_EQ(s.window_failures, 2);
+    CHECK_EQ(s.prev_window_calls, 10);            /* round 2 began at 20 with 4/10 */
+    CHECK_EQ(s.prev_window_failures, 4);
+    CHECK_EQ(cb_history(f->b, NULL, 0), 0);       /* no transition was made */
+    char json[2048];
+    CHECK(cb_format_json(f->b, json, sizeof json) > 0);
+    CHECK_CONTAINS(json, "\"degraded\":0,\"prev_window_calls\":10,\"prev_window_failures\":4");
+    t_calls(f->b, F, 6);                          /* up to the trip: no warning event */
+    CHECK_EVENT(f, CB_CLOSED, CB_CLOSED, CB_REASON_DEGRADED, 0, 0);
+    CHECK_EVENT(f, CB_CLOSED, CB_OPEN, CB_REASON_FAILURE_RATE, 1, 60000);
+    CHECK_EQ(t_stats(f->b).degraded, 0);          /* open: the window is a closed period's */
+}
+
+TEST(a_time_window_warns_and_keeps_the_figures_of_one_window_ago)
+{
+    t_fix *f = t_new((cb_config){.window_ms = 1000, .window_buckets = 10, .minimum_calls = 4,
+                                 .failure_rate = 0.9, .warn_failure_rate = 0.5});
+    t_calls(f->b, S, 2);
+    t_calls(f->b, F, 2);                          /* 2/4 at t = 0 */
+    CHECK_EVENT(f, CB_CLOSED, CB_CLOSED, CB_REASON_DEGRADED, 0, 0);
+    CHECK_EQ(t_stats(f->b).degraded, 1);
+    t_at_ms(f, 1500);                             /* a new round: the old calls aged out */
+    CHECK_EQ(t_stats(f->b).degraded, 0);          /* read: the window is empty now */
+    t_calls(f->b, S, 1);
+    CHECK_EVENT(f, CB_CLOSED, CB_CLOSED, CB_REASON_RECOVERED, 0, 0);
+    cb_stats s = t_stats(f->b);
+    CHECK_EQ(s.window_calls, 1);
+    CHECK_EQ(s.prev_window_calls, 0);             /* the window at the round's start: empty */
+    t_at_ms(f, 1900);
+    t_calls(f->b, F, 3);                          /* 3/4 */
+    t_at_ms(f, 2050);                             /* round 2: its first call keeps 3/4 */
+    t_calls(f->b, S, 1);
+    s = t_stats(f->b);
+    CHECK_EQ(s.prev_window_calls, 4);
+    CHECK_EQ(s.prev_window_failures, 3);
+}
+
+TEST(the_warning_needs_a_window_and_a_rate_below_the_trip)
+{
+    char msg[200];
+    struct { cb_config c; const char *says; } bad[] = {
+        { {.warn_failure_rate = 0.3}, "needs a window" },
+        { {.window_calls = 10, .failure_rate = 0.5, .warn_failure_rate = 0.5}, "below failure_rate" },
+        { {.window_calls = 10, .warn_failure_rate = 1}, "must be in (0, 1)" },
+        { {.window_calls = 10, .warn_failure_rate = -0.1}, "must be in (0, 1)" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_EQ(cb_config_check(&bad[i].c, msg, sizeof msg), CB_EINVAL);
+        CHECK_CONTAINS(msg, "warn_failure_rate");
+        CHECK_CONTAINS(msg, bad[i].says);
+    }
+    cb_config ok = {.window_ms = 1000, .warn_failure_rate = 0.2};   /* a warning alone is fine */
+    CHECK_EQ(cb_config_check(&ok, msg, sizeof msg), CB_OK);
+}
