@@ -2,8 +2,9 @@
    (cb_shm_open, cb_group_shm_open).
 
        cbctl ls DIR
-       cbctl show [--keys=N] FILE...
-       cbctl watch [--interval-ms=N] [--count=N] [--keys=N] FILE...
+       cbctl show [--keys=N] [--history=N] FILE...
+       cbctl watch [--interval-ms=N] [--count=N] [--keys=N] [--history=N] FILE...
+       cbctl watch --log=LOG [--log-max-bytes=N] [--log-keep=K] [--interval-ms=N] FILE...
        cbctl set FILE STATE [--key=KEY]
        cbctl reset FILE [--key=KEY]
        cbctl metrics --json|--prometheus [--max-keys=N] [--not-closed] FILE...
@@ -15,9 +16,10 @@
    Every command but create opens the files with the attach functions, which take the
    config from the file, so cbctl needs no config and never creates a file; a file's magic
    number says whether it holds a breaker or a group. File, breaker names and group keys
-   are printed escaped (esc(), key_text()). Exit status: 0 ok, 1 a file could not be used
-   (missing, another config or layout, damaged) or another runtime error, 2 a bad command
-   line. Details: docs/cbctl.md. */
+   are printed escaped (esc(), key_text()). watch --log appends every transition to an
+   incidents log, one JSON line each, and resumes after the last one logged. Exit status:
+   0 ok, 1 a file could not be used (missing, another config or layout, damaged) or
+   another runtime error, 2 a bad command line. Details: docs/cbctl.md. */
 #define _POSIX_C_SOURCE 200809L
 #define CB_IMPLEMENTATION
 #include "cb.h"
@@ -37,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -46,6 +49,7 @@
 
 enum { EXIT_FILE = 1, EXIT_USAGE = 2 };
 #define HISTORY_SHOWN 10
+#define HISTORY_MAX CB__GROUP_HISTORY   /* the larger ring: a group's (a breaker's: CB_HISTORY) */
 
 /* ---- errors and command lines ---------------------------------------------------- */
 
@@ -362,6 +366,66 @@ static size_t key_bytes(const char *text, char out[CB_GROUP_KEY_MAX])
     return n;
 }
 
+/* ---- JSON written as text ---------------------------------------------------------- */
+
+typedef unsigned long long ull;
+
+/* Text built piece by piece. Integers are written by hand: cJSON keeps numbers as
+   doubles, exact only up to 2^53 (ns past 104 days); cJSON quotes the strings. */
+typedef struct text { char *s; size_t len, cap; } text;
+
+static void put(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(text *t, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        die(EXIT_FILE, "out of memory");
+    if (t->cap - t->len <= (size_t)n) {
+        size_t cap = t->cap ? t->cap : 256;
+        while (cap - t->len <= (size_t)n)
+            cap *= 2;
+        char *p = realloc(t->s, cap);
+        if (!p)
+            die(EXIT_FILE, "out of memory");
+        t->s = p, t->cap = cap;
+    }
+    va_start(ap, fmt);
+    vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
+    va_end(ap);
+    t->len += (size_t)n;
+}
+
+static void put_str(text *t, const char *s)
+{
+    cJSON *j = cJSON_CreateString(s);
+    char *q = j ? cJSON_PrintUnformatted(j) : NULL;
+    if (!q)
+        die(EXIT_FILE, "out of memory");
+    put(t, "%s", q);
+    cJSON_free(q);
+    cJSON_Delete(j);
+}
+
+/* A transition's members (no braces): for a group's, its key first (null where the ring
+   kept none), then from, to, reason, generation, at_ns and open_ms (0 unless to open). */
+static void put_event(text *t, const cb_event *ev, bool group)
+{
+    char k[3 * CB_GROUP_KEY_MAX + 1];
+    if (group && ev->key_len) {
+        put(t, "\"key\":");
+        put_str(t, json_key(ev->key, ev->key_len, k));
+        put(t, ",");
+    } else if (group)
+        put(t, "\"key\":null,");
+    put(t, "\"from\":\"%s\",\"to\":\"%s\",\"reason\":\"%s\",\"generation\":%llu,\"at_ns\":%llu,"
+        "\"open_ms\":%llu", cb_state_name(ev->from), cb_state_name(ev->to),
+        cb_reason_name(ev->reason), (ull)ev->generation, (ull)ev->at_ns,
+        (ull)(ev->to == CB_OPEN ? ev->open_ms : 0));
+}
+
 /* ---- show, ls, watch -------------------------------------------------------------- */
 
 static uint64_t mono_ns(void)
@@ -396,8 +460,6 @@ static const char *ratio(char buf[48], uint32_t part, uint32_t whole)
     return buf;
 }
 
-typedef unsigned long long ull;
-
 /* One transition of the history, as show prints it; key: a group key's text, or NULL. */
 static void show_event(FILE *out, const cb_event *ev, uint64_t now, const char *key)
 {
@@ -413,12 +475,15 @@ static void show_event(FILE *out, const cb_event *ev, uint64_t now, const char *
     fputc('\n', out);
 }
 
-static void show_breaker(FILE *out, const breaker *br, uint64_t now)
+/* What show prints of each file: the worst keys of a group (0: all), the last transitions. */
+typedef struct show_opts { uint32_t keys, history; } show_opts;
+
+static void show_breaker(FILE *out, const breaker *br, uint64_t now, uint32_t history)
 {
     cb_stats s;
     cb_config c;
     char flags[1024], d[32], r1[48], r2[48];
-    cb_event ev[HISTORY_SHOWN];
+    cb_event ev[CB_HISTORY];
     cb_stats_get(br->b, &s);
     cb_config_get(br->b, &c);
     cbflags_format(&c, flags, sizeof flags);
@@ -441,16 +506,17 @@ static void show_breaker(FILE *out, const breaker *br, uint64_t now)
     } else
         fprintf(out, "  window    none (consecutive failures only)\n");
     fprintf(out, "  config    %s\n", esc(flags));
-    size_t n = cb_history(br->b, ev, HISTORY_SHOWN);
-    fprintf(out, "  history   %s\n", n ? "(oldest first)" : "none");
+    size_t n = history ? cb_history(br->b, ev, history < CB_HISTORY ? history : CB_HISTORY) : 0;
+    fprintf(out, "  history   %s\n", n ? "(oldest first)" : history ? "none" : "not shown (--history=0)");
     for (size_t i = 0; i < n; i++)
         show_event(out, &ev[i], now, NULL);
 }
 
 /* A group: its own counters and config, its keys worst first (at most max_keys of them,
    0: all), and its recent transitions with their keys. */
-static void show_group(FILE *out, const breaker *br, uint64_t now, uint32_t max_keys)
+static void show_group(FILE *out, const breaker *br, uint64_t now, const show_opts *o)
 {
+    uint32_t max_keys = o->keys;
     cb_group_config gc;
     cb_group_stats gs;
     cb_stats os;
@@ -484,23 +550,24 @@ static void show_group(FILE *out, const breaker *br, uint64_t now, uint32_t max_
     if (held > shown)
         fprintf(out, "    ... and %zu more (--keys=0 shows every key)\n", held - shown);
     free(keys);
-    cb_event ev[HISTORY_SHOWN];
-    char *kb = xmalloc((size_t)gc.key_max * HISTORY_SHOWN);
-    size_t n = cb_group_history(br->g, ev, HISTORY_SHOWN, kb, (size_t)gc.key_max * HISTORY_SHOWN);
-    fprintf(out, "  history   %s\n", n ? "(oldest first)" : "none");
+    cb_event *ev = xmalloc(sizeof *ev * (o->history ? o->history : 1));
+    char *kb = xmalloc((size_t)gc.key_max * (o->history ? o->history : 1));
+    size_t n = o->history ? cb_group_history(br->g, ev, o->history, kb, (size_t)gc.key_max * o->history) : 0;
+    fprintf(out, "  history   %s\n", n ? "(oldest first)" : o->history ? "none" : "not shown (--history=0)");
     for (size_t i = 0; i < n; i++)
         show_event(out, &ev[i], now, ev[i].key ? key_text(ev[i].key, ev[i].key_len, text) : "(overflow)");
     free(kb);
+    free(ev);
 }
 
-static void show(FILE *out, const breaker *br, uint32_t max_keys)
+static void show(FILE *out, const breaker *br, const show_opts *o)
 {
     uint64_t now = mono_ns();
     fprintf(out, "%s  %s%s\n", esc(br->name), esc(br->path), br->g ? "  (group)" : "");
     if (br->b)
-        show_breaker(out, br, now);
+        show_breaker(out, br, now, o->history);
     else if (br->g)
-        show_group(out, br, now, max_keys);
+        show_group(out, br, now, o);
     else
         fprintf(out, "  error     %s\n", br->why);
 }
@@ -508,38 +575,44 @@ static void show(FILE *out, const breaker *br, uint32_t max_keys)
 #define KEYS_SHOWN 20
 
 static const char USAGE_SHOW[] =
-    "usage: cbctl show [--keys=N] FILE...\n"
+    "usage: cbctl show [--keys=N] [--history=N] FILE...\n"
     "\n"
     "Prints each breaker's state, generation, counters, window and failure rate,\n"
     "retry-after, config and its last transitions (oldest first). For a group file:\n"
     "the group's counters and config, then its keys worst first (open, half-open,\n"
     "manual, closed; then by failure rate) with state, failure rate, failure run and\n"
     "last use, and the group's last transitions with their keys.\n"
-    "--keys=N   the N worst keys of each group (default 20; 0 = every key)\n"
+    "--keys=N     the N worst keys of each group (default 20; 0 = every key)\n"
+    "--history=N  the last N transitions (default 10, 0..256; a breaker keeps 32,\n"
+    "             a group 256)\n"
     "Keys are printed as the exports write them: printable ASCII as it is, '\"' and '\\'\n"
     "after a '\\', every other byte and '%' as %HH.\n";
 
-static bool keys_opt(int argc, char **argv, int *i, void *ctx)
+static bool show_opt(int argc, char **argv, int *i, void *ctx)
 {
+    show_opts *o = ctx;
     const char *v;
-    if (!opt(argc, argv, i, "--keys", &v))
+    if (opt(argc, argv, i, "--keys", &v))
+        o->keys = opt_uint("--keys", v, 0, CB_GROUP_CAPACITY_MAX);
+    else if (opt(argc, argv, i, "--history", &v))
+        o->history = opt_uint("--history", v, 0, HISTORY_MAX);
+    else
         return false;
-    *(uint32_t *)ctx = opt_uint("--keys", v, 0, CB_GROUP_CAPACITY_MAX);
     return true;
 }
 
 static int cmd_show(int argc, char **argv)
 {
-    uint32_t max_keys = KEYS_SHOWN;
+    show_opts o = { KEYS_SHOWN, HISTORY_SHOWN };
     const char **files = xmalloc(sizeof *files * (size_t)argc);
-    int n = operands(argc, argv, keys_opt, &max_keys, files);
+    int n = operands(argc, argv, show_opt, &o, files);
     if (n == 0)
         die(EXIT_USAGE, "name at least one FILE");
     breaker *bs = attach_all(files, n);
     for (int i = 0; i < n; i++) {
         if (i)
             fputc('\n', stdout);
-        show(stdout, &bs[i], max_keys);
+        show(stdout, &bs[i], &o);
     }
     detach_all(bs, n);
     free(files);
@@ -653,61 +726,575 @@ static int cmd_ls(int argc, char **argv)
 }
 
 static const char USAGE_WATCH[] =
-    "usage: cbctl watch [--interval-ms=N] [--count=N] [--keys=N] FILE...\n"
+    "usage: cbctl watch [--interval-ms=N] [--count=N] [--keys=N] [--history=N] FILE...\n"
+    "       cbctl watch --log=LOG [--log-max-bytes=N] [--log-keep=K] [--interval-ms=N]\n"
+    "                   [--count=N] FILE...\n"
     "\n"
-    "Shows the breakers and groups like cbctl show (--keys as there), refreshed in\n"
-    "place every --interval-ms\n"
-    "(default 1000, 10..3600000) until interrupted (Ctrl-C), or --count times.\n"
-    "When stdout is not a terminal, frames follow each other instead. A file replaced\n"
-    "at its path is followed: the new file is shown, or why it cannot be used.\n";
+    "Shows the breakers and groups like cbctl show (--keys and --history as there),\n"
+    "refreshed in place every --interval-ms (default 1000, 10..3600000) until\n"
+    "interrupted (Ctrl-C, SIGTERM), or --count times. When stdout is not a terminal,\n"
+    "frames follow each other instead. A file replaced at its path is followed: the new\n"
+    "file is shown, or why it cannot be used.\n"
+    "\n"
+    "With --log there are no frames: every --interval-ms each file's history is read,\n"
+    "and each transition not yet logged is appended to LOG as one JSON line (time, file,\n"
+    "name, key for a group's, from, to, reason, generation, at_ns, open_ms), LOG\n"
+    "fsync'd after each read. A restarted watch goes on after the last transition LOG\n"
+    "holds; transitions that left the history before they were read are a line with\n"
+    "\"gap\":true; a file that becomes unusable or usable again, a line with \"usable\".\n"
+    "--log=LOG          append to LOG (created 0600, 0640 with --group-shared); a link\n"
+    "                   or anything but a regular file is refused\n"
+    "--log-max-bytes=N  before a line would take LOG past N bytes, LOG becomes LOG.1\n"
+    "                   (LOG.1 becomes LOG.2, ...) and a new LOG is started: default\n"
+    "                   10485760 (10 MiB), 4096..1099511627776\n"
+    "--log-keep=K       the rotated files kept, LOG.1 to LOG.K: default 5, 1..1000\n";
 
-typedef struct watch_opts { uint32_t interval_ms, count, keys; } watch_opts;
+#define LOG_MAX_BYTES 10485760u
+#define LOG_MAX_BYTES_MAX (1ull << 40)
+#define LOG_KEEP 5
+
+typedef struct watch_opts {
+    uint32_t interval_ms, count;
+    show_opts show;
+    bool shaped;         /* --keys or --history given: they shape frames */
+    const char *log;
+    uint64_t log_max;
+    uint32_t log_keep;
+    bool sized;          /* --log-max-bytes or --log-keep given */
+} watch_opts;
 
 static bool watch_opt(int argc, char **argv, int *i, void *ctx)
 {
     watch_opts *w = ctx;
     const char *v;
+    uint64_t u;
     if (opt(argc, argv, i, "--interval-ms", &v))
         w->interval_ms = opt_uint("--interval-ms", v, 10, 3600000);
     else if (opt(argc, argv, i, "--count", &v))
         w->count = opt_uint("--count", v, 1, UINT32_MAX);
+    else if (opt(argc, argv, i, "--log", &v)) {
+        if (!*v)
+            die(EXIT_USAGE, "--log: empty (name the log file)");
+        if (strlen(v) + 8 > PATH_MAX)   /* room for ".K" */
+            die(EXIT_USAGE, "--log: path longer than %d bytes", PATH_MAX - 8);
+        w->log = v;
+    } else if (opt(argc, argv, i, "--log-max-bytes", &v)) {
+        if (!cbflags__unsigned(v, LOG_MAX_BYTES_MAX, &u) || u < 4096)
+            die(EXIT_USAGE, "--log-max-bytes: bad value '%s' (want an integer 4096..%llu)", esc(v),
+                (ull)LOG_MAX_BYTES_MAX);
+        w->log_max = u, w->sized = true;
+    } else if (opt(argc, argv, i, "--log-keep", &v))
+        w->log_keep = opt_uint("--log-keep", v, 1, 1000), w->sized = true;
+    else if (show_opt(argc, argv, i, &w->show))
+        w->shaped = true;
     else
-        return keys_opt(argc, argv, i, &w->keys);
+        return false;
     return true;
 }
 
 static volatile sig_atomic_t interrupted;
 static void on_interrupt(int sig) { (void)sig, interrupted = 1; }
 
+static void sleep_ms(uint32_t ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);   /* a signal cuts it short */
+}
+
+static void watch_frames(const watch_opts *w, breaker *bs, int n)
+{
+    bool tty = isatty(STDOUT_FILENO);
+    for (uint32_t frame = 0; !interrupted && (!w->count || frame < w->count); frame++) {
+        time_t t = time(NULL);
+        char at[16];
+        strftime(at, sizeof at, "%H:%M:%S", localtime(&t));
+        printf("%scbctl watch: every %u ms, %s\n\n", tty ? "\033[H\033[J" : frame ? "\n" : "",
+               w->interval_ms, at);
+        for (int i = 0; i < n; i++) {
+            refresh(&bs[i]);
+            show(stdout, &bs[i], &w->show);
+            fputc('\n', stdout);
+        }
+        fflush(stdout);
+        if (w->count && frame + 1 == w->count)
+            break;
+        sleep_ms(w->interval_ms);
+    }
+}
+
+/* ---- watch --log: the incidents log ------------------------------------------------ */
+
+/* The group's ring hands out places in order, and a read skips a place still being
+   written: an entry logged past it would move the mark beyond it for good. So after a
+   read that skipped a place, the transitions younger than this wait for the next. */
+#define SETTLE_MS 50
+
+/* The last transition logged of one history: the next read goes on after it. */
+typedef struct mark {
+    bool have;
+    int src;                              /* at start: the log it was read from (0 LOG, k LOG.k) */
+    uint64_t gen, at_ns;
+    bool keyed;                           /* a group ring's: its key, as json_key writes it */
+    char key[3 * CB_GROUP_KEY_MAX + 1];
+    bool hole;                            /* a breaker's: generation hole_gen was missing */
+    uint32_t hole_gen;                    /* between two held at the last read */
+} mark;
+
+/* A watched file's histories: its breaker's or its group's ring (main), and a group's
+   overflow breaker's; st: the file they belong to. */
+typedef struct followed {
+    mark main, overflow;
+    struct stat st;
+} followed;
+
+typedef struct logger {
+    const char *path;
+    int fd;
+    uint64_t size, max;
+    uint32_t keep;
+    bool dirty;                  /* lines written since the last fsync */
+    uint64_t mono_ns, real_ns;   /* the clocks at the start of this read */
+    text line, body;
+} logger;
+
+static void log_open(logger *lg);
+
+static void fsync_dir(const char *path)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else
+        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL))   /* EINVAL: a folder that syncs no other way */
+        die(EXIT_FILE, "--log: %s: %s", esc(dir), strerror(errno));
+    close(fd);
+}
+
+static void log_sync(logger *lg)
+{
+    if (lg->dirty && fsync(lg->fd) != 0)
+        die(EXIT_FILE, "--log %s: %s", esc(lg->path), strerror(errno));
+    lg->dirty = false;
+}
+
+/* LOG.K-1 -> LOG.K, ..., LOG -> LOG.1 (the oldest, LOG.K, dropped), then a new LOG; the
+   lines so far synced first, the renames with the new file's folder entry. */
+static void log_rotate(logger *lg)
+{
+    char from[PATH_MAX], to[PATH_MAX];
+    log_sync(lg);
+    close(lg->fd);
+    for (uint32_t k = lg->keep; k >= 1; k--) {
+        if (k > 1)
+            snprintf(from, sizeof from, "%s.%u", lg->path, k - 1);
+        else
+            snprintf(from, sizeof from, "%s", lg->path);
+        snprintf(to, sizeof to, "%s.%u", lg->path, k);
+        if (rename(from, to) != 0 && errno != ENOENT)
+            die(EXIT_FILE, "--log: cannot rename %s to %s: %s", esc(from), esc(to), strerror(errno));
+    }
+    log_open(lg);
+}
+
+/* Appends s, first rotating if it would take the file past max (a line longer than max
+   goes alone into a new file). An error ends cbctl: a restart resumes from the log. */
+static void log_write(logger *lg, const char *s, size_t len)
+{
+    if (lg->size && lg->size + len > lg->max)
+        log_rotate(lg);
+    while (len) {
+        ssize_t w = write(lg->fd, s, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            die(EXIT_FILE, "--log %s: %s", esc(lg->path), strerror(errno));
+        s += w, len -= (size_t)w, lg->size += (uint64_t)w;
+    }
+    lg->dirty = true;
+}
+
+/* Opens LOG to append, made if missing. A link or anything but a regular file is
+   refused: cbctl may hold rights that another writer of the folder lacks. The lock
+   keeps a second watch off the same log. */
+static void log_open(logger *lg)
+{
+    struct stat st;
+    bool made = lstat(lg->path, &st) != 0;
+    if (!made && S_ISLNK(st.st_mode))
+        die(EXIT_FILE, "--log %s: a symbolic link: refused (name the file itself)", esc(lg->path));
+    if (!made && !S_ISREG(st.st_mode))
+        die(EXIT_FILE, "--log %s: not a regular file: refused", esc(lg->path));
+    /* O_NOFOLLOW and O_NONBLOCK: a link put there since is refused, a FIFO not waited on */
+    int fd = open(lg->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK,
+                  (mode_t)(attach_flags & CB_SHM_GROUP ? 0640 : 0600));
+    if (fd < 0)
+        die(EXIT_FILE, "--log %s: %s", esc(lg->path),
+            errno == ELOOP ? "a symbolic link: refused (name the file itself)" : strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        die(EXIT_FILE, "--log %s: not a regular file: refused", esc(lg->path));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+        die(EXIT_FILE, "--log %s: %s", esc(lg->path),
+            errno == EWOULDBLOCK ? "another cbctl watch --log is writing it" : strerror(errno));
+    fcntl(fd, F_SETFL, O_APPEND);
+    lg->fd = fd;
+    lg->size = (uint64_t)st.st_size;
+    char last;
+    if (lg->size && pread(fd, &last, 1, st.st_size - 1) == 1 && last != '\n') {
+        /* a line cut short (cbctl died writing it) is ended here, so that it stands alone */
+        if (write(fd, "\n", 1) != 1)
+            die(EXIT_FILE, "--log %s: %s", esc(lg->path), strerror(errno));
+        lg->size++, lg->dirty = true;
+    }
+    if (made)
+        fsync_dir(lg->path);
+}
+
+/* "time": at_ns on the breaker clock (CLOCK_MONOTONIC) as UTC wall-clock time, from its
+   distance back from now; UINT64_MAX (or a time ahead of the clock) is now. */
+static void put_time(text *t, const logger *lg, uint64_t at_ns)
+{
+    uint64_t ago = at_ns <= lg->mono_ns ? lg->mono_ns - at_ns : 0;
+    uint64_t wall = lg->real_ns - (ago < lg->real_ns ? ago : 0);
+    time_t sec = (time_t)(wall / 1000000000u);
+    struct tm tm;
+    char at[32];
+    gmtime_r(&sec, &tm);
+    strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%S", &tm);
+    put(t, "\"time\":\"%s.%03uZ\"", at, (unsigned)(wall / 1000000u % 1000u));
+}
+
+/* Writes one line: "time" (of at_ns, see put_time), "file", "name", then the members in
+   body. Every line goes through here, so that another kind of line (a change of an
+   early warning, say, with "warning":true) is one more caller. */
+static void log_line(logger *lg, const breaker *br, uint64_t at_ns, const char *body)
+{
+    text *t = &lg->line;
+    t->len = 0;
+    put(t, "{");
+    put_time(t, lg, at_ns);
+    put(t, ",\"file\":");
+    put_str(t, br->path);
+    put(t, ",\"name\":");
+    put_str(t, br->name);
+    put(t, ",%s}\n", body);
+    log_write(lg, t->s, t->len);
+}
+
+static void log_event(logger *lg, const breaker *br, const cb_event *ev, bool overflow, mark *m)
+{
+    text *b = &lg->body;
+    b->len = 0;
+    if (overflow)
+        put(b, "\"overflow\":true,");
+    put_event(b, ev, br->g && !overflow);
+    log_line(lg, br, ev->at_ns, b->s);
+    m->have = true, m->hole = false;
+    m->gen = ev->generation, m->at_ns = ev->at_ns;
+    m->keyed = br->g && !overflow && ev->key_len;
+    if (m->keyed)
+        json_key(ev->key, ev->key_len, m->key);
+}
+
+/* Transitions gone from the history before cbctl read them: after the one m holds,
+   missed says which or how many. */
+static void log_gap(logger *lg, const breaker *br, bool overflow, const mark *m, const char *missed)
+{
+    text *b = &lg->body;
+    b->len = 0;
+    if (overflow)
+        put(b, "\"overflow\":true,");
+    put(b, "\"gap\":true,");
+    if (br->g && !overflow) {
+        put(b, "\"after_key\":");
+        if (m->keyed)
+            put_str(b, m->key);
+        else
+            put(b, "null");
+        put(b, ",");
+    }
+    put(b, "\"after_generation\":%llu,\"after_at_ns\":%llu,\"missed\":", (ull)m->gen, (ull)m->at_ns);
+    put_str(b, missed);
+    log_line(lg, br, UINT64_MAX, b->s);
+}
+
+static bool newer(uint32_t a, uint32_t b) { return (int32_t)(a - b) > 0; }
+
+/* The transitions of breaker b (a breaker file's, or a group's overflow breaker) after
+   m. Each transition is generation + 1, so a missing one shows: missing before the
+   oldest held, the ring went past it before this read (a gap, at once); missing
+   between two held, it may be being written still, and is looked for once more at
+   the next read before it is a gap (a writer that died leaves its place empty). */
+static void log_breaker(logger *lg, const breaker *br, cb_breaker *b, bool overflow, mark *m)
+{
+    cb_event ev[CB_HISTORY];
+    size_t n = cb_history(b, ev, CB_HISTORY), from = 0;
+    bool chained = m->have, wrapped = false;
+    uint32_t prev = (uint32_t)m->gen;
+    if (m->have) {
+        size_t i = n;
+        while (i > 0 && !((uint32_t)ev[i - 1].generation == prev && ev[i - 1].at_ns == m->at_ns))
+            i--;
+        if (i > 0)
+            from = i;
+        else if (n && newer((uint32_t)ev[0].generation, prev))
+            wrapped = true;    /* every one held is newer than the last logged */
+        else
+            chained = false;   /* another file at the path: its generations began again */
+    }
+    for (size_t i = from; i < n; i++) {
+        uint32_t g = (uint32_t)ev[i].generation;
+        if (chained && g != prev + 1) {
+            if (!(wrapped && i == 0) && !(m->hole && m->hole_gen == prev + 1)) {
+                m->hole = true, m->hole_gen = prev + 1;
+                break;
+            }
+            char missed[96];
+            if (g - prev == 2)
+                snprintf(missed, sizeof missed, "1 transition (generation %u)", prev + 1);
+            else
+                snprintf(missed, sizeof missed, "%u transitions (generations %u to %u)",
+                         g - prev - 1, prev + 1, g - 1);
+            log_gap(lg, br, overflow, m, missed);
+        }
+        log_event(lg, br, &ev[i], overflow, m);
+        prev = g, chained = true;
+    }
+}
+
+static bool is_mark(const cb_event *ev, const mark *m)
+{
+    char k[3 * CB_GROUP_KEY_MAX + 1];
+    return ev->generation == m->gen && ev->at_ns == m->at_ns && m->keyed == (ev->key_len > 0) &&
+           (!m->keyed || strcmp(json_key(ev->key, ev->key_len, k), m->key) == 0);
+}
+
+/* The places the group's ring has handed out: cb.h's count, which cb_group_history
+   reads as well. Read before and after cb_group_history, and the same, with one event
+   per place returned, the read skipped none. */
+static uint64_t ring_handed(const cb_group *g)
+{
+    /* relaxed: only compared; two loads of one atomic never see it go back (coherence) */
+    return atomic_load_explicit(&g->line->ring_next, memory_order_relaxed);
+}
+
+/* A group's transitions after m. Its ring is one for every key, in the order written:
+   the last one logged is looked for there, and what follows it is new. Gone from a full
+   ring, the ring went past it; how many were lost is not known (a key's generations
+   count that key's transitions only). */
+static void log_ring(logger *lg, const breaker *br, mark *m)
+{
+    cb_group_config gc;
+    cb_group_config_get(br->g, &gc);
+    size_t kb_len = (size_t)gc.key_max * CB__GROUP_HISTORY;
+    cb_event *ev = xmalloc(sizeof *ev * CB__GROUP_HISTORY);
+    char *kb = xmalloc(kb_len ? kb_len : 1);
+    uint64_t before = ring_handed(br->g);
+    size_t n = cb_group_history(br->g, ev, CB__GROUP_HISTORY, kb, kb_len), from = 0, end;
+    uint64_t after = ring_handed(br->g), now = mono_ns();   /* after the read: no entry is newer */
+    bool whole = before == after && n == (before < CB__GROUP_HISTORY ? before : CB__GROUP_HISTORY);
+    uint64_t settle = whole ? 0 : SETTLE_MS * 1000000ull;
+    bool lost = false;
+    if (m->have) {
+        from = n;
+        while (from > 0 && !is_mark(&ev[from - 1], m))
+            from--;
+        lost = from == 0 && n == CB__GROUP_HISTORY;
+    }
+    for (end = from; end < n; end++)
+        if (ev[end].at_ns <= now ? now - ev[end].at_ns < settle : ev[end].at_ns - now < settle)
+            break;
+    if (lost && end > from) {
+        char missed[128];
+        snprintf(missed, sizeof missed, "an unknown number of transitions: more than the "
+                 "group's history holds (%u) between two reads", CB__GROUP_HISTORY);
+        log_gap(lg, br, false, m, missed);
+    }
+    for (size_t i = from; i < end; i++)
+        log_event(lg, br, &ev[i], false, m);
+    free(kb);
+    free(ev);
+}
+
+/* A line when the file becomes unusable or usable again (refresh() says so on stderr);
+   "replaced" when the file now at the path is another than the one logged so far. */
+static void log_usable(logger *lg, const breaker *br, bool replaced)
+{
+    text *b = &lg->body;
+    b->len = 0;
+    if (usable(br))
+        put(b, "\"usable\":true,\"replaced\":%s", replaced ? "true" : "false");
+    else {
+        put(b, "\"usable\":false,\"error\":");
+        put_str(b, br->why);
+    }
+    log_line(lg, br, UINT64_MAX, b->s);
+}
+
+static void log_file(logger *lg, breaker *br, followed *f)
+{
+    char why[sizeof br->why];
+    bool was = usable(br);
+    memcpy(why, br->why, sizeof why);
+    refresh(br);
+    bool is = usable(br), other = is && !same_file(&f->st, &br->st);
+    if (is != was || other || (!is && strcmp(why, br->why) != 0))
+        log_usable(lg, br, other);
+    if (!is)
+        return;
+    if (other) {   /* another file: none of its history is logged yet */
+        memset(&f->main, 0, sizeof f->main);
+        memset(&f->overflow, 0, sizeof f->overflow);
+        f->st = br->st;
+    }
+    if (br->b)
+        log_breaker(lg, br, br->b, false, &f->main);
+    else {
+        log_ring(lg, br, &f->main);
+        log_breaker(lg, br, cb_group_overflow(br->g), true, &f->overflow);
+    }
+}
+
+static void log_poll(logger *lg, breaker *bs, followed *fs, int n)
+{
+    struct timespec rt;
+    lg->mono_ns = mono_ns();
+    clock_gettime(CLOCK_REALTIME, &rt);
+    lg->real_ns = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec;
+    for (int i = 0; i < n; i++)
+        log_file(lg, &bs[i], &fs[i]);
+    log_sync(lg);
+}
+
+/* The integer after member in a line cbctl wrote, exact (cJSON's double would round
+   at_ns). No string in the line holds the member's text: cJSON writes a quote as \". */
+static bool line_u64(const char *line, const char *member, uint64_t *out)
+{
+    const char *p = strstr(line, member);
+    char *end;
+    if (!p || (p += strlen(member), *p < '0' || *p > '9'))
+        return false;
+    errno = 0;
+    *out = strtoull(p, &end, 10);
+    return errno == 0;
+}
+
+/* One line of a log: a transition of a watched history sets its mark, unless a newer
+   log file (a smaller src) set it already. */
+static void resume_line(const char *line, int src, const breaker *bs, followed *fs, int n)
+{
+    cJSON *o = cJSON_Parse(line);
+    const cJSON *file = cJSON_GetObjectItemCaseSensitive(o, "file");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
+    const cJSON *key = cJSON_GetObjectItemCaseSensitive(o, "key");
+    bool over = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "overflow"));
+    uint64_t gen, at;
+    if (!cJSON_IsString(file) || !cJSON_IsString(name) || cJSON_GetObjectItemCaseSensitive(o, "gap") ||
+        !line_u64(line, "\"generation\":", &gen) || !line_u64(line, "\"at_ns\":", &at)) {
+        cJSON_Delete(o);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        if (strcmp(bs[i].path, file->valuestring) != 0 || strcmp(bs[i].name, name->valuestring) != 0 ||
+            (bs[i].g != NULL) != (over || key != NULL))
+            continue;
+        mark *m = over ? &fs[i].overflow : &fs[i].main;
+        if (m->have && m->src != src)
+            continue;
+        m->have = true, m->src = src, m->gen = gen, m->at_ns = at;
+        m->keyed = cJSON_IsString(key);
+        snprintf(m->key, sizeof m->key, "%s", m->keyed ? key->valuestring : "");
+    }
+    cJSON_Delete(o);
+}
+
+static void resume_from(const char *path, int src, const breaker *bs, followed *fs, int n)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    FILE *in = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? fdopen(fd, "r") : NULL;
+    if (!in) {
+        close(fd);
+        return;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    while ((len = getline(&line, &cap, in)) > 0)   /* a line cut short has no '\n': skipped */
+        if (line[len - 1] == '\n' && strstr(line, "\"generation\":"))
+            resume_line(line, src, bs, fs, n);
+    free(line);
+    fclose(in);
+}
+
+/* Where the log left off: each history's last line in LOG, and for those LOG does not
+   name (just rotated, or quiet for long), in LOG.1, LOG.2, ... */
+static void resume(const logger *lg, const breaker *bs, followed *fs, int n)
+{
+    char path[PATH_MAX];
+    for (uint32_t k = 0; k <= lg->keep; k++) {
+        bool all = true;
+        for (int i = 0; i < n; i++)
+            all &= fs[i].main.have && (!bs[i].g || fs[i].overflow.have);
+        if (all)
+            return;
+        if (k)
+            snprintf(path, sizeof path, "%s.%u", lg->path, k);
+        else
+            snprintf(path, sizeof path, "%s", lg->path);
+        resume_from(path, (int)k, bs, fs, n);
+    }
+}
+
+static void watch_log(const watch_opts *w, breaker *bs, int n)
+{
+    logger lg = { .path = w->log, .fd = -1, .max = w->log_max, .keep = w->log_keep };
+    followed *fs = xmalloc(sizeof *fs * (size_t)n);
+    memset(fs, 0, sizeof *fs * (size_t)n);
+    for (int i = 0; i < n; i++)
+        fs[i].st = bs[i].st;
+    log_open(&lg);
+    resume(&lg, bs, fs, n);
+    printf("cbctl watch: logging the transitions of %d file%s to %s every %u ms\n", n,
+           n == 1 ? "" : "s", esc(w->log), w->interval_ms);
+    fflush(stdout);
+    for (uint32_t k = 1;; k++) {
+        log_poll(&lg, bs, fs, n);
+        if (interrupted || (w->count && k == w->count))
+            break;
+        sleep_ms(w->interval_ms);
+        if (interrupted || k + 1 == w->count)
+            sleep_ms(SETTLE_MS);   /* so that the last read takes what settling held back */
+    }
+    close(lg.fd);
+    free(lg.line.s);
+    free(lg.body.s);
+    free(fs);
+}
+
 static int cmd_watch(int argc, char **argv)
 {
-    watch_opts w = { 1000, 0, KEYS_SHOWN };
+    watch_opts w = { 1000, 0, { KEYS_SHOWN, HISTORY_SHOWN }, false, NULL, LOG_MAX_BYTES, LOG_KEEP, false };
     const char **files = xmalloc(sizeof *files * (size_t)argc);
     int n = operands(argc, argv, watch_opt, &w, files);
+    if (w.log && w.shaped)
+        die(EXIT_USAGE, "--keys and --history shape the frames; --log writes every transition");
+    if (!w.log && w.sized)
+        die(EXIT_USAGE, "--log-max-bytes and --log-keep need --log=FILE");
     if (n == 0)
         die(EXIT_USAGE, "name at least one FILE");
     breaker *bs = attach_all(files, n);
     struct sigaction sa = { .sa_handler = on_interrupt };
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    bool tty = isatty(STDOUT_FILENO);
-    for (uint32_t frame = 0; !interrupted && (!w.count || frame < w.count); frame++) {
-        time_t t = time(NULL);
-        char at[16];
-        strftime(at, sizeof at, "%H:%M:%S", localtime(&t));
-        printf("%scbctl watch: every %u ms, %s\n\n", tty ? "\033[H\033[J" : frame ? "\n" : "",
-               w.interval_ms, at);
-        for (int i = 0; i < n; i++) {
-            refresh(&bs[i]);
-            show(stdout, &bs[i], w.keys);
-            fputc('\n', stdout);
-        }
-        fflush(stdout);
-        if (w.count && frame + 1 == w.count)
-            break;
-        struct timespec ts = { w.interval_ms / 1000, (long)(w.interval_ms % 1000) * 1000000L };
-        nanosleep(&ts, NULL);   /* a signal cuts it short */
-    }
+    if (w.log)
+        watch_log(&w, bs, n);
+    else
+        watch_frames(&w, bs, n);
     detach_all(bs, n);
     free(files);
     return 0;
@@ -921,24 +1508,46 @@ static int json_of(const void *ctx, char *buf, size_t cap)
     return br->b ? cb_format_json(br->b, buf, cap) : cb_group_format_json(br->g, buf, cap);
 }
 
+/* The whole history a file holds (a breaker's CB_HISTORY, a group's ring), oldest
+   first; n events in a malloc'd array, keys in *key_buf (a group's). */
+static cb_event *history_of(const breaker *br, size_t *n, char **key_buf)
+{
+    cb_event *ev = xmalloc(sizeof *ev * (br->g ? CB__GROUP_HISTORY : CB_HISTORY));
+    *key_buf = NULL;
+    if (br->g) {
+        cb_group_config gc;
+        cb_group_config_get(br->g, &gc);
+        size_t len = (size_t)gc.key_max * CB__GROUP_HISTORY;
+        *key_buf = xmalloc(len);
+        *n = cb_group_history(br->g, ev, CB__GROUP_HISTORY, *key_buf, len);
+    } else
+        *n = cb_history(br->b, ev, CB_HISTORY);
+    return ev;
+}
+
 /* One breaker or group as cb_format_json() or cb_group_format_json() writes it, with
-   "file" added. Spliced as text, not parsed: cJSON keeps numbers as doubles, exact only
-   up to 2^53 (ns past 104 days). */
+   "history" (every transition it holds, oldest first) and "file" added. Spliced as
+   text, not parsed: cJSON keeps numbers as doubles, exact only up to 2^53 (ns past
+   104 days). */
 static char *breaker_json(const breaker *br)
 {
-    cJSON *file = cJSON_CreateString(br->path);
-    char *quoted = file ? cJSON_PrintUnformatted(file) : NULL;
-    if (!quoted)
-        die(EXIT_FILE, "out of memory");
-    char *obj = whole(json_of, br);
-    size_t len = strlen(obj), cap = len + strlen(quoted) + 16;
-    char *buf = xmalloc(cap);
-    memcpy(buf, obj, len - 1);
-    snprintf(buf + len - 1, cap - len + 1, ",\"file\":%s}", quoted);   /* over the final '}' */
+    text t = { 0 };
+    size_t n;
+    char *kb, *obj = whole(json_of, br);
+    cb_event *ev = history_of(br, &n, &kb);
+    put(&t, "%.*s,\"history\":[", (int)(strlen(obj) - 1), obj);   /* over the final '}' */
+    for (size_t i = 0; i < n; i++) {
+        put(&t, "%s{", i ? "," : "");
+        put_event(&t, &ev[i], br->g != NULL);
+        put(&t, "}");
+    }
+    put(&t, "],\"file\":");
+    put_str(&t, br->path);
+    put(&t, "}");
     free(obj);
-    cJSON_free(quoted);
-    cJSON_Delete(file);
-    return buf;
+    free(ev);
+    free(kb);
+    return t.s;
 }
 
 /* The files to export, split into breakers and groups as cb_format_prometheus_ex takes
@@ -993,7 +1602,9 @@ static const char USAGE_METRICS[] =
     "usage: cbctl metrics --json|--prometheus [--max-keys=N] [--not-closed] FILE...\n"
     "\n"
     "--json        a JSON array, one object per file: cb_format_json() or, for a group,\n"
-    "              cb_group_format_json() (every key), plus \"file\"\n"
+    "              cb_group_format_json() (every key), plus \"history\" (the transitions\n"
+    "              held, oldest first: from, to, reason, generation, at_ns, open_ms, and a\n"
+    "              group's key) and \"file\"\n"
     "--prometheus  Prometheus text format 0.0.4 (cb_format_prometheus_ex()): a group's\n"
     "              keys carry a key label, its overflow breaker overflow=\"true\"\n"
     LIMITS_USAGE
@@ -1576,11 +2187,12 @@ static const char USAGE[] =
     "(cb_shm_open, cb_group_shm_open). Every FILE may hold a breaker or a group.\n"
     "\n"
     "  ls DIR                                    breaker and group files in DIR\n"
-    "  show [--keys=N] FILE...                   state, counters, window, history; keys\n"
+    "  show [--keys=N] [--history=N] FILE...     state, counters, window, history; keys\n"
     "  watch [--interval-ms=N] FILE...           show, refreshed until interrupted\n"
+    "  watch --log=LOG FILE...                   every transition appended to LOG (JSON)\n"
     "  set FILE STATE [--key=KEY]                manual transition (of a group's key)\n"
     "  reset FILE [--key=KEY]                    closed, window and backoff cleared\n"
-    "  metrics --json|--prometheus FILE...       export\n"
+    "  metrics --json|--prometheus FILE...       export (--json: with the history)\n"
     "  serve --listen HOST:PORT FILE...          HTTP /metrics and /health\n"
     "  create FILE [flags]                       create (or check) a breaker or group file\n"
     "\n"

@@ -7,7 +7,10 @@
 #   test-cbctl     test_shm_cbctl.py: every cbctl command and its errors, cbctl serve
 #                  scraped over 127.0.0.1 (also past 1,500 slow clients), promtool check
 #                  metrics on the exposition; test_shm_cbctl_groups.py: the same on group
-#                  files, hostile keys, key label bounds, group health
+#                  files, hostile keys, key label bounds, group health;
+#                  test_shm_cbctl_log.py: watch --log (every transition once, in order,
+#                  across rotations and restarts; gaps; keys; the log's own safety),
+#                  show --history and the history in metrics --json
 # Also, after a change of the file format (with CB__VERSION bumped): shm-golden (rewrites
 # tests/shm/shm_golden.cb, which shm_file.c reads back field by field).
 
@@ -58,4 +61,5 @@ shm-golden: $(CBCTL_BIN) $(SHM_DRIVE)
 test-cbctl: $(CBCTL_BIN) $(SHM_DRIVE)
 	@$(NEED) python3-pytest prometheus
 	CBCTL=$(CBCTL_BIN) SHM_DRIVE=$(SHM_DRIVE) $(PYTHON) -m pytest -q -p no:cacheprovider \
-	    tests/shm/test_shm_cbctl.py tests/shm/test_shm_cbctl_groups.py
+	    tests/shm/test_shm_cbctl.py tests/shm/test_shm_cbctl_groups.py \
+	    tests/shm/test_shm_cbctl_log.py

@@ -6,6 +6,8 @@
    config of the flags, then runs the steps in order:
        s=N, f=N, i=N   N calls, each recorded as success, failure or ignored if admitted
        k=KEY           a group's later calls go to KEY: its bytes, %HH for any byte
+       t=N             N manual transitions, open and closed by turns (of the key), as
+                       many as a burst of cbctl set but in one process
        hold            one call admitted and never recorded: prints "held", then waits
                        to be killed (a process that dies holding a call or a probe)
    and prints "admitted A rejected R". Exit status 2 on a bad command line or file.
@@ -24,7 +26,7 @@ static void usage(const char *why) __attribute__((noreturn));
 static void usage(const char *why)
 {
     fprintf(stderr, "shm_drive: %s\nusage: shm_drive FILE [--group] [group flags] [breaker flags] "
-            "s=N|f=N|i=N|k=KEY|hold...\n", why);
+            "s=N|f=N|i=N|k=KEY|t=N|hold...\n", why);
     exit(2);
 }
 
@@ -34,6 +36,8 @@ static char key[CB_GROUP_KEY_MAX];
 static size_t key_len = 1;   /* "k" until a k= step */
 
 static bool allow(cb_ticket *t) { return G ? cb_group_allow(G, key, key_len, t) : cb_allow(B, t); }
+static cb_state state(void) { return G ? cb_group_get_state(G, key, key_len) : cb_get_state(B); }
+static bool set(cb_state s) { return (G ? cb_group_set_state(G, key, key_len, s) : cb_set_state(B, s)) == CB_OK; }
 static void record(cb_ticket *t, cb_outcome o) { G ? cb_group_record(G, t, o) : cb_record(B, t, o); }
 
 static void set_key(const char *text)
@@ -97,8 +101,14 @@ int main(int argc, char **argv)
             for (;;)
                 pause();
         }
+        if (strncmp(argv[i], "t=", 2) == 0 && cbflags__unsigned(argv[i] + 2, UINT32_MAX, &n)) {
+            for (uint64_t k = 0; k < n; k++)
+                if (!set(state() == CB_OPEN ? CB_CLOSED : CB_OPEN))
+                    usage("t=N: a transition failed");
+            continue;
+        }
         if (!kind || argv[i][1] != '=' || !cbflags__unsigned(argv[i] + 2, UINT32_MAX, &n))
-            usage("a step is s=N, f=N, i=N, k=KEY or hold");
+            usage("a step is s=N, f=N, i=N, k=KEY, t=N or hold");
         for (uint64_t k = 0; k < n; k++) {
             if (!allow(&t)) {
                 rejected++;
