@@ -491,8 +491,12 @@ static void show_breaker(FILE *out, const breaker *br, uint64_t now, uint32_t hi
             (ull)s.generation, s.state_since_ns <= now ? dur(d, now - s.state_since_ns) : "-");
     if (s.state == CB_OPEN)
         fprintf(out, ", retry after %llu ms", (ull)cb_retry_after_ms(br->b));
-    fprintf(out, "\n  calls     %llu admitted, %llu rejected, %u in flight\n", (ull)s.admitted,
-            (ull)s.rejected, s.in_flight);
+    fprintf(out, "\n  calls     %llu admitted, %llu rejected", (ull)s.admitted, (ull)s.rejected);
+    for (unsigned why = CB_REJECT_OPEN, n = 0; why < CB__REJECT_COUNT && s.rejected; why++)
+        if (s.rejected_by[why])
+            fprintf(out, "%s%s %llu", n++ ? ", " : " (", cb_reject_name((cb_reject)why),
+                    (ull)s.rejected_by[why]);
+    fprintf(out, "%s, %u in flight\n", s.rejected ? ")" : "", s.in_flight);
     fprintf(out, "  outcomes  %llu successes, %llu failures, %llu ignored, %llu slow, %llu stale\n",
             (ull)s.successes, (ull)s.failures, (ull)s.ignored, (ull)s.slow, (ull)s.stale);
     fprintf(out, "  opens     %llu, consecutive failures %u\n", (ull)s.opens, s.consecutive_failures);
@@ -503,8 +507,13 @@ static void show_breaker(FILE *out, const breaker *br, uint64_t now, uint32_t hi
             fprintf(out, "  window    last %u ms", c.window_ms);
         fprintf(out, ": %u calls, failure rate %s, slow rate %s\n", s.window_calls,
                 ratio(r1, s.window_failures, s.window_calls), ratio(r2, s.window_slow, s.window_calls));
+        fprintf(out, "  trend     one window ago: failure rate %s\n",
+                ratio(r1, s.prev_window_failures, s.prev_window_calls));
     } else
         fprintf(out, "  window    none (consecutive failures only)\n");
+    if (c.warn_failure_rate > 0)
+        fprintf(out, "  warning   %s (warn_failure_rate %g)\n", s.degraded ? "DEGRADED" : "none",
+                c.warn_failure_rate);
     fprintf(out, "  config    %s\n", esc(flags));
     size_t n = history ? cb_history(br->b, ev, history < CB_HISTORY ? history : CB_HISTORY) : 0;
     fprintf(out, "  history   %s\n", n ? "(oldest first)" : history ? "none" : "not shown (--history=0)");
@@ -840,10 +849,20 @@ typedef struct mark {
     uint32_t hole_gen;                    /* between two held at the last read */
 } mark;
 
+/* The early warning as last logged, of a breaker ("" key) or of a group's key; src as in
+   mark. */
+typedef struct warned {
+    char key[3 * CB_GROUP_KEY_MAX + 1];
+    bool degraded;
+    int src;
+} warned;
+
 /* A watched file's histories: its breaker's or its group's ring (main), and a group's
-   overflow breaker's; st: the file they belong to. */
+   overflow breaker's; its warnings logged; st: the file they belong to. */
 typedef struct followed {
     mark main, overflow;
+    warned *warn;
+    size_t nwarn, capwarn;
     struct stat st;
 } followed;
 
@@ -1120,6 +1139,85 @@ static void log_ring(logger *lg, const breaker *br, mark *m)
 
 /* A line when the file becomes unusable or usable again (refresh() says so on stderr);
    "replaced" when the file now at the path is another than the one logged so far. */
+/* The warning of key ("" for a breaker) as logged, or NULL; add: make it (not degraded). */
+static warned *warned_of(followed *f, const char *key, bool add)
+{
+    for (size_t i = 0; i < f->nwarn; i++)
+        if (strcmp(f->warn[i].key, key) == 0)
+            return &f->warn[i];
+    if (!add)
+        return NULL;
+    if (f->nwarn == f->capwarn &&
+        !(f->warn = realloc(f->warn, sizeof *f->warn * (f->capwarn = f->capwarn ? 2 * f->capwarn : 8))))
+        die(EXIT_FILE, "out of memory");
+    warned *w = &f->warn[f->nwarn++];
+    memset(w, 0, sizeof *w);
+    snprintf(w->key, sizeof w->key, "%s", key);
+    w->src = -1;
+    return w;
+}
+
+/* A change of the early warning (stats.degraded, warn_failure_rate): logged when it
+   differs from the last line about it. A key's is logged once it is held no longer too,
+   as not degraded. No "generation": the warning is no transition. */
+static void log_warning(logger *lg, const breaker *br, followed *f, const char *key,
+                        const cb_stats *s)
+{
+    bool degraded = s && s->degraded;
+    warned *w = warned_of(f, key, degraded);
+    if (!w || w->degraded == degraded)
+        return;
+    text *b = &lg->body;
+    b->len = 0;
+    if (*key) {
+        put(b, "\"key\":");
+        put_str(b, key);
+        put(b, ",");
+    }
+    put(b, "\"warning\":true,\"degraded\":%s", degraded ? "true" : "false");
+    if (s)
+        put(b, ",\"state\":\"%s\",\"window_calls\":%u,\"window_failures\":%u",
+            cb_state_name(s->state), s->window_calls, s->window_failures);
+    else
+        put(b, ",\"held\":false");
+    log_line(lg, br, lg->mono_ns, b->s);
+    w->degraded = degraded;
+    w->src = 0;
+}
+
+typedef struct warn_scan { logger *lg; const breaker *br; followed *f; bool *seen; } warn_scan;
+
+static bool warn_key(const char *key, size_t len, const cb_stats *s, void *user)
+{
+    warn_scan *ws = user;
+    char text[3 * CB_GROUP_KEY_MAX + 1];
+    json_key(key, len, text);
+    warned *w = warned_of(ws->f, text, false);
+    if (w)
+        ws->seen[w - ws->f->warn] = true;
+    log_warning(ws->lg, ws->br, ws->f, text, s);
+    return true;
+}
+
+static void log_warnings(logger *lg, const breaker *br, followed *f)
+{
+    if (br->b) {
+        cb_stats s;
+        cb_stats_get(br->b, &s);
+        log_warning(lg, br, f, "", &s);
+        return;
+    }
+    size_t before = f->nwarn;   /* the keys warned of before this read */
+    bool *seen = xmalloc(before + 1);
+    memset(seen, 0, before + 1);
+    warn_scan ws = { lg, br, f, seen };
+    cb_group_each(br->g, warn_key, &ws);
+    for (size_t i = 0; i < before; i++)
+        if (!seen[i] && f->warn[i].degraded)   /* a warned key no longer held */
+            log_warning(lg, br, f, f->warn[i].key, NULL);
+    free(seen);
+}
+
 static void log_usable(logger *lg, const breaker *br, bool replaced)
 {
     text *b = &lg->body;
@@ -1155,6 +1253,7 @@ static void log_file(logger *lg, breaker *br, followed *f)
         log_ring(lg, br, &f->main);
         log_breaker(lg, br, cb_group_overflow(br->g), true, &f->overflow);
     }
+    log_warnings(lg, br, f);
 }
 
 static void log_poll(logger *lg, breaker *bs, followed *fs, int n)
@@ -1181,11 +1280,37 @@ static bool line_u64(const char *line, const char *member, uint64_t *out)
     return errno == 0;
 }
 
+/* A warning line: the warning of its breaker or key as logged, unless a newer log file
+   said it already (in one file, the last line about it wins). */
+static void resume_warning(const cJSON *o, int src, const breaker *bs, followed *fs, int n)
+{
+    const cJSON *file = cJSON_GetObjectItemCaseSensitive(o, "file");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
+    const cJSON *key = cJSON_GetObjectItemCaseSensitive(o, "key");
+    if (!cJSON_IsString(file) || !cJSON_IsString(name))
+        return;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(bs[i].path, file->valuestring) != 0 || strcmp(bs[i].name, name->valuestring) != 0 ||
+            (bs[i].g != NULL) != cJSON_IsString(key))
+            continue;
+        warned *w = warned_of(&fs[i], cJSON_IsString(key) ? key->valuestring : "", true);
+        if (w->src == -1 || w->src == src) {
+            w->src = src;
+            w->degraded = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "degraded"));
+        }
+    }
+}
+
 /* One line of a log: a transition of a watched history sets its mark, unless a newer
    log file (a smaller src) set it already. */
 static void resume_line(const char *line, int src, const breaker *bs, followed *fs, int n)
 {
     cJSON *o = cJSON_Parse(line);
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "warning"))) {
+        resume_warning(o, src, bs, fs, n);
+        cJSON_Delete(o);
+        return;
+    }
     const cJSON *file = cJSON_GetObjectItemCaseSensitive(o, "file");
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
     const cJSON *key = cJSON_GetObjectItemCaseSensitive(o, "key");
@@ -1225,7 +1350,7 @@ static void resume_from(const char *path, int src, const breaker *bs, followed *
     size_t cap = 0;
     ssize_t len;
     while ((len = getline(&line, &cap, in)) > 0)   /* a line cut short has no '\n': skipped */
-        if (line[len - 1] == '\n' && strstr(line, "\"generation\":"))
+        if (line[len - 1] == '\n' && (strstr(line, "\"generation\":") || strstr(line, "\"warning\":true")))
             resume_line(line, src, bs, fs, n);
     free(line);
     fclose(in);
@@ -1273,6 +1398,8 @@ static void watch_log(const watch_opts *w, breaker *bs, int n)
     close(lg.fd);
     free(lg.line.s);
     free(lg.body.s);
+    for (int i = 0; i < n; i++)
+        free(fs[i].warn);
     free(fs);
 }
 
@@ -1781,14 +1908,26 @@ static double failure_rate(const cb_config *c, const cb_stats *s)
 /* CRITICAL only while the breaker will refuse the next call for time still to run. Once
    an open period is over the next call probes; a 503 then would keep a load balancer
    from ever sending that call, and the instance would stay out for good. */
-static enum health health_of(bool critical, const cb_stats *s, uint64_t retry_ms, double rate,
-                             double warn)
+static enum health health_of(bool critical, const cb_stats *s, uint64_t retry_ms, bool warned)
 {
     if (s->state == CB_FORCED_OPEN || (s->state == CB_OPEN && retry_ms > 0))
         return critical ? CRITICAL : UNHEALTHY;
-    if (s->state == CB_OPEN || s->state == CB_HALF_OPEN || (s->state != CB_DISABLED && rate >= warn))
+    if (s->state == CB_OPEN || s->state == CB_HALF_OPEN || (s->state != CB_DISABLED && warned))
         return DEGRADED;
     return HEALTHY;
+}
+
+#define WARN_DEFAULT 0.2
+
+/* Does the breaker warn (DEGRADED while CLOSED)? Its own early warning (warn_failure_rate,
+   stats.degraded) when it has one and --warn-failure-rate did not override it (warn < 0);
+   else the window's rate at or above the flag's rate, or 0.2. */
+static bool warns(const cb_config *c, const cb_stats *s, double warn)
+{
+    if (warn < 0 && c->warn_failure_rate > 0)
+        return s->degraded;
+    double rate = failure_rate(c, s);
+    return rate >= 0 && rate >= (warn < 0 ? WARN_DEFAULT : warn);
 }
 
 /* A breaker's (or a key's) fields of /health. */
@@ -1796,7 +1935,7 @@ static enum health health_fields(cJSON *o, bool critical, const cb_config *c, co
                                  uint64_t retry_ms, double warn)
 {
     double rate = failure_rate(c, s);
-    enum health h = health_of(critical, s, retry_ms, rate, warn);
+    enum health h = health_of(critical, s, retry_ms, warns(c, s, warn));
     cJSON_AddStringToObject(o, "state", cb_state_name(s->state));
     cJSON_AddStringToObject(o, "health", health_names[h]);
     if (rate >= 0)
@@ -1805,6 +1944,7 @@ static enum health health_fields(cJSON *o, bool critical, const cb_config *c, co
         cJSON_AddNullToObject(o, "failure_rate");
     cJSON_AddNumberToObject(o, "window_calls", s->window_calls);
     cJSON_AddNumberToObject(o, "retry_after_ms", (double)retry_ms);
+    cJSON_AddBoolToObject(o, "degraded", s->degraded);
     return h;
 }
 
@@ -1821,7 +1961,7 @@ static bool tally_key(const char *key, size_t len, const cb_stats *s, void *user
     (void)key, (void)len;
     uint64_t retry_ms = s->state == CB_OPEN && s->open_until_ns > t->now_ns
                             ? (s->open_until_ns - t->now_ns + 999999) / 1000000 : 0;
-    enum health h = health_of(false, s, retry_ms, failure_rate(t->c, s), t->warn);
+    enum health h = health_of(false, s, retry_ms, warns(t->c, s, t->warn));
     t->refusing += h == UNHEALTHY;
     t->unwell += h == DEGRADED;
     return true;
@@ -1905,7 +2045,7 @@ static char *health_json(const server *sv, enum health *worst)
             *worst = h;
     }
     cJSON_AddStringToObject(doc, "status", health_names[*worst]);
-    cJSON_AddNumberToObject(doc, "warn_failure_rate", sv->warn);
+    cJSON_AddNumberToObject(doc, "warn_failure_rate", sv->warn < 0 ? WARN_DEFAULT : sv->warn);
     cJSON_AddItemToObject(doc, "breakers", list);
     char *text = cJSON_PrintUnformatted(doc);
     cJSON_Delete(doc);
@@ -1977,7 +2117,8 @@ static const char USAGE_SERVE[] =
     "  /metrics  Prometheus text format 0.0.4, as cbctl metrics --prometheus\n"
     "  /health   JSON {\"status\": ..., \"breakers\": [...]}; status is the worst of:\n"
     "            HEALTHY; DEGRADED (half-open, open with its period over so that the\n"
-    "            next call probes, or a window failure rate >= R); UNHEALTHY (forced-open,\n"
+    "            next call probes, or warned: its own early warning, stats.degraded of\n"
+    "            warn_failure_rate, else a window failure rate >= R); UNHEALTHY (forced-open,\n"
     "            or open with time left in its period; or its file cannot be used);\n"
     "            CRITICAL (a --critical breaker is so: HTTP 503; otherwise 200).\n"
     "            A group is DEGRADED while any key is not healthy, UNHEALTHY when its\n"
@@ -1986,7 +2127,8 @@ static const char USAGE_SERVE[] =
     "A file replaced at its path is followed (it must hold the same breaker or group).\n"
     "--listen HOST:PORT       a numeric address, e.g. 127.0.0.1:9464 or [::1]:9464; port 0\n"
     "                         picks a free one; the address is printed once listening\n"
-    "--warn-failure-rate=R    in (0, 1], default 0.2\n"
+    "--warn-failure-rate=R    in (0, 1]: the warning rate for every breaker, over their own\n"
+    "                         warn_failure_rate; without it 0.2 for breakers that have none\n"
     "--critical=NAME          the breaker or group named NAME is critical (repeat for more)\n"
     "--max-connections=N      connections held at once, default 4096 (1..1000000), within\n"
     "                         the open files limit; more wait to be accepted\n"
@@ -2076,7 +2218,7 @@ static unsigned connection_limit(unsigned want, bool given)
 
 static int cmd_serve(int argc, char **argv)
 {
-    serve_opts o = { NULL, 0.2, xmalloc(sizeof(char *) * (size_t)argc), 0, MAX_CONNECTIONS,
+    serve_opts o = { NULL, -1, xmalloc(sizeof(char *) * (size_t)argc), 0, MAX_CONNECTIONS,
                      HEADER_TIMEOUT_MS, false, { 0, false } };
     const char **files = xmalloc(sizeof *files * (size_t)argc);
     int n = operands(argc, argv, serve_opt, &o, files);

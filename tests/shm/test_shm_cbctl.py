@@ -456,7 +456,7 @@ def test_health_document_describes_each_breaker(server, files):
     redis, db = doc["breakers"]
     assert redis == {"name": "redis", "file": str(files[0]), "state": "closed", "health": "HEALTHY",
                      "critical": False, "failure_rate": 0.1, "window_calls": 10,
-                     "retry_after_ms": 0}
+                     "retry_after_ms": 0, "degraded": False}
     assert db["critical"] is True and db["failure_rate"] is None   # no window: no rate
 
 
@@ -501,7 +501,8 @@ def test_scrapes_stay_valid_and_monotonic_while_workers_hammer_and_die(server, f
         code, _, text = server.get("/metrics")
         assert code == 200
         admitted = int(re.search(r'^cb_admitted_total\{name="redis"\} (\d+)$', text, re.M).group(1))
-        rejected = int(re.search(r'^cb_rejected_total\{name="redis"\} (\d+)$', text, re.M).group(1))
+        rejected = sum(int(n) for n in re.findall(   # one sample per reason
+            r'^cb_rejected_total\{name="redis",reason="[a-z_]+"\} (\d+)$', text, re.M))
         assert admitted + rejected >= last
         last = admitted + rejected
         if i == 5:
@@ -735,3 +736,22 @@ def test_connections_beyond_max_connections_wait_for_a_free_place(files):
         for c in idle:
             c.close()
         assert s.stop() == 0
+
+
+def test_serve_uses_a_breakers_own_warning_unless_the_flag_overrides_it(tmp_path):
+    flags = ["--name=api", "--window-calls=10", "--minimum-calls=10", "--failure-rate=0.9",
+             "--warn-failure-rate=0.3", "--open-ms=60000"]
+    api = create(tmp_path / "api.cb", flags)
+    drive(api, flags, "s=7", "f=3")          # 30%: its own warning, below the flag's 0.5
+    out = cbctl("show", api, check=0).stdout
+    assert "warning   DEGRADED (warn_failure_rate 0.3)" in out
+    for args, want in ([], "DEGRADED"), (["--warn-failure-rate=0.5"], "HEALTHY"):
+        s = Server(*args, api)
+        try:
+            code, _, body = s.get("/health")
+            entry = json.loads(body)["breakers"][0]
+            assert (code, entry["health"], entry["degraded"]) == (200, want, True), args
+        finally:
+            assert s.stop() == 0
+    drive(api, flags, "s=10")                # the failures left the window
+    assert "warning   none" in cbctl("show", api, check=0).stdout

@@ -234,6 +234,39 @@ def test_transitions_lost_between_two_reads_are_a_gap_line(tmp_path, watches):
                                                            first["generation"] + 301))
 
 
+WARNED = ["--name=api", "--window-calls=10", "--minimum-calls=10", "--failure-rate=0.9",
+          "--warn-failure-rate=0.3", "--open-ms=60000"]
+
+
+def warnings(log):
+    return [(ln.get("key"), ln["degraded"]) for ln in log_lines(log) if ln.get("warning")]
+
+
+def test_a_warning_change_is_logged_once_each_way_and_not_again_after_a_restart(tmp_path,
+                                                                               watches):
+    api = create(tmp_path / "api.cb", WARNED)
+    group = create(tmp_path / "g.cb", ["--capacity=4", *WARNED[:1], "--name=keys", *WARNED[1:]])
+    log = tmp_path / "incidents.log"
+    w = watches(log, api, group)
+    drive(api, WARNED, "s=7", "f=3")                   # 30% of 10: degraded
+    drive(group, ["--capacity=4", "--name=keys", *WARNED[1:]], "k=k1", "s=6", "f=4")
+    assert until(lambda: len(warnings(log)) == 2)
+    assert sorted(warnings(log), key=str) == sorted([(None, True), ("k1", True)], key=str)
+    line = [ln for ln in log_lines(log) if ln.get("warning") and "key" not in ln][0]
+    assert (line["state"], line["window_calls"], line["window_failures"]) == ("closed", 10, 3)
+    assert "generation" not in line and TIME.fullmatch(line["time"])
+    assert cbctl("metrics", "--json", api, check=0).stdout.count('"degraded":1') == 1
+    w.stop()
+    w = watches(log, api, group)                       # restarted: nothing new to say
+    time.sleep(0.3)
+    assert len(warnings(log)) == 2
+    drive(api, WARNED, "s=10")                         # 0 of the last 10 failed: recovered
+    assert until(lambda: len(warnings(log)) == 3)
+    assert warnings(log)[-1] == (None, False)
+    assert transitions(log_lines(log)) == []           # a warning is no transition
+    w.stop()
+
+
 def test_a_file_that_becomes_unusable_and_then_usable_is_logged(tmp_path, watches):
     db, log = create(tmp_path / "db.cb", DB), tmp_path / "incidents.jsonl"
     w = watches(log, db)
