@@ -2078,11 +2078,14 @@ static void cb__time_add(const cb_breaker *b, uint32_t gen, bool fail, bool slow
     cb__bucket *bk = &cb__buckets(b)[at.bucket];
     cb__closed_sums(b, at, f);
     uint32_t calls = cb__bucket_add(b, &bk->calls, at.e);
+    uint32_t fails = fail ? cb__bucket_add(b, &bk->failures, at.e) : cb__bucket_get(&bk->failures, at.e);
+    uint32_t slows = slow ? cb__bucket_add(b, &bk->slow, at.e) : cb__bucket_get(&bk->slow, at.e);
     f->calls += calls;
-    f->failures += fail ? cb__bucket_add(b, &bk->failures, at.e) : cb__bucket_get(&bk->failures, at.e);
-    f->slow += slow ? cb__bucket_add(b, &bk->slow, at.e) : cb__bucket_get(&bk->slow, at.e);
-    if (calls == 1 && f->calls) {   /* a bucket's first call: perhaps a round's */
-        cb__figures before = { f->calls - 1, f->failures - (fail ? 1 : 0), f->slow - (slow ? 1 : 0) };
+    f->failures += fails;
+    f->slow += slows;
+    if (calls == 1) {   /* a bucket's first call: perhaps a round's; the figures before it */
+        cb__figures before = { f->calls - 1, f->failures - (fail && fails ? 1 : 0),
+                               f->slow - (slow && slows ? 1 : 0) };
         cb__trend_mark(b->cb__lv, gen, at.e / b->cb__config->window_buckets, &before);
     }
 }
@@ -2414,10 +2417,11 @@ static void cb__closed_outcome(cb_breaker *b, uint64_t w, bool fail, bool slow, 
     cb__figures f;
     bool changed = cb__window_add(b, gen, fail, slow, &now, &have_now, &f);
     int why = cb__trip_reason(b->cb__config, run, changed ? &f : NULL);
-    if (why >= 0 && cb__w_state(w) == CB_CLOSED)
-        cb__transition(b, &w, cb__w_next(w, CB_OPEN, cb__w_k(w)), (cb_reason)why,
-                       have_now ? now : cb__now(b));
-    else if (changed)
+    if (why >= 0 && cb__w_state(w) == CB_CLOSED &&
+        (cb__transition(b, &w, cb__w_next(w, CB_OPEN, cb__w_k(w)), (cb_reason)why,
+                        have_now ? now : cb__now(b)) || cb__w_gen(w) != gen))
+        return;   /* tripped, or moved on by another thread */
+    if (changed)   /* no rule held, or the trip was held back (max_open_share) */
         cb__warn_check(b, w, &f, now, have_now);
 }
 
@@ -2436,11 +2440,12 @@ CB_API void cb__window_success(cb_breaker *b, uint64_t w)
     cb__figures f;
     cb__time_add(b, cb__w_gen(w), false, false, &now, &have_now, &f);
     int why = cb__window_rule(b->cb__config, &f);
-    if (CB__UNLIKELY(why >= 0) && cb__w_state(w) == CB_CLOSED)
-        cb__transition(b, &w, cb__w_next(w, CB_OPEN, cb__w_k(w)), (cb_reason)why,
-                       have_now ? now : cb__now(b));
-    else
-        cb__warn_check(b, w, &f, now, have_now);
+    uint32_t gen = cb__w_gen(w);
+    if (CB__UNLIKELY(why >= 0) && cb__w_state(w) == CB_CLOSED &&
+        (cb__transition(b, &w, cb__w_next(w, CB_OPEN, cb__w_k(w)), (cb_reason)why,
+                        have_now ? now : cb__now(b)) || cb__w_gen(w) != gen))
+        return;
+    cb__warn_check(b, w, &f, now, have_now);
 }
 
 /* -- OPEN: reject until the period ends; the first allow at or after it probes -- */
@@ -2958,11 +2963,15 @@ static size_t cb__registry_put(cb_registry *r, cb_breaker *b)
    at least one sees the other and takes itself out (both may: never both stay). */
 CB_API cb_err cb_registry_add(cb_registry *r, cb_breaker *b)
 {
+    cb__last[0] = 0;
     if (!b)
         return CB_EINVAL;
     size_t at = cb__registry_put(r, b);
     if (at == r->cap)
         return CB_ENOMEM;
+    /* seq_cst: each of two racing adds puts, then reads the other's slot; without a full
+       fence between, both could read the other's as empty (store buffering) and stay */
+    atomic_thread_fence(memory_order_seq_cst);
     size_t used = atomic_load_explicit(&r->used, memory_order_acquire);
     for (size_t i = 0; i < used && i < r->cap; i++) {
         cb_breaker *o = atomic_load_explicit(&r->slots[i], memory_order_acquire);
@@ -3082,13 +3091,15 @@ static void cb__sleep_ms(long ms)
 }
 
 /* Where a refusal is explained: "PATH: what is wrong". */
-typedef struct cb__why { const char *path; char *msg; size_t len; } cb__why;
+typedef struct cb__why { const char *path; char *msg; size_t len; bool quiet; } cb__why;
 
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((format(printf, 3, 4)))
 #endif
 static cb_err cb__shm_fail(const cb__why *y, cb_err e, const char *fmt, ...)
 {
+    if (y->quiet)   /* a probe whose failure is no error: nothing to tell */
+        return e;
     int n = snprintf(cb__last, sizeof cb__last, "%s: ", y->path);
     size_t at = n > 0 && (size_t)n < sizeof cb__last ? (size_t)n : sizeof cb__last - 1;
     va_list ap;
@@ -3278,7 +3289,7 @@ static cb_err cb__shm_finish(int fd, const cb_config *c, const cb__why *y)
                             "it (the next cb_shm_open with its config finishes it)");
     cb__shared h;
     uint64_t flen;
-    const cb__why quiet = { y->path, NULL, 0 };
+    const cb__why quiet = { y->path, NULL, 0, true };
     if (cb__shm_header(fd, &h, &flen, &quiet) == CB_OK && cb__shm_validate(&h, c, y) != CB_OK)
         return CB_EMISMATCH;   /* a whole block of another config, its ready mark cleared */
     /* never shrink: processes that map a longer block of this file keep their pages */
@@ -3413,7 +3424,7 @@ static cb_breaker *cb__shm_map(int fd, const cb_config *c, const cb__why *y, cb_
 CB_API cb_breaker *cb_shm_open_ex(const char *path, const cb_config *cfg, unsigned flags,
                                   cb_err *err, char *msg, size_t msg_len)
 {
-    cb__why y = { path, msg, msg_len };
+    cb__why y = { path, msg, msg_len, false };
     cb_config c;
     char bad[160];
     cb_breaker *b = NULL;
@@ -4929,7 +4940,7 @@ static bool cb__group_published(int fd)
 {
     cb__gshared h;
     uint64_t len;
-    const cb__why quiet = { "", NULL, 0 };
+    const cb__why quiet = { "", NULL, 0, true };
     if (cb__group_header(fd, &h, &len, &quiet) != CB_OK || h.magic != CB__GROUP_MAGIC)
         return false;
     /* the ready word, read through a short mapping: acquire pairs with the creator's release */
@@ -4972,7 +4983,7 @@ static cb_err cb__group_finish(int fd, const cb__gshared *want, const cb_config 
 CB_API cb_group *cb_group_shm_open_ex(const char *path, const cb_group_config *cfg, unsigned flags,
                                       cb_err *err, char *msg, size_t msg_len)
 {
-    cb__why y = { path, msg, msg_len };
+    cb__why y = { path, msg, msg_len, false };
     cb_config t;
     cb__gcfg gc;
     cb__gshared want, h;

@@ -540,7 +540,13 @@ static void show_group(FILE *out, const breaker *br, uint64_t now, const show_op
     fprintf(out, "  overflow  %s, %llu calls of keys that found no place (%llu rejected)\n",
             cb_state_name(os.state), (ull)gs.overflow, (ull)os.rejected);
     fprintf(out, "  config    %s\n", esc(flags));
-    size_t want = max_keys && max_keys < gs.keys ? max_keys : (size_t)gs.keys;
+    /* room for the keys held as a scan counts them (the group's own count is a file's word,
+       so it bounds nothing), and a few that may come meanwhile; never above capacity */
+    size_t want = cb_group_each(br->g, NULL, NULL) + 16;
+    if (want > gc.capacity)
+        want = gc.capacity;
+    if (max_keys && max_keys < want)
+        want = max_keys;
     cb_group_key *keys = xmalloc(sizeof *keys * (want ? want : 1));
     size_t held = cb_group_worst(br->g, keys, want), shown = held < want ? held : want;
     fprintf(out, "  keys      %s\n", held ? "worst first" : "none held");
@@ -1185,7 +1191,18 @@ static void log_warning(logger *lg, const breaker *br, followed *f, const char *
     w->src = 0;
 }
 
-typedef struct warn_scan { logger *lg; const breaker *br; followed *f; bool *seen; } warn_scan;
+/* Only what is warned now is remembered (not warned is what an absent entry means), so
+   the table stays as small as the warnings are few. */
+static void forget_recovered(followed *f)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < f->nwarn; i++)
+        if (f->warn[i].degraded)
+            f->warn[kept++] = f->warn[i];
+    f->nwarn = kept;
+}
+
+typedef struct warn_scan { logger *lg; const breaker *br; followed *f; bool *seen; size_t before; } warn_scan;
 
 static bool warn_key(const char *key, size_t len, const cb_stats *s, void *user)
 {
@@ -1193,7 +1210,7 @@ static bool warn_key(const char *key, size_t len, const cb_stats *s, void *user)
     char text[3 * CB_GROUP_KEY_MAX + 1];
     json_key(key, len, text);
     warned *w = warned_of(ws->f, text, false);
-    if (w)
+    if (w && (size_t)(w - ws->f->warn) < ws->before)   /* one warned before this read */
         ws->seen[w - ws->f->warn] = true;
     log_warning(ws->lg, ws->br, ws->f, text, s);
     return true;
@@ -1210,12 +1227,13 @@ static void log_warnings(logger *lg, const breaker *br, followed *f)
     size_t before = f->nwarn;   /* the keys warned of before this read */
     bool *seen = xmalloc(before + 1);
     memset(seen, 0, before + 1);
-    warn_scan ws = { lg, br, f, seen };
+    warn_scan ws = { lg, br, f, seen, before };
     cb_group_each(br->g, warn_key, &ws);
     for (size_t i = 0; i < before; i++)
         if (!seen[i] && f->warn[i].degraded)   /* a warned key no longer held */
             log_warning(lg, br, f, f->warn[i].key, NULL);
     free(seen);
+    forget_recovered(f);
 }
 
 static void log_usable(logger *lg, const breaker *br, bool replaced)
@@ -1357,16 +1375,12 @@ static void resume_from(const char *path, int src, const breaker *bs, followed *
 }
 
 /* Where the log left off: each history's last line in LOG, and for those LOG does not
-   name (just rotated, or quiet for long), in LOG.1, LOG.2, ... */
+   name (just rotated, or quiet for long), in LOG.1, LOG.2, ...; every file is read, as a
+   warning's last line may be in any of them. */
 static void resume(const logger *lg, const breaker *bs, followed *fs, int n)
 {
     char path[PATH_MAX];
     for (uint32_t k = 0; k <= lg->keep; k++) {
-        bool all = true;
-        for (int i = 0; i < n; i++)
-            all &= fs[i].main.have && (!bs[i].g || fs[i].overflow.have);
-        if (all)
-            return;
         if (k)
             snprintf(path, sizeof path, "%s.%u", lg->path, k);
         else
@@ -1384,6 +1398,8 @@ static void watch_log(const watch_opts *w, breaker *bs, int n)
         fs[i].st = bs[i].st;
     log_open(&lg);
     resume(&lg, bs, fs, n);
+    for (int i = 0; i < n; i++)
+        forget_recovered(&fs[i]);
     printf("cbctl watch: logging the transitions of %d file%s to %s every %u ms\n", n,
            n == 1 ? "" : "s", esc(w->log), w->interval_ms);
     fflush(stdout);

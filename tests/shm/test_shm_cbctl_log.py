@@ -267,6 +267,22 @@ def test_a_warning_change_is_logged_once_each_way_and_not_again_after_a_restart(
     w.stop()
 
 
+def test_a_warning_logged_before_a_rotation_is_not_repeated(tmp_path):
+    api = create(tmp_path / "api.cb", WARNED)
+    log = tmp_path / "incidents.log"
+    cbctl("set", api, "open", check=0)
+    cbctl("set", api, "closed", check=0)
+    drive(api, WARNED, "s=7", "f=3")                   # degraded, after two transitions
+    cbctl("watch", f"--log={log}", "--count=1", api, check=0)
+    lines = log.read_text().splitlines()
+    assert len(lines) == 3 and '"warning":true' in lines[2]
+    # as if the warning line had gone to LOG.1 and the transitions stayed in LOG
+    (tmp_path / "incidents.log.1").write_text(lines[2] + "\n")
+    log.write_text(lines[0] + "\n" + lines[1] + "\n")
+    cbctl("watch", f"--log={log}", "--count=1", api, check=0)
+    assert log.read_text().splitlines() == lines[:2]   # nothing repeated
+
+
 def test_a_file_that_becomes_unusable_and_then_usable_is_logged(tmp_path, watches):
     db, log = create(tmp_path / "db.cb", DB), tmp_path / "incidents.jsonl"
     w = watches(log, db)

@@ -266,6 +266,14 @@ TEST(a_failed_constructor_leaves_its_message_for_cb_last_error)
     CHECK_CONTAINS(cb_last_error(), "cb_init: len is below cb_size()");
     CHECK(!cb_group_new(&(cb_group_config){.capacity = CB_GROUP_CAPACITY_MAX + 1}, &e));
     CHECK_CONTAINS(cb_last_error(), "capacity");
+    char made[64];   /* a file made by the open: its probes of the empty file are no error */
+    snprintf(made, sizeof made, "/tmp/cb-last-error-%d.cb", (int)getpid());
+    unlink(made);
+    cb_breaker *sb = cb_shm_open(made, NULL, &e);
+    REQUIRE(sb);
+    CHECK_EQ(strcmp(cb_last_error(), ""), 0);
+    cb_shm_close(sb);
+    unlink(made);
     CHECK(!cb_shm_open("/nonexistent-folder-of-cb-tests/x.cb", NULL, &e));
     CHECK_EQ(e, CB_EIO);
     CHECK_CONTAINS(cb_last_error(), "/nonexistent-folder-of-cb-tests/x.cb: ");

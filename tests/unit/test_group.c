@@ -386,6 +386,31 @@ TEST(the_worst_keys_first_and_bounded_exports)
     cb_group_free(h);
 }
 
+/* A trip held back by max_open_share leaves the key CLOSED and warned: the warning is
+   told as for any breaker. */
+TEST(a_key_whose_trip_is_held_back_is_warned)
+{
+    cb_group *g = g_new((cb_group_config){.capacity = 8, .max_open_share = 0.1,
+        .breaker = {.name = "g", .window_calls = 4, .minimum_calls = 4, .failure_rate = 0.5,
+                    .warn_failure_rate = 0.25, .open_ms = 60000}});
+    for (int i = 0; i < 4; i++)
+        CHECK(g_call(g, "a", F));                     /* a opens: the one key allowed */
+    CHECK_EQ(cb_group_get_state(g, "a", 1), CB_OPEN);
+    CHECK(g_call(g, "b", S) && g_call(g, "b", S));
+    size_t before = gevents.n;
+    CHECK(g_call(g, "b", F) && g_call(g, "b", F));   /* 50%: its trip is held back */
+    CHECK_EQ(cb_group_get_state(g, "b", 1), CB_CLOSED);
+    CHECK(g_stats(g).trips_held >= 1);
+    cb_stats s;
+    CHECK(cb_group_key_stats(g, "b", 1, &s));
+    CHECK_EQ(s.degraded, 1);
+    int told = 0;
+    for (size_t i = before; i < gevents.n; i++)
+        told += gevents.ev[i].reason == CB_REASON_DEGRADED && gevents.ev[i].key_len == 1 &&
+                gevents.ev[i].key[0] == 'b' && gevents.ev[i].from == gevents.ev[i].to;
+    CHECK_EQ(told, 1);
+}
+
 TEST(sizes_and_configs)
 {
     cb_group_config c = {.capacity = 100000, .key_max = 64, .breaker = {.consecutive_failures = 5}};
