@@ -218,6 +218,26 @@ def nearest_rank(sorted_vals, p):
     return sorted_vals[max(1, math.ceil(p * len(sorted_vals))) - 1] if sorted_vals else None
 
 
+
+def accounting(check, b, summary, calls, per_key=None):
+    """The exactly-once accounting identity of the breaker's (or the group's summed)
+    counters b against the call log, and per key when per_key (its verdict) is given;
+    returns the log's counts by outcome."""
+    n = {o: sum(1 for c in calls if c["outcome"] == o) for o in ("ok", "fail", "rejected")}
+    ident = (b["admitted"] + b["rejected"] == summary["calls"] == len(calls) and
+             b["admitted"] == b["successes"] + b["failures"] + b["ignored"] + b["stale"] and
+             b["admitted"] == n["ok"] + n["fail"] and b["rejected"] == n["rejected"] and
+             per_key is not False)
+    keyed = per_key is not None
+    check("accounting identity (every key's counters = call log)" if keyed else
+          "accounting identity (breaker counters = call log)",
+          "admitted + rejected = calls; admitted = successes + failures + ignored + stale" +
+          (", per key" if keyed else ""),
+          f"{b['admitted']} + {b['rejected']} = {summary['calls']} (log {len(calls)}); "
+          f"{b['successes']} + {b['failures']} + {b['ignored']} + {b['stale']}" +
+          (f"; per key {'equal' if per_key else 'DIFFERENT'}" if keyed else ""), ident)
+    return n
+
 def analyze(sc, out_dir, run):
     """Every expectation of the scenario, computed from the logs in out_dir."""
     recs = read_jsonl(out_dir / "client.jsonl")
@@ -304,14 +324,7 @@ def analyze(sc, out_dir, run):
           f"{traffic} in {len(episodes)} open periods" + (f": {'; '.join(bad)}" if bad else ""), not bad)
 
     # Exactly-once accounting, from the breaker's counters and from the call log.
-    n = {o: sum(1 for c in calls if c["outcome"] == o) for o in ("ok", "fail", "rejected")}
-    ident = (b["admitted"] + b["rejected"] == summary["calls"] == len(calls) and
-             b["admitted"] == b["successes"] + b["failures"] + b["ignored"] + b["stale"] and
-             b["admitted"] == n["ok"] + n["fail"] and b["rejected"] == n["rejected"])
-    check("accounting identity (breaker counters = call log)",
-          "admitted + rejected = calls; admitted = successes + failures + ignored + stale",
-          f"{b['admitted']} + {b['rejected']} = {summary['calls']} (log {len(calls)}); "
-          f"{b['successes']} + {b['failures']} + {b['ignored']} + {b['stale']}", ident)
+    n = accounting(check, b, summary, calls)
 
     stalled = final_checks(check, sc, run, summary, admitted, out_dir)
     lat = summary["latency"]
@@ -545,19 +558,11 @@ def analyze_group(sc, out_dir, run):
           f"{traffic} in {periods} open periods" + (f": {'; '.join(bad)}" if bad else ""), not bad)
 
     # Exactly-once accounting, per key and in all, from the group's counters and the log.
-    n = {o: sum(1 for c in calls if c["outcome"] == o) for o in ("ok", "fail", "rejected")}
     per_key = all(v["admitted"] == sum(1 for c in kadm[k]) and
                   v["rejected"] == sum(1 for c in kcalls[k] if c["outcome"] == "rejected") and
                   v["admitted"] == v["successes"] + v["failures"] + v["ignored"] + v["stale"]
                   for k, v in summary["keys"].items())
-    ident = (b["admitted"] + b["rejected"] == summary["calls"] == len(calls) and
-             b["admitted"] == b["successes"] + b["failures"] + b["ignored"] + b["stale"] and
-             b["admitted"] == n["ok"] + n["fail"] and b["rejected"] == n["rejected"] and per_key)
-    check("accounting identity (every key's counters = call log)",
-          "admitted + rejected = calls; admitted = successes + failures + ignored + stale, per key",
-          f"{b['admitted']} + {b['rejected']} = {summary['calls']} (log {len(calls)}); "
-          f"{b['successes']} + {b['failures']} + {b['ignored']} + {b['stale']}; "
-          f"per key {'equal' if per_key else 'DIFFERENT'}", ident)
+    n = accounting(check, b, summary, calls, per_key)
 
     stalled = final_checks(check, sc, run, summary, admitted, out_dir)
     lat = summary["latency"]

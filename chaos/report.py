@@ -29,6 +29,17 @@ STATE_COLOUR = {"closed": "tab:green", "open": "tab:red", "half_open": "tab:oran
                 "forced_open": "darkred", "disabled": "grey", "metrics_only": "lightgreen"}
 
 
+
+def state_band(band, trans, t0, end):
+    """The breaker's states over the run as coloured bars: closed until the first of the
+    transitions trans, then each state until the next, the last until end (s)."""
+    state, since = "closed", 0.0
+    for t in trans + [{"t_ns": t0 + end * 1e9, "to": None}]:
+        at = (t["t_ns"] - t0) / 1e9
+        band.broken_barh([(since, max(at - since, 0))], (0, 1), color=STATE_COLOUR.get(state, "black"))
+        state, since = t["to"], at
+    band.set_yticks([])
+
 def read_jsonl(path):
     with open(path) as f:
         return [json.loads(line) for line in f]
@@ -59,12 +70,7 @@ def plot(run_dir, result):
     ax.legend(loc="upper right", fontsize=8, markerscale=3)
     verdict = "pass" if result["pass"] else "FAIL"
     ax.set_title(f"{result['scenario']} ({result.get('settings', '')} settings): {verdict}", fontsize=10)
-    state, since = "closed", 0.0
-    for t in trans + [{"t_ns": t0 + end * 1e9, "to": None}]:
-        at = (t["t_ns"] - t0) / 1e9
-        band.broken_barh([(since, max(at - since, 0))], (0, 1), color=STATE_COLOUR.get(state, "black"))
-        state, since = t["to"], at
-    band.set_yticks([])
+    state_band(band, trans, t0, end)
     band.set_ylabel("breaker")
     band.set_xlabel("seconds since the workload started (shaded: fault)")
     band.set_xlim(0, end)
@@ -111,12 +117,7 @@ def plot_group(run_dir, result, bin_s=0.1):
     for band, k in zip(axes[1:], keys):
         trans = sorted((r for r in recs if r.get("event") == "transition" and r.get("group_key") == k),
                        key=lambda r: r["generation"])
-        state, since = "closed", 0.0
-        for t in trans + [{"t_ns": t0 + end * 1e9, "to": None}]:
-            at = (t["t_ns"] - t0) / 1e9
-            band.broken_barh([(since, max(at - since, 0))], (0, 1), color=STATE_COLOUR.get(state, "black"))
-            state, since = t["to"], at
-        band.set_yticks([])
+        state_band(band, trans, t0, end)
         band.set_ylabel(k, rotation=0, ha="right", va="center", fontsize=8)
     axes[-1].set_xlabel("seconds since the workload started (shaded: fault)")
     axes[-1].set_xlim(0, end)
