@@ -148,7 +148,8 @@ def test_every_breaker_flag_reaches_the_breaker(chaos_bin):
     flags = {"name": "x1", "consecutive-failures": 7, "window-calls": 50, "minimum-calls": 20,
              "failure-rate": 0.25, "failures-in-window": 9, "slow-call-ms": 30, "slow-call-rate": 0.75,
              "max-concurrent": 4, "open-ms": 1500, "backoff": 1.5, "max-open-ms": 6000,
-             "jitter": 0.125, "half-open-calls": 3, "probe-timeout-ms": 900, "seed": 42}
+             "jitter": 0.125, "half-open-calls": 3, "probe-timeout-ms": 900, "seed": 42,
+             "warn-failure-rate": 0.125}
     r = run_prog(chaos_bin, "redis_client", "--dry-run", *(f"--{k}={v}" for k, v in flags.items()))
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["breaker"] == {**flags, "window-ms": 0, "window-buckets": 0}
