@@ -1838,8 +1838,9 @@ static bool cb__ring_add(const cb_breaker *b, uint32_t gen, bool fail, bool slow
     uint32_t entry = CB__RING_GEN(gen) << 3 | 4u | (slow ? 2u : 0u) | (fail ? 1u : 0u);
     /* relaxed: the position only spreads writers over the ring; entries carry their tag */
     uint64_t pos = atomic_fetch_add_explicit(&lv->win_head, 1, memory_order_relaxed);
-    _Atomic(uint32_t) *slot = &ring[pos % b->cb__window_calls];
-    if (pos % b->cb__window_calls == 0) {   /* a round begins: the trend's figures */
+    uint64_t at = pos % b->cb__window_calls;
+    _Atomic(uint32_t) *slot = &ring[at];
+    if (at == 0) {   /* a round begins: the trend's figures */
         cb__figures before;
         cb__ring_figures(lv, gen, &before);
         cb__trend_mark(lv, gen, pos / b->cb__window_calls, &before);
