@@ -2071,6 +2071,15 @@ static int cb__trip_reason(const cb__cfg *c, uint32_t run, const cb__figures *f)
     return f ? cb__window_rule(c, f) : -1;
 }
 
+/* The first call of a time window's bucket e, which made the figures f (failed, slow:
+   its failure, its slowness counted): the trend's round, if a new one began. */
+static CB__NOINLINE void cb__trend_time(const cb_breaker *b, uint32_t gen, uint64_t e,
+                                        const cb__figures *f, bool failed, bool slow)
+{
+    cb__figures before = { f->calls - 1, f->failures - failed, f->slow - slow };
+    cb__trend_mark(b->cb__lv, gen, e / b->cb__config->window_buckets, &before);
+}
+
 /* Put a SUCCESS or FAILURE of period gen in the time window; *f: its figures after. */
 static void cb__time_add(const cb_breaker *b, uint32_t gen, bool fail, bool slow, uint64_t *now,
                          bool *have_now, cb__figures *f)
@@ -2080,15 +2089,12 @@ static void cb__time_add(const cb_breaker *b, uint32_t gen, bool fail, bool slow
     cb__closed_sums(b, at, f);
     uint32_t calls = cb__bucket_add(b, &bk->calls, at.e);
     uint32_t fails = fail ? cb__bucket_add(b, &bk->failures, at.e) : cb__bucket_get(&bk->failures, at.e);
-    uint32_t slows = slow ? cb__bucket_add(b, &bk->slow, at.e) : cb__bucket_get(&bk->slow, at.e);
     f->calls += calls;
     f->failures += fails;
+    uint32_t slows = slow ? cb__bucket_add(b, &bk->slow, at.e) : cb__bucket_get(&bk->slow, at.e);
     f->slow += slows;
-    if (calls == 1) {   /* a bucket's first call: perhaps a round's; the figures before it */
-        cb__figures before = { f->calls - 1, f->failures - (fail && fails ? 1 : 0),
-                               f->slow - (slow && slows ? 1 : 0) };
-        cb__trend_mark(b->cb__lv, gen, at.e / b->cb__config->window_buckets, &before);
-    }
+    if (CB__UNLIKELY(calls == 1))   /* a bucket's first call: perhaps a round's */
+        cb__trend_time(b, gen, at.e, f, fail && fails, slow && slows);
 }
 
 /* Put a SUCCESS or FAILURE of period gen in the window; true if the figures changed, and
@@ -2385,10 +2391,9 @@ static bool cb__warns(const cb__cfg *c, const cb__figures *f)
 /* After an outcome changed the window of a CLOSED (or METRICS_ONLY) period to f and
    tripped nothing: the early warning. Its changes are told to on_event once each, as an
    event with from == to and reason DEGRADED or RECOVERED (no transition, no history). */
-static void cb__warn_check(cb_breaker *b, uint64_t w, const cb__figures *f, uint64_t now, bool have_now)
+static CB__NOINLINE void cb__warn_check(cb_breaker *b, uint64_t w, const cb__figures *f,
+                                        uint64_t now, bool have_now)
 {
-    if (!(b->cb__config->warn_failure_rate > 0))
-        return;
     uint32_t gen = cb__w_gen(w);
     bool on = cb__warns(b->cb__config, f);
     _Atomic(uint64_t) *word = &b->cb__lv->warn;
@@ -2422,7 +2427,7 @@ static void cb__closed_outcome(cb_breaker *b, uint64_t w, bool fail, bool slow, 
         (cb__transition(b, &w, cb__w_next(w, CB_OPEN, cb__w_k(w)), (cb_reason)why,
                         have_now ? now : cb__now(b)) || cb__w_gen(w) != gen))
         return;   /* tripped, or moved on by another thread */
-    if (changed)   /* no rule held, or the trip was held back (max_open_share) */
+    if (changed && b->cb__config->warn_failure_rate > 0)   /* no rule held, or held back */
         cb__warn_check(b, w, &f, now, have_now);
 }
 
@@ -2446,7 +2451,8 @@ CB_API void cb__window_success(cb_breaker *b, uint64_t w)
         (cb__transition(b, &w, cb__w_next(w, CB_OPEN, cb__w_k(w)), (cb_reason)why,
                         have_now ? now : cb__now(b)) || cb__w_gen(w) != gen))
         return;
-    cb__warn_check(b, w, &f, now, have_now);
+    if (b->cb__config->warn_failure_rate > 0)
+        cb__warn_check(b, w, &f, now, have_now);
 }
 
 /* -- OPEN: reject until the period ends; the first allow at or after it probes -- */
