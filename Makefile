@@ -34,9 +34,10 @@ deps-test:
 	@$(NEED) $(TEST_DEPS)
 
 test: deps-test
-	@set -e; for step in $(TEST_STEPS); do \
-	    echo "== $$step"; $(MAKE) --no-print-directory $$step; done
-	@echo "== make test: all steps passed"
+	@set -e; t0=$$(date +%s); for step in $(TEST_STEPS); do \
+	    s=$$(date +%s); echo "== $$step"; $(MAKE) --no-print-directory $$step; \
+	    echo "== $$step: $$(( $$(date +%s) - s )) s"; done; \
+	    echo "== make test: all steps passed in $$(( $$(date +%s) - t0 )) s"
 
 $(BUILD):
 	@mkdir -p $@

@@ -5,10 +5,10 @@
 #   fuzz-merge   fold those new inputs into the committed corpus, minimized
 #   test-fuzz    (make test) replay the committed corpus; replay it against each planted
 #                bug (in the model or in cb.h), which must be caught; then fuzz
-#                FUZZ_TEST_TIME seconds (default 20) each
+#                FUZZ_TEST_TIME seconds (default 12) each
 
 FUZZ_TIME      ?= 60
-FUZZ_TEST_TIME ?= 20
+FUZZ_TEST_TIME ?= 12
 FUZZ_TARGETS   := fuzz_diff fuzz_config fuzz_group
 # Planted bugs, named <target>-<where><n>: where is model (MODEL_BUG in tests/fuzz/model.c,
 # 7..9 in tests/fuzz/model_group.c) or cb (bug n of tests/planted.py, applied to a copy of
