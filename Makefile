@@ -5,6 +5,7 @@ CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -Wall -Wextra -Wpedantic -Werror
 BUILD   ?= build
 PYTHON  := /usr/bin/python3
+TEST_JOBS ?= 2  # make test builds each step's programs this many at a time (its tests run one by one)
 NEED    := scripts/need.sh
 LDLIBS  := -lpthread
 # Python writes no __pycache__ into the source tree; pytest runs with -p no:cacheprovider.
@@ -35,7 +36,7 @@ deps-test:
 
 test: deps-test
 	@set -e; t0=$$(date +%s); for step in $(TEST_STEPS); do \
-	    s=$$(date +%s); echo "== $$step"; $(MAKE) --no-print-directory $$step; \
+	    s=$$(date +%s); echo "== $$step"; $(MAKE) -j$(TEST_JOBS) --no-print-directory $$step; \
 	    echo "== $$step: $$(( $$(date +%s) - s )) s"; done; \
 	    echo "== make test: all steps passed in $$(( $$(date +%s) - t0 )) s"
 

@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # Usage: model/check.sh OUTDIR [full]
 # Checks model/breaker.pml (the state word), model/ring.pml (the count window) and
 # model/group.pml (the slot lifecycle of a keyed group) and model/registry.pml (a
@@ -16,11 +16,17 @@ cd "$out" || exit 1
 fail=0
 
 # run EXPECT NAME SPIN_DEFINES [MODEL]: EXPECT is "ok" (verifies) or "caught" (an error
-# is found); MODEL defaults to breaker.pml
-run() {
-    spin -a $3 "${4:-breaker.pml}" > /dev/null &&
-        $cc -O2 -w -DSAFETY -DCOLLAPSE -DMEMLIM=3000 -o pan pan.c || { fail=1; return; }
-    ./pan -m1000000 -w24 > "$2.out" 2>&1
+# is found); MODEL defaults to breaker.pml. Each run has a folder of its own and runs in
+# the background, MODEL_JOBS (default 2) at a time; its verdict goes to NAME.res, printed
+# in order at the end.
+jobs_max=${MODEL_JOBS:-2}
+names=""
+check() {
+    mkdir -p "$2.d" && cd "$2.d" || return 1
+    spin -a $3 "../${4:-breaker.pml}" > /dev/null &&
+        $cc -O2 -w -DSAFETY -DCOLLAPSE -DMEMLIM=3000 -o pan pan.c || { echo "spin: FAILED  $2 (no pan)"; return 1; }
+    ./pan -m1000000 -w24 > "../$2.out" 2>&1
+    cd .. && rm -rf "$2.d"
     errors=$(sed -n 's/.*errors: \([0-9]*\)$/\1/p' "$2.out")
     states=$(sed -n 's/^ *\([0-9.e+]*\) states, stored.*/\1/p' "$2.out")
     secs=$(sed -n 's/^pan: elapsed time \([0-9.e+]*\).*/\1/p' "$2.out")
@@ -31,8 +37,12 @@ run() {
         echo "spin: caught  $2: $found, after $states states"
     else
         echo "spin: FAILED  $2 (expected $1; see $out/$2.out)"
-        fail=1
     fi
+}
+run() {
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n; done
+    names="$names $2"
+    check "$@" > "$2.res" 2>&1 &
 }
 
 run ok "2-callers" "-DNPROC=2"
@@ -75,5 +85,10 @@ run ok "registry-3-adders-remover" "-DNPROC=3 -DREMOVE" registry.pml
 run caught "registry-bug1-no-look" "-DBUG=1 -DNPROC=3" registry.pml
 run caught "registry-bug2-look-below-only" "-DBUG=2 -DNPROC=3" registry.pml
 
-rm -f pan pan.* _spin_nvr.tmp
+wait
+for n in $names; do
+    cat "$n.res"
+    grep -q '^spin: \(ok\|caught\) ' "$n.res" || fail=1
+    rm -f "$n.res"
+done
 exit $fail
