@@ -3812,13 +3812,9 @@ CB_API void cb_group_config_get(const cb_group *g, cb_group_config *out)
 {
     memset(out, 0, sizeof *out);
     cb_config_get(g->overflow, &out->breaker);
-    out->capacity = g->gcfg.capacity;
-    out->key_max = g->gcfg.key_max;
-    out->idle_ms = g->gcfg.idle_ms;
-    out->max_open_share = g->gcfg.max_open_share;
-    out->dominant_share = g->gcfg.dominant_share;
-    out->dominant_min_calls = g->gcfg.dominant_min_calls;
-    out->dominant_window_ms = g->gcfg.dominant_window_ms;
+#define CB__GGET(type, field, flag, doc) out->field = g->gcfg.field;
+    CB__GROUP_CONFIG_FIELDS(CB__GGET)
+#undef CB__GGET
 }
 
 CB_API cb_breaker *cb_group_overflow(cb_group *g) { return g->overflow; }

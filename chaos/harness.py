@@ -219,6 +219,28 @@ def nearest_rank(sorted_vals, p):
 
 
 
+def trip_checks(check, f, out, who, opens, admitted, s):
+    """Fault f's trip of `who` (the breaker, or a group's key), from its opens in the
+    fault's window and the calls admitted to it: none when f must not trip it; else it
+    opens, within max_calls_to_trip calls from the fault's start s, for f's reason. True
+    when it opened (the checks of its open periods follow)."""
+    if not f["trip"]:
+        check(f"{f['name']}: {who} stays closed", "0 opens", f"{len(opens)} opens", not opens)
+        return False
+    check(f"{f['name']}: {who} opens", "opens", "opens" if opens else "never opened", opens)
+    if not opens:
+        return False
+    first = opens[0]
+    out["calls_to_trip"] = sum(1 for c in admitted if s <= c["t_ns"] < first["t_ns"])
+    out["reason"] = first["reason"]
+    if f["max_calls_to_trip"]:
+        check(f"{f['name']}: admitted calls of {who} from fault start to open", f"<= {f['max_calls_to_trip']}",
+              out["calls_to_trip"], out["calls_to_trip"] <= f["max_calls_to_trip"])
+    if f["reason"]:
+        check(f"{f['name']}: reason", f["reason"], first["reason"], first["reason"] == f["reason"])
+    return True
+
+
 def accounting(check, b, summary, calls, per_key=None):
     """The exactly-once accounting identity of the breaker's (or the group's summed)
     counters b against the call log, and per key when per_key (its verdict) is given;
@@ -269,20 +291,9 @@ def analyze(sc, out_dir, run):
                "max_calls_to_trip": f["max_calls_to_trip"], "calls_to_trip": None, "reason": None,
                "recover_ms": None, "recover_bound_ms": None}
         faults.append(out)
-        if not f["trip"]:
-            check(f"{f['name']}: breaker stays closed", "0 opens", f"{len(opens)} opens", not opens)
+        if not trip_checks(check, f, out, "breaker", opens, admitted, s):
             continue
-        check(f"{f['name']}: breaker opens", "opens", "opens" if opens else "never opened", opens)
-        if not opens:
-            continue
-        first, last = opens[0], opens[-1]
-        out["calls_to_trip"] = sum(1 for c in admitted if s <= c["t_ns"] < first["t_ns"])
-        out["reason"] = first["reason"]
-        if f["max_calls_to_trip"]:
-            check(f"{f['name']}: admitted calls from fault start to open", f"<= {f['max_calls_to_trip']}",
-                  out["calls_to_trip"], out["calls_to_trip"] <= f["max_calls_to_trip"])
-        if f["reason"]:
-            check(f"{f['name']}: reason", f["reason"], first["reason"], first["reason"] == f["reason"])
+        last = opens[-1]
         close = next((t for t in trans if t["to"] == "closed" and t["generation"] > last["generation"]), None)
         bound = last["open_ms"] + timeout_ms + interval_ms + slack
         out["recover_bound_ms"] = bound
@@ -469,20 +480,9 @@ def analyze_group(sc, out_dir, run):
                   f">= {sc['min_rate_ratio']}",
                   ", ".join(f"{j} {out['rates'][j][1]:.0f}/{out['rates'][j][0]:.0f}" for j in sorted(ratios)) +
                   f" (lowest {ratios[worst]:.2f})", ratios[worst] >= sc["min_rate_ratio"])
-        if not f["trip"]:
-            check(f"{f['name']}: {k} stays closed", "0 opens", f"{len(opens)} opens", not opens)
+        if not trip_checks(check, f, out, k, opens, kadm[k], s):
             continue
-        check(f"{f['name']}: {k} opens", "opens", "opens" if opens else "never opened", opens)
-        if not opens:
-            continue
-        first, last = opens[0], opens[-1]
-        out["calls_to_trip"] = sum(1 for c in kadm[k] if s <= c["t_ns"] < first["t_ns"])
-        out["reason"] = first["reason"]
-        if f["max_calls_to_trip"]:
-            check(f"{f['name']}: admitted calls of {k} from fault start to open", f"<= {f['max_calls_to_trip']}",
-                  out["calls_to_trip"], out["calls_to_trip"] <= f["max_calls_to_trip"])
-        if f["reason"]:
-            check(f"{f['name']}: reason", f["reason"], first["reason"], first["reason"] == f["reason"])
+        last = opens[-1]
         if f["backoff"]:
             # each open period of the key chosen longer than the last (until max-open-ms),
             # and lasting longer too: from the open to the half-open that ended it

@@ -570,7 +570,7 @@ static void show_group(FILE *out, const breaker *br, uint64_t now, const show_op
     size_t n = o->history ? cb_group_history(br->g, ev, o->history, kb, (size_t)gc.key_max * o->history) : 0;
     fprintf(out, "  history   %s\n", n ? "(oldest first)" : o->history ? "none" : "not shown (--history=0)");
     for (size_t i = 0; i < n; i++)
-        show_event(out, &ev[i], now, ev[i].key ? key_text(ev[i].key, ev[i].key_len, text) : "(overflow)");
+        show_event(out, &ev[i], now, key_text(ev[i].key, ev[i].key_len, text));   /* the ring's: keyed */
     free(kb);
     free(ev);
 }
@@ -1569,9 +1569,9 @@ static void group_resolved(const cb_group_config *gc, cb_group_config *out)
     *out = *gc;
     if (cb__group_resolve(gc, &out->breaker, &r, NULL, 0) != CB_OK)
         return;
-    out->capacity = r.capacity, out->key_max = r.key_max, out->idle_ms = r.idle_ms;
-    out->max_open_share = r.max_open_share, out->dominant_share = r.dominant_share;
-    out->dominant_min_calls = r.dominant_min_calls, out->dominant_window_ms = r.dominant_window_ms;
+#define FROM_RESOLVED(type, field, flag, doc) out->field = r.field;
+    CB__GROUP_CONFIG_FIELDS(FROM_RESOLVED)
+#undef FROM_RESOLVED
 }
 
 static int cmd_create(int argc, char **argv)
